@@ -1,0 +1,14 @@
+// CRC32C (Castagnoli), as used by iSCSI, ext4 and RocksDB. Hardware (SSE4.2) on x86-64,
+// portable table otherwise. Thread safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace adaptcache {
+
+// Extends `crc` (0 to start) over `n` bytes. Crc32c("123456789") == 0xE3069283.
+uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
+inline uint32_t Crc32c(const void* data, size_t n) { return Crc32cExtend(0, data, n); }
+
+}  // namespace adaptcache

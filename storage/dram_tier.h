@@ -1,0 +1,139 @@
+// The DRAM tier: one pool in shared memory that local clients map, a variable-size
+// allocator inside it, an index of committed entries, leases and reservations, and LRU
+// eviction of unleased entries when space runs out (the optimizer replaces LRU later).
+//
+// Lifecycle of a write:   Allocate -> write container bytes via Bytes() -> Commit
+//                         (or Free if the write is abandoned).
+// Shared-memory Put:      Reserve (extent with an expiry; the client writes the raw
+//                         tensor into it) -> TakeReservation -> encode elsewhere -> Free.
+// A read:                 Acquire (lease pins the entry) -> read Bytes() -> Release.
+//
+// Nothing that a lease or reservation covers is freed, moved or reused until the lease
+// is released or expires. Deleting or replacing a leased entry unlinks it from the index
+// at once and frees its extent when the last lease ends. Expired leases and
+// reservations are reaped by ReapExpired() (called by a background thread in the
+// server) and lazily when space is needed.
+//
+// Thread safety: every method may be called concurrently from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/key.h"
+#include "common/kv_shape.h"
+#include "kernels/container.h"
+
+namespace adaptcache {
+
+struct DramTierOptions {
+  uint64_t capacity_bytes = 1ull << 30;   // pool size; rounded up to the page size
+  std::string shm_dir = "/dev/shm";       // where the pool file is created
+  std::string name = "adaptcache";        // pool file is <shm_dir>/<name>-<pid>-<pool_id>.pool
+  bool huge_pages = true;                 // madvise(MADV_HUGEPAGE); best effort
+  bool mlock = true;                      // try to lock the pool; warn if refused
+  uint32_t default_lease_ms = 30'000;
+  uint32_t max_lease_ms = 300'000;
+  uint64_t max_leases = 1 << 20;          // outstanding leases; beyond: ResourceExhausted
+  uint32_t reservation_ms = 60'000;       // lifetime of an uncommitted reservation
+  uint64_t max_reservation_bytes = 0;     // 0 = capacity/2
+};
+
+// Metadata kept per entry (small: the index holds it for every entry).
+struct EntryMeta {
+  KvShape shape;
+  CodecId codec_family = CodecId::kRaw;
+  std::string codec;            // config name
+  uint64_t raw_bytes = 0;       // shape.Bytes()
+  uint32_t crc32c = 0;          // container payload CRC, for end-to-end checks
+  float est_quality_loss = 0.f;
+};
+
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct Lease {
+  uint64_t id = 0;
+  Extent extent;
+  EntryMeta meta;
+  std::chrono::system_clock::time_point expires;
+};
+
+struct Reservation {
+  uint64_t id = 0;
+  Extent extent;
+  std::chrono::system_clock::time_point expires;
+};
+
+struct DramTierStats {
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;        // allocated extents (entries + reservations + in-flight)
+  uint64_t entry_bytes = 0;       // committed entries
+  uint64_t entries = 0;
+  uint64_t leases_outstanding = 0;
+  uint64_t reservations_outstanding = 0;
+  uint64_t evictions = 0;
+  uint64_t expired_leases = 0;
+  uint64_t largest_free_extent = 0;
+};
+
+class DramTier {
+ public:
+  static absl::StatusOr<std::unique_ptr<DramTier>> Create(const DramTierOptions& opts);
+  ~DramTier();  // unmaps and unlinks the pool file
+  DramTier(const DramTier&) = delete;
+  DramTier& operator=(const DramTier&) = delete;
+
+  // Pool mapping, for the data plane.
+  const std::string& shm_path() const;
+  uint64_t pool_size() const;
+  uint64_t pool_id() const;          // random per start
+  std::byte* base() const;           // daemon's own mapping
+  ByteSpan Bytes(const Extent& e) const;
+
+  // Allocates `bytes` (evicting LRU unleased entries as needed). ResourceExhausted if
+  // the request can never fit or everything left is leased/reserved.
+  absl::StatusOr<Extent> Allocate(uint64_t bytes);
+  // Returns an extent obtained from Allocate or TakeReservation and never committed.
+  void Free(const Extent& e);
+  // Publishes `e` (holding a container) under `key`, replacing any older entry.
+  absl::Status Commit(const EntryKey& key, const Extent& e, const EntryMeta& meta);
+
+  // Metadata without a lease and without touching LRU order.
+  std::optional<EntryMeta> Peek(const EntryKey& key) const;
+  // Pins the entry for lease_ms (0 = default, capped at max). NotFound on a miss,
+  // ResourceExhausted beyond max_leases. Counts as an access for LRU.
+  absl::StatusOr<Lease> Acquire(const EntryKey& key, uint32_t lease_ms);
+  // Ends a lease; false if it was unknown or already expired.
+  bool Release(uint64_t lease_id);
+  // Removes the entry; false if absent.
+  bool Erase(const EntryKey& key);
+
+  // Space for a client to write into; it expires after reservation_ms.
+  absl::StatusOr<Reservation> Reserve(uint64_t bytes);
+  // Ends a reservation and hands its extent to the caller (who must Commit or Free it).
+  // NotFound if unknown or expired.
+  absl::StatusOr<Extent> TakeReservation(uint64_t reservation_id);
+
+  // Drops expired leases and reservations; returns how many.
+  size_t ReapExpired();
+  DramTierStats Stats() const;
+
+  // Visits every committed entry (under the tier's lock: keep `fn` short).
+  void ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const;
+
+ private:
+  struct Impl;
+  explicit DramTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace adaptcache
