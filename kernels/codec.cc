@@ -23,6 +23,8 @@ absl::StatusOr<CodecConfig> ParseCodecConfig(std::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown codec config '", std::string(name), "'"));
 }
 
+std::vector<CodecConfig> DefaultConfigSpace() { return {CodecConfig{}}; }
+
 absl::Status ValidateConfig(const CodecConfig& cfg) {
   if (cfg.family == CodecId::kRaw) return absl::OkStatus();
   return absl::UnimplementedError("only the raw codec is built so far");

@@ -38,6 +38,8 @@ struct CodecConfig {
 };
 
 absl::StatusOr<CodecConfig> ParseCodecConfig(std::string_view name);
+// The daemon's default config space (raw first), in a stable order.
+std::vector<CodecConfig> DefaultConfigSpace();
 absl::Status ValidateConfig(const CodecConfig& cfg);
 
 // Optional engine hints used by token dropping and the quality proxies.
