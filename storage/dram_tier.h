@@ -29,6 +29,7 @@
 #include "common/key.h"
 #include "common/kv_shape.h"
 #include "kernels/container.h"
+#include "storage/shm_region.h"
 
 namespace adaptcache {
 
@@ -53,6 +54,7 @@ struct EntryMeta {
   uint64_t raw_bytes = 0;       // shape.Bytes()
   uint32_t crc32c = 0;          // container payload CRC, for end-to-end checks
   float est_quality_loss = 0.f;
+  uint64_t stored_bytes = 0;    // container size as committed (set by the server; additive)
 };
 
 struct Extent {
@@ -83,6 +85,17 @@ struct DramTierStats {
   uint64_t evictions = 0;
   uint64_t expired_leases = 0;
   uint64_t largest_free_extent = 0;
+  // Added by the implementation (additive):
+  uint64_t reserved_bytes = 0;      // extents held by outstanding reservations
+  uint64_t inflight_bytes = 0;      // allocated or taken, not yet committed or freed
+  uint64_t zombie_entries = 0;      // erased/replaced but still leased
+  uint64_t zombie_bytes = 0;
+  uint64_t pinned_entry_bytes = 0;  // committed entries under at least one lease
+  uint64_t expired_reservations = 0;
+  uint64_t allocation_failures = 0; // Allocate/Reserve answered ResourceExhausted
+  uint64_t invalid_frees = 0;       // Free() of an extent that was not in flight
+  uint64_t free_extents = 0;
+  double fragmentation = 0.0;       // 1 - largest_free_extent / free bytes
 };
 
 class DramTier {
@@ -103,8 +116,13 @@ class DramTier {
   // the request can never fit or everything left is leased/reserved.
   absl::StatusOr<Extent> Allocate(uint64_t bytes);
   // Returns an extent obtained from Allocate or TakeReservation and never committed.
+  // Anything else (unknown, already freed or committed, wrong length) is ignored,
+  // counted in Stats().invalid_frees and logged.
   void Free(const Extent& e);
   // Publishes `e` (holding a container) under `key`, replacing any older entry.
+  // `e` must be in flight (from Allocate or TakeReservation, not yet committed or
+  // freed); e.length may be shorter than allocated, and the unused tail is returned to
+  // the pool. InvalidArgument (and nothing changes) otherwise.
   absl::Status Commit(const EntryKey& key, const Extent& e, const EntryMeta& meta);
 
   // Metadata without a lease and without touching LRU order.
@@ -126,6 +144,11 @@ class DramTier {
   // Drops expired leases and reservations; returns how many.
   size_t ReapExpired();
   DramTierStats Stats() const;
+
+  // What the pool's best-effort set-up achieved (mlock, huge pages), for logs/metrics.
+  const ShmRegionStatus& pool_status() const;
+  // The pool file's descriptor (owned by the tier), e.g. to pass over a Unix socket.
+  int shm_fd() const;
 
   // Visits every committed entry (under the tier's lock: keep `fn` short).
   void ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const;
