@@ -1,0 +1,590 @@
+#include "client/client.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <optional>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "adaptcache/v1/cache.grpc.pb.h"
+
+namespace adaptcache::client {
+
+namespace v1 = ::adaptcache::v1;
+
+// The client's mapping of the daemon's pool. Shared by every LeasedEntry that points
+// into it, so it outlives a remap.
+struct PoolMapping {
+  std::byte* base = nullptr;
+  uint64_t size = 0;
+  uint64_t pool_id = 0;
+  std::string path;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  ~PoolMapping() {
+    if (base != nullptr) ::munmap(base, size);
+  }
+  // True when [offset, offset + length) lies inside the mapping.
+  bool Contains(uint64_t offset, uint64_t length) const {
+    return offset <= size && length <= size - offset;
+  }
+};
+
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& st) {
+  if (st.ok()) return absl::OkStatus();
+  // gRPC and Abseil share the canonical code numbering.
+  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                      absl::StrCat("adaptcached: ", st.error_message()));
+}
+
+std::string ChannelTarget(const std::string& target) {
+  if (target.rfind("unix:", 0) == 0) return target;
+  if (target.find('/') != std::string::npos || target.find(':') == std::string::npos) {
+    return "unix:" + target;
+  }
+  return target;
+}
+
+void ToProtoShape(const KvShape& s, v1::KvShape* p) {
+  p->set_layers(s.layers);
+  p->set_tokens(s.tokens);
+  p->set_kv_heads(s.kv_heads);
+  p->set_head_dim(s.head_dim);
+  p->set_dtype(static_cast<v1::DType>(static_cast<int>(s.dtype)));
+}
+
+absl::StatusOr<EntryInfo> FromProtoEntry(const v1::EntryInfo& e) {
+  EntryInfo out;
+  if (e.tier() < 0 || e.tier() > 2) return absl::InternalError("server sent an unknown tier");
+  out.tier = static_cast<Tier>(e.tier());
+  out.codec = e.codec();
+  out.stored_bytes = e.stored_bytes();
+  out.raw_bytes = e.raw_bytes();
+  out.est_quality_loss = e.est_quality_loss();
+  out.payload_crc32c = e.payload_crc32c();
+  if (!out.hit()) return out;
+  auto dt = DTypeFromCode(static_cast<uint32_t>(e.shape().dtype()));
+  if (!dt.ok()) return absl::InternalError("server sent an entry with an invalid dtype");
+  out.shape = KvShape{e.shape().layers(), e.shape().tokens(), e.shape().kv_heads(), e.shape().head_dim(), *dt};
+  if (auto st = ValidateShape(out.shape); !st.ok()) {
+    return absl::InternalError(absl::StrCat("server sent an invalid shape: ", st.message()));
+  }
+  return out;
+}
+
+void FillHeader(const PutSpec& spec, v1::PutHeader* h) {
+  h->set_namespace_(spec.ns);
+  h->set_key(spec.key.ToBytes());
+  ToProtoShape(spec.shape, h->mutable_shape());
+  h->set_codec(spec.codec);
+  h->mutable_token_importance()->Add(spec.token_importance.begin(), spec.token_importance.end());
+  h->set_probe_count(spec.probe_count);
+  h->mutable_probe_queries()->Add(spec.probe_queries.begin(), spec.probe_queries.end());
+}
+
+absl::Status CheckSpec(const PutSpec& spec, size_t raw_size, bool check_raw) {
+  if (auto st = ValidateNamespace(spec.ns); !st.ok()) return st;
+  if (auto st = ValidateShape(spec.shape); !st.ok()) return st;
+  if (check_raw && raw_size != spec.shape.Bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor is ", raw_size, " bytes; shape ",
+                                                   spec.shape.DebugString(), " needs ", spec.shape.Bytes()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view TierName(Tier t) {
+  switch (t) {
+    case Tier::kNone: return "none";
+    case Tier::kDram: return "dram";
+    case Tier::kSsd: return "ssd";
+  }
+  return "unknown";
+}
+
+absl::Status VerifyContainer(std::span<const std::byte> container, const EntryInfo& info) {
+  if (container.size() != info.stored_bytes) {
+    return absl::DataLossError(absl::StrCat("container is ", container.size(), " bytes, entry says ",
+                                            info.stored_bytes));
+  }
+  auto view = ParseContainer(container, /*verify_payload_crc=*/true);
+  if (!view.ok()) return view.status();
+  if (view->payload_crc32c != info.payload_crc32c) {
+    return absl::DataLossError("container checksum differs from the entry's (the slot was reused)");
+  }
+  if (info.hit() && view->shape != info.shape) {
+    return absl::DataLossError("container shape differs from the entry's");
+  }
+  return absl::OkStatus();
+}
+
+// State shared by a Client and its LeasedEntry objects.
+class ClientCore {
+ public:
+  ClientCore(std::string target, const ClientOptions& opts, std::shared_ptr<grpc::Channel> ch)
+      : target_(std::move(target)), opts_(opts), channel_(std::move(ch)), stub_(v1::AdaptCache::NewStub(channel_)) {}
+  ~ClientCore() { (void)Flush(); }
+
+  void Prepare(grpc::ClientContext* ctx) const {
+    if (opts_.rpc_timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + opts_.rpc_timeout);
+  }
+  v1::AdaptCache::Stub* stub() { return stub_.get(); }
+  const ClientOptions& opts() const { return opts_; }
+  const std::string& target() const { return target_; }
+
+  // The current pool mapping. Re-checks that the pool file is still the one mapped (a
+  // restarted daemon unlinks the old one) and remaps when it is not, or when
+  // `want_pool_id` (non-zero) names a different pool.
+  absl::StatusOr<std::shared_ptr<PoolMapping>> Mapping(uint64_t want_pool_id = 0) {
+    std::lock_guard<std::mutex> lock(map_mu_);
+    if (mapping_ != nullptr) {
+      struct stat st;
+      const bool same_file = ::stat(mapping_->path.c_str(), &st) == 0 && st.st_dev == mapping_->dev &&
+                             st.st_ino == mapping_->ino;
+      if (same_file && (want_pool_id == 0 || want_pool_id == mapping_->pool_id)) return mapping_;
+      mapping_.reset();
+    }
+    auto m = MapPool();
+    if (!m.ok()) return m.status();
+    if (want_pool_id != 0 && (*m)->pool_id != want_pool_id) {
+      return absl::UnavailableError("the daemon's pool changed during the call (daemon restarted?)");
+    }
+    mapping_ = *m;
+    return mapping_;
+  }
+
+  void QueueRelease(uint64_t lease_id) {
+    bool flush = false;
+    {
+      std::lock_guard<std::mutex> lock(rel_mu_);
+      pending_.push_back(lease_id);
+      flush = pending_.size() >= std::max<size_t>(1, opts_.release_batch);
+    }
+    if (flush) (void)Flush();
+  }
+
+  absl::StatusOr<uint32_t> Flush() {
+    std::vector<uint64_t> ids;
+    {
+      std::lock_guard<std::mutex> lock(rel_mu_);
+      ids.swap(pending_);
+    }
+    if (ids.empty()) return 0u;
+    v1::ReleaseRequest req;
+    req.mutable_lease_ids()->Add(ids.begin(), ids.end());
+    v1::ReleaseResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    auto st = stub_->Release(&ctx, req, &resp);
+    // On failure the leases simply expire on the daemon; nothing is retried.
+    if (!st.ok()) return FromGrpc(st);
+    return resp.released();
+  }
+
+ private:
+  absl::StatusOr<std::shared_ptr<PoolMapping>> MapPool() {
+    v1::PoolInfoResponse info;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    auto gst = stub_->PoolInfo(&ctx, v1::PoolInfoRequest(), &info);
+    if (!gst.ok()) return FromGrpc(gst);
+    if (info.shm_path().empty() || info.size() == 0) {
+      return absl::FailedPreconditionError("the daemon offers no shared-memory pool");
+    }
+    int fd = ::open(info.shm_path().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot open pool ", info.shm_path(), ": ", std::strerror(errno)));
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < info.size()) {
+      ::close(fd);
+      return absl::FailedPreconditionError(
+          absl::StrCat("pool file ", info.shm_path(), " is smaller than the advertised ", info.size(), " bytes"));
+    }
+    void* p = ::mmap(nullptr, info.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      return absl::ResourceExhaustedError(absl::StrCat("cannot map pool: ", std::strerror(err)));
+    }
+    auto m = std::make_shared<PoolMapping>();
+    m->base = static_cast<std::byte*>(p);
+    m->size = info.size();
+    m->pool_id = info.pool_id();
+    m->path = info.shm_path();
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
+    return m;
+  }
+
+  const std::string target_;
+  const ClientOptions opts_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AdaptCache::Stub> stub_;
+  std::mutex map_mu_;
+  std::shared_ptr<PoolMapping> mapping_;
+  std::mutex rel_mu_;
+  std::vector<uint64_t> pending_;
+};
+
+// ---------------------------------------------------------------------------- LeasedEntry
+
+LeasedEntry::LeasedEntry(LeasedEntry&& o) noexcept { *this = std::move(o); }
+
+LeasedEntry& LeasedEntry::operator=(LeasedEntry&& o) noexcept {
+  if (this != &o) {
+    Release();
+    core_ = std::move(o.core_);
+    mapping_ = std::move(o.mapping_);
+    bytes_ = o.bytes_;
+    info_ = std::move(o.info_);
+    lease_id_ = o.lease_id_;
+    expires_ = o.expires_;
+    o.lease_id_ = 0;
+    o.bytes_ = {};
+  }
+  return *this;
+}
+
+LeasedEntry::~LeasedEntry() { Release(); }
+
+void LeasedEntry::Release() {
+  if (lease_id_ != 0 && core_ != nullptr) core_->QueueRelease(lease_id_);
+  lease_id_ = 0;
+  bytes_ = {};
+  mapping_.reset();
+  core_.reset();
+}
+
+absl::StatusOr<size_t> LeasedEntry::CopyOut(std::span<std::byte> out) const {
+  if (!valid()) return absl::FailedPreconditionError("lease already released");
+  if (out.size() < bytes_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("buffer is ", out.size(), " bytes; entry needs ", bytes_.size()));
+  }
+  std::memcpy(out.data(), bytes_.data(), bytes_.size());
+  // Verify the copy, not the pool: the pool may change under us once the lease ends.
+  if (auto st = VerifyContainer(out.first(bytes_.size()), info_); !st.ok()) {
+    return absl::NotFoundError(absl::StrCat("entry changed while copying (lease expired?): ", st.message()));
+  }
+  return bytes_.size();
+}
+
+// --------------------------------------------------------------------------------- Client
+
+Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
+Client::~Client() = default;
+
+const std::string& Client::target() const { return core_->target(); }
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target, const ClientOptions& opts) {
+  if (target.empty()) return absl::InvalidArgumentError("empty target");
+  if (opts.put_frame_bytes == 0) return absl::InvalidArgumentError("put_frame_bytes must be > 0");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
+  args.SetMaxSendMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
+  auto core = std::make_shared<ClientCore>(target, opts, channel);
+  std::unique_ptr<Client> c(new Client(core));
+  auto h = c->Health();
+  if (!h.ok()) {
+    return absl::Status(h.status().code(), absl::StrCat("cannot reach adaptcached at ", target, ": ",
+                                                        h.status().message()));
+  }
+  if (!h->serving) return absl::UnavailableError(absl::StrCat("adaptcached at ", target, " is not serving"));
+  return c;
+}
+
+std::vector<Key128> Client::HashTokens(std::string_view ns, std::span<const uint32_t> tokens,
+                                       uint32_t chunk_tokens) {
+  return HashTokenChunks(ns, tokens, chunk_tokens);
+}
+
+absl::StatusOr<LookupResult> Client::Lookup(const std::string& ns, std::span<const Key128> keys) {
+  if (auto st = ValidateNamespace(ns); !st.ok()) return st;
+  v1::LookupRequest req;
+  req.set_namespace_(ns);
+  for (const auto& k : keys) req.add_keys(k.ToBytes());
+  v1::LookupResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->Lookup(&ctx, req, &resp)); !st.ok()) return st;
+  if (static_cast<size_t>(resp.entries_size()) != keys.size() || resp.prefix_hits() > keys.size()) {
+    return absl::InternalError("server answered Lookup with a malformed response");
+  }
+  LookupResult out;
+  out.prefix_hits = resp.prefix_hits();
+  out.entries.reserve(keys.size());
+  for (const auto& e : resp.entries()) {
+    auto info = FromProtoEntry(e);
+    if (!info.ok()) return info.status();
+    out.entries.push_back(std::move(*info));
+  }
+  for (uint32_t i = 0; i < out.prefix_hits; ++i) {
+    if (!out.entries[i].hit()) return absl::InternalError("server's prefix_hits covers a miss");
+  }
+  return out;
+}
+
+absl::StatusOr<EntryInfo> Client::Put(const PutSpec& spec, std::span<const std::byte> raw) {
+  if (auto st = CheckSpec(spec, raw.size(), true); !st.ok()) return st;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::PutResponse resp;
+  auto writer = core_->stub()->Put(&ctx, &resp);
+  v1::PutRequest req;
+  FillHeader(spec, req.mutable_header());
+  bool ok = writer->Write(req);
+  const size_t frame = core_->opts().put_frame_bytes;
+  for (size_t off = 0; ok && off < raw.size(); off += frame) {
+    const size_t n = std::min(frame, raw.size() - off);
+    req.Clear();
+    req.set_data(reinterpret_cast<const char*>(raw.data() + off), n);
+    ok = writer->Write(req);
+  }
+  writer->WritesDone();
+  // If a Write failed, the server ended the stream: Finish carries its reason.
+  if (auto st = FromGrpc(writer->Finish()); !st.ok()) return st;
+  if (!ok) return absl::InternalError("Put stream broke but the server reported success");
+  return FromProtoEntry(resp.entry());
+}
+
+absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec,
+                                         const std::function<absl::Status(std::span<std::byte>)>& fill) {
+  if (auto st = CheckSpec(spec, 0, false); !st.ok()) return st;
+  v1::ReservePutRequest req;
+  FillHeader(spec, req.mutable_header());
+  v1::ReservePutResponse res;
+  {
+    grpc::ClientContext ctx;
+    core_->Prepare(&ctx);
+    if (auto st = FromGrpc(core_->stub()->ReservePut(&ctx, req, &res)); !st.ok()) return st;
+  }
+  auto abort = [&](absl::Status why) -> absl::Status {
+    v1::CommitPutRequest c;
+    c.set_reservation_id(res.reservation_id());
+    c.set_abort(true);
+    v1::PutResponse ignored;
+    grpc::ClientContext ctx;
+    core_->Prepare(&ctx);
+    (void)core_->stub()->CommitPut(&ctx, c, &ignored);
+    return why;
+  };
+  // Map (or re-validate the mapping) after reserving, so it is the pool the offset names.
+  auto mapping = core_->Mapping(res.pool_id());
+  if (!mapping.ok()) return abort(mapping.status());
+  if (res.length() != spec.shape.Bytes() || !(*mapping)->Contains(res.offset(), res.length())) {
+    return abort(absl::InternalError(absl::StrCat("server reserved [", res.offset(), ", +", res.length(),
+                                                  ") which does not fit the pool or the shape")));
+  }
+  std::span<std::byte> dst((*mapping)->base + res.offset(), res.length());
+  if (auto st = fill(dst); !st.ok()) return abort(st);
+  v1::CommitPutRequest c;
+  c.set_reservation_id(res.reservation_id());
+  v1::PutResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->CommitPut(&ctx, c, &resp)); !st.ok()) return st;
+  return FromProtoEntry(resp.entry());
+}
+
+absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec, std::span<const std::byte> raw) {
+  if (auto st = CheckSpec(spec, raw.size(), true); !st.ok()) return st;
+  return PutShm(spec, [raw](std::span<std::byte> dst) {
+    std::memcpy(dst.data(), raw.data(), raw.size());
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+
+// Reads a streamed Get; `sink` is asked for the destination once the entry is known.
+absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, const Key128& key,
+                                    const std::function<absl::StatusOr<std::span<std::byte>>(const EntryInfo&)>& sink) {
+  if (auto st = ValidateNamespace(ns); !st.ok()) return st;
+  v1::GetRequest req;
+  req.set_namespace_(ns);
+  req.set_key(key.ToBytes());
+  req.set_transfer(v1::TRANSFER_STREAM);
+  grpc::ClientContext ctx;
+  core->Prepare(&ctx);
+  auto reader = core->stub()->Get(&ctx, req);
+  v1::GetResponse frame;
+  std::optional<EntryInfo> info;
+  std::span<std::byte> dst;
+  uint64_t got = 0;
+  absl::Status local;
+  while (local.ok() && reader->Read(&frame)) {
+    if (!info.has_value()) {
+      if (!frame.has_entry()) {
+        local = absl::InternalError("Get stream did not start with the entry");
+        break;
+      }
+      auto e = FromProtoEntry(frame.entry());
+      if (!e.ok()) {
+        local = e.status();
+        break;
+      }
+      if (!e->hit()) {
+        local = absl::NotFoundError("miss");
+        break;
+      }
+      auto d = sink(*e);
+      if (!d.ok()) {
+        local = d.status();
+        break;
+      }
+      dst = *d;
+      info = std::move(*e);
+    }
+    const std::string& data = frame.data();
+    if (data.size() > info->stored_bytes - got) {
+      local = absl::DataLossError("server streamed more bytes than the entry holds");
+      break;
+    }
+    std::memcpy(dst.data() + got, data.data(), data.size());
+    got += data.size();
+  }
+  if (!local.ok()) {
+    ctx.TryCancel();
+    (void)reader->Finish();
+    return local;
+  }
+  if (auto st = FromGrpc(reader->Finish()); !st.ok()) return st;
+  if (!info.has_value()) return absl::InternalError("Get stream ended without an entry");
+  if (got != info->stored_bytes) {
+    return absl::DataLossError(absl::StrCat("Get stream delivered ", got, " of ", info->stored_bytes, " bytes"));
+  }
+  if (auto st = VerifyContainer(dst.first(got), *info); !st.ok()) return st;
+  return *info;
+}
+
+}  // namespace
+
+absl::StatusOr<EntryInfo> Client::GetInto(const std::string& ns, const Key128& key, std::span<std::byte> out) {
+  return StreamGet(core_.get(), ns, key, [out](const EntryInfo& e) -> absl::StatusOr<std::span<std::byte>> {
+    if (out.size() < e.stored_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("buffer is ", out.size(), " bytes; entry needs ", e.stored_bytes));
+    }
+    return out.first(e.stored_bytes);
+  });
+}
+
+absl::StatusOr<std::vector<std::byte>> Client::Get(const std::string& ns, const Key128& key) {
+  std::vector<std::byte> buf;
+  auto info = StreamGet(core_.get(), ns, key, [&buf](const EntryInfo& e) -> absl::StatusOr<std::span<std::byte>> {
+    if (e.stored_bytes > kMaxEntryBytes + (64ull << 20)) return absl::InternalError("entry absurdly large");
+    buf.resize(e.stored_bytes);
+    return std::span<std::byte>(buf);
+  });
+  if (!info.ok()) return info.status();
+  return buf;
+}
+
+absl::StatusOr<LeasedEntry> Client::GetShm(const std::string& ns, const Key128& key, uint32_t lease_ms) {
+  if (auto st = ValidateNamespace(ns); !st.ok()) return st;
+  v1::GetRequest req;
+  req.set_namespace_(ns);
+  req.set_key(key.ToBytes());
+  req.set_transfer(v1::TRANSFER_SHM);
+  req.set_lease_ms(lease_ms);
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  auto reader = core_->stub()->Get(&ctx, req);
+  v1::GetResponse frame, extra;
+  const bool have = reader->Read(&frame);
+  const bool more = have && reader->Read(&extra);
+  if (more) ctx.TryCancel();
+  if (auto st = FromGrpc(reader->Finish()); !st.ok() && !more) return st;
+  if (!have) return absl::InternalError("SHM Get returned no frame");
+  LeasedEntry le;
+  le.core_ = core_;
+  le.lease_id_ = frame.lease_id();  // from here on, the lease is released on any error
+  if (more) return absl::InternalError("SHM Get returned more than one frame");
+  auto e = FromProtoEntry(frame.entry());
+  if (!e.ok()) return e.status();
+  if (!e->hit()) return absl::NotFoundError("miss");
+  if (frame.lease_id() == 0) return absl::InternalError("SHM Get hit without a lease");
+  auto mapping = core_->Mapping(frame.pool_id());
+  if (!mapping.ok()) return mapping.status();
+  if (!(*mapping)->Contains(frame.offset(), e->stored_bytes)) {
+    return absl::InternalError(absl::StrCat("server's extent [", frame.offset(), ", +", e->stored_bytes,
+                                            ") lies outside the ", (*mapping)->size, "-byte pool"));
+  }
+  le.mapping_ = *mapping;
+  le.bytes_ = std::span<const std::byte>((*mapping)->base + frame.offset(), e->stored_bytes);
+  le.info_ = std::move(*e);
+  le.expires_ = std::chrono::system_clock::time_point(std::chrono::milliseconds(frame.lease_expires_unix_ms()));
+  return le;
+}
+
+absl::StatusOr<EntryInfo> Client::GetShmInto(const std::string& ns, const Key128& key, std::span<std::byte> out) {
+  auto le = GetShm(ns, key);
+  if (!le.ok()) return le.status();
+  auto n = le->CopyOut(out);
+  if (!n.ok()) return n.status();
+  return le->info();
+}
+
+absl::StatusOr<uint32_t> Client::FlushReleases() { return core_->Flush(); }
+
+absl::StatusOr<uint32_t> Client::Delete(const std::string& ns, std::span<const Key128> keys) {
+  if (auto st = ValidateNamespace(ns); !st.ok()) return st;
+  v1::DeleteRequest req;
+  req.set_namespace_(ns);
+  for (const auto& k : keys) req.add_keys(k.ToBytes());
+  v1::DeleteResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->Delete(&ctx, req, &resp)); !st.ok()) return st;
+  return resp.deleted();
+}
+
+absl::StatusOr<StatsInfo> Client::Stats() {
+  v1::StatsResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->Stats(&ctx, v1::StatsRequest(), &resp)); !st.ok()) return st;
+  StatsInfo out;
+  for (const auto& t : resp.tiers()) {
+    TierStatsInfo ti;
+    ti.tier = (t.tier() >= 0 && t.tier() <= 2) ? static_cast<Tier>(t.tier()) : Tier::kNone;
+    ti.capacity_bytes = t.capacity_bytes();
+    ti.used_bytes = t.used_bytes();
+    ti.entries = t.entries();
+    ti.hits = t.hits();
+    out.tiers.push_back(ti);
+  }
+  out.lookups = resp.lookups();
+  out.misses = resp.misses();
+  out.puts = resp.puts();
+  out.evictions = resp.evictions();
+  out.leases_outstanding = resp.leases_outstanding();
+  out.entries_by_codec.insert(resp.entries_by_codec().begin(), resp.entries_by_codec().end());
+  out.bytes_by_codec.insert(resp.bytes_by_codec().begin(), resp.bytes_by_codec().end());
+  out.version = resp.version();
+  out.uptime_s = resp.uptime_s();
+  return out;
+}
+
+absl::StatusOr<HealthInfo> Client::Health() {
+  v1::HealthResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->Health(&ctx, v1::HealthRequest(), &resp)); !st.ok()) return st;
+  return HealthInfo{resp.serving(), resp.version()};
+}
+
+}  // namespace adaptcache::client
