@@ -28,7 +28,8 @@ struct CodecConfig {
   uint16_t group = 0;
   uint8_t sink_tokens = 0;
   bool hadamard = false;
-  // drop: kept fraction in permille (750, 500, 330, 250, 100).
+  // drop: kept fraction in permille (750, 500, 330, 250, 100); with k_bits != 0 the kept
+  // tokens are quant-encoded with the fields above ("drop-50+quant-k4v4-g64").
   uint16_t keep_permille = 0;
   // lowrank: target compression ratio (8..20).
   uint8_t lowrank_ratio = 0;
@@ -63,5 +64,14 @@ absl::Status Decode(ConstByteSpan container, ByteSpan out);
 
 // The config a container was encoded with (after full validation).
 absl::StatusOr<CodecConfig> ConfigOf(const ContainerView& view);
+
+// Shape-dependent applicability: OK when Encode() can encode this shape with this config
+// (e.g. Hadamard rotation needs a power-of-two head_dim). Includes ValidateConfig.
+absl::Status CheckApplicable(const CodecConfig& cfg, const KvShape& shape);
+
+// Token positions whose KV a decode of `container` reconstructs: 0..tokens-1 for every
+// codec except drop, whose decode writes zeros at the other positions. Validates the
+// container fully (as Decode does, without decoding the payload).
+absl::StatusOr<std::vector<uint32_t>> DecodeKeptTokens(ConstByteSpan container);
 
 }  // namespace adaptcache
