@@ -1,0 +1,615 @@
+#include "server/config.h"
+
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/key.h"
+#include "common/kv_shape.h"
+#include "kernels/codec.h"
+
+namespace adaptcache::server {
+namespace {
+
+constexpr uint64_t kKiB = 1ull << 10;
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kGiB = 1ull << 30;
+constexpr uint64_t kMinPoolBytes = 4 * kMiB;
+constexpr uint64_t kAutoMinPoolBytes = 64 * kMiB;
+constexpr uint32_t kDayMs = 24u * 3600u * 1000u;
+
+absl::Status SettingError(const Setting& s, const std::string& value, std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("[", s.section, "] ", s.key, " (--", s.flag,
+                                                 ") = '", value, "': ", std::string(why)));
+}
+
+absl::StatusOr<uint64_t> ParseUint(const std::string& text) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size()) {
+    return absl::InvalidArgumentError("not a non-negative integer");
+  }
+  return v;
+}
+
+// Builders for the settings table. Each setter checks syntax and range.
+template <typename T>
+Setting UintSetting(std::string section, std::string key, std::string flag, std::string help,
+                    T ServerConfig::*member, uint64_t lo, uint64_t hi) {
+  Setting s{section, key, flag, SettingKind::kUint, help, nullptr, nullptr};
+  s.set = [s, member, lo, hi](ServerConfig& c, const std::string& v) -> absl::Status {
+    auto n = ParseUint(v);
+    if (!n.ok()) return SettingError(s, v, std::string(n.status().message()));
+    if (*n < lo || *n > hi) {
+      return SettingError(s, v, absl::StrCat("must be in [", lo, ", ", hi, "]"));
+    }
+    c.*member = static_cast<T>(*n);
+    return absl::OkStatus();
+  };
+  s.get = [member](const ServerConfig& c) { return std::to_string(c.*member); };
+  return s;
+}
+
+Setting BytesSetting(std::string section, std::string key, std::string flag, std::string help,
+                     uint64_t ServerConfig::*member, uint64_t lo, uint64_t hi,
+                     bool allow_auto = false) {
+  Setting s{section, key, flag, SettingKind::kBytes, help, nullptr, nullptr};
+  s.set = [s, member, lo, hi, allow_auto](ServerConfig& c, const std::string& v) -> absl::Status {
+    if (allow_auto && v == "auto") {
+      c.*member = 0;
+      return absl::OkStatus();
+    }
+    auto n = ParseByteSize(v);
+    if (!n.ok()) return SettingError(s, v, std::string(n.status().message()));
+    if (*n < lo || *n > hi) {
+      return SettingError(s, v, absl::StrCat("must be in [", FormatByteSize(lo), ", ",
+                                             FormatByteSize(hi), "]",
+                                             allow_auto ? " or \"auto\"" : ""));
+    }
+    c.*member = *n;
+    return absl::OkStatus();
+  };
+  s.get = [member, allow_auto](const ServerConfig& c) {
+    if (allow_auto && c.*member == 0) return std::string("auto");
+    return FormatByteSize(c.*member);
+  };
+  return s;
+}
+
+Setting BoolSetting(std::string section, std::string key, std::string flag, std::string help,
+                    bool ServerConfig::*member) {
+  Setting s{section, key, flag, SettingKind::kBool, help, nullptr, nullptr};
+  s.set = [s, member](ServerConfig& c, const std::string& v) -> absl::Status {
+    if (v == "true" || v == "1" || v == "yes" || v == "on") {
+      c.*member = true;
+    } else if (v == "false" || v == "0" || v == "no" || v == "off") {
+      c.*member = false;
+    } else {
+      return SettingError(s, v, "must be true or false");
+    }
+    return absl::OkStatus();
+  };
+  s.get = [member](const ServerConfig& c) { return std::string(c.*member ? "true" : "false"); };
+  return s;
+}
+
+Setting StringSetting(std::string section, std::string key, std::string flag, std::string help,
+                      std::string ServerConfig::*member,
+                      std::function<absl::Status(const std::string&)> check) {
+  Setting s{section, key, flag, SettingKind::kString, help, nullptr, nullptr};
+  s.set = [s, member, check](ServerConfig& c, const std::string& v) -> absl::Status {
+    if (auto st = check(v); !st.ok()) return SettingError(s, v, std::string(st.message()));
+    c.*member = v;
+    return absl::OkStatus();
+  };
+  s.get = [member](const ServerConfig& c) { return c.*member; };
+  return s;
+}
+
+absl::Status CheckListen(const std::string& v) {
+  if (v.empty()) return absl::OkStatus();
+  std::string host;
+  int port = 0;
+  return ParseHostPort(v, &host, &port);
+}
+
+absl::Status CheckSocket(const std::string& v) {
+  if (v.empty()) return absl::OkStatus();
+  if (v.front() != '/') return absl::InvalidArgumentError("must be an absolute path");
+  if (v.size() >= 108) return absl::InvalidArgumentError("longer than a UDS path may be (107)");
+  return absl::OkStatus();
+}
+
+absl::Status CheckAbsPathOrEmpty(const std::string& v) {
+  if (!v.empty() && v.front() != '/') return absl::InvalidArgumentError("must be an absolute path");
+  return absl::OkStatus();
+}
+
+absl::Status CheckAbsPath(const std::string& v) {
+  if (v.empty() || v.front() != '/') return absl::InvalidArgumentError("must be an absolute path");
+  return absl::OkStatus();
+}
+
+absl::Status CheckPoolName(const std::string& v) {
+  if (v.empty() || v.size() > 64) return absl::InvalidArgumentError("must be 1..64 characters");
+  for (char ch : v) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+      return absl::InvalidArgumentError("only letters, digits, '-', '_' and '.' are allowed");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLogLevel(const std::string& v) {
+  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  for (const char* l : kLevels) {
+    if (v == l) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("must be one of trace, debug, info, warn, error, critical, off");
+}
+
+absl::Status CheckCodec(const std::string& v) {
+  auto cfg = ParseCodecConfig(v);
+  if (!cfg.ok()) return cfg.status();
+  return ValidateConfig(*cfg);
+}
+
+std::vector<Setting> BuildSettings() {
+  std::vector<Setting> s;
+  s.push_back(StringSetting("server", "socket", "socket",
+                            "Unix domain socket path (its directory is created 0700); \"\" = none",
+                            &ServerConfig::socket, CheckSocket));
+  s.push_back(StringSetting("server", "tcp_listen", "tcp-listen",
+                            "TCP listen address host:port (insecure, no TLS yet); \"\" = off",
+                            &ServerConfig::tcp_listen, CheckListen));
+  s.push_back(StringSetting("server", "metrics_listen", "metrics-listen",
+                            "Prometheus /metrics HTTP address host:port; port 0 = ephemeral; "
+                            "\"\" = off",
+                            &ServerConfig::metrics_listen, CheckListen));
+  s.push_back(UintSetting("server", "threads", "threads",
+                          "gRPC worker threads; 0 = max(16, 4 x cores)", &ServerConfig::threads, 0,
+                          4096));
+  s.push_back(StringSetting("server", "log_level", "log-level",
+                            "trace, debug, info, warn, error, critical or off",
+                            &ServerConfig::log_level, CheckLogLevel));
+  s.push_back(StringSetting("server", "ready_file", "ready-file",
+                            "File written (key=value lines) once the daemon serves; \"\" = none",
+                            &ServerConfig::ready_file, CheckAbsPathOrEmpty));
+  s.push_back(BytesSetting("pool", "size", "pool-size",
+                           "DRAM pool size (e.g. 8GiB); auto = 25% of RAM, capped by free space "
+                           "in shm_dir, at least 64MiB",
+                           &ServerConfig::pool_bytes, kMinPoolBytes, 1ull << 50, true));
+  s.push_back(StringSetting("pool", "shm_dir", "shm-dir", "Directory of the shared-memory pool file",
+                            &ServerConfig::shm_dir, CheckAbsPath));
+  s.push_back(StringSetting("pool", "name", "pool-name",
+                            "Pool file name prefix (<shm_dir>/<name>-<pid>-<pool_id>.pool)",
+                            &ServerConfig::pool_name, CheckPoolName));
+  s.push_back(BoolSetting("pool", "huge_pages", "huge-pages",
+                          "Ask for transparent huge pages on the pool (best effort)",
+                          &ServerConfig::huge_pages));
+  s.push_back(BoolSetting("pool", "mlock", "mlock", "Lock the pool in memory (best effort)",
+                          &ServerConfig::mlock));
+  s.push_back(UintSetting("leases", "default_ms", "lease-default-ms",
+                          "Lease length when a Get asks for 0", &ServerConfig::lease_default_ms, 1,
+                          kDayMs));
+  s.push_back(UintSetting("leases", "max_ms", "lease-max-ms", "Longest lease a Get may ask for",
+                          &ServerConfig::lease_max_ms, 1, kDayMs));
+  s.push_back(UintSetting("leases", "max_outstanding", "max-leases",
+                          "Outstanding leases; beyond, Get answers RESOURCE_EXHAUSTED",
+                          &ServerConfig::max_leases, 1, 1ull << 32));
+  s.push_back(UintSetting("leases", "reservation_ms", "reservation-ms",
+                          "Lifetime of an uncommitted ReservePut reservation",
+                          &ServerConfig::reservation_ms, 1, kDayMs));
+  s.push_back(UintSetting("leases", "reap_interval_ms", "reap-interval-ms",
+                          "How often expired leases and reservations are reaped",
+                          &ServerConfig::reap_interval_ms, 10, 60'000));
+  s.push_back(BytesSetting("limits", "max_entry_bytes", "max-entry-bytes",
+                           "Largest raw tensor one Put may store", &ServerConfig::max_entry_bytes,
+                           1, kMaxEntryBytes));
+  s.push_back(BytesSetting("limits", "max_frame_bytes", "max-frame-bytes",
+                           "Largest gRPC message the daemon accepts",
+                           &ServerConfig::max_frame_bytes, 64 * kKiB, 1 * kGiB));
+  s.push_back(UintSetting("limits", "max_inflight_puts", "max-inflight-puts",
+                          "Concurrent Put/CommitPut; beyond, RESOURCE_EXHAUSTED",
+                          &ServerConfig::max_inflight_puts, 1, 65536));
+  s.push_back(UintSetting("limits", "max_batch_keys", "max-batch-keys",
+                          "Keys per Lookup/Delete and lease ids per Release",
+                          &ServerConfig::max_batch_keys, 1, 1u << 20));
+  s.push_back(BytesSetting("limits", "stream_chunk_bytes", "stream-chunk-bytes",
+                           "Data frame size of streamed Gets (clients accept 4MiB by default)",
+                           &ServerConfig::stream_chunk_bytes, 4 * kKiB, 4 * kMiB - 64 * kKiB));
+  s.push_back(StringSetting("codec", "default", "default-codec",
+                            "Codec config for namespaces without their own", &ServerConfig::default_codec,
+                            CheckCodec));
+  return s;
+}
+
+std::string TomlQuote(std::string_view v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
+          out += buf;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string TomlLiteral(const Setting& s, const ServerConfig& c) {
+  std::string v = s.get(c);
+  switch (s.kind) {
+    case SettingKind::kBool:
+    case SettingKind::kUint:
+      return v;
+    case SettingKind::kBytes:
+      return std::all_of(v.begin(), v.end(), ::isdigit) ? v : TomlQuote(v);
+    case SettingKind::kString:
+      return TomlQuote(v);
+  }
+  return v;
+}
+
+std::string Where(const toml::node& n, std::string_view origin) {
+  const auto& src = n.source();
+  return absl::StrCat(std::string(origin), ":", src.begin.line, ": ");
+}
+
+// The TOML value as the text a setter parses; type mismatches are errors.
+absl::StatusOr<std::string> NodeText(const Setting& s, const toml::node& n) {
+  switch (s.kind) {
+    case SettingKind::kBool:
+      if (auto* b = n.as_boolean()) return std::string(b->get() ? "true" : "false");
+      return absl::InvalidArgumentError("must be a boolean");
+    case SettingKind::kUint:
+      if (auto* i = n.as_integer()) {
+        if (i->get() < 0) return absl::InvalidArgumentError("must not be negative");
+        return std::to_string(i->get());
+      }
+      return absl::InvalidArgumentError("must be an integer");
+    case SettingKind::kBytes:
+      if (auto* i = n.as_integer()) {
+        if (i->get() < 0) return absl::InvalidArgumentError("must not be negative");
+        return std::to_string(i->get());
+      }
+      if (auto* str = n.as_string()) return str->get();
+      return absl::InvalidArgumentError("must be an integer or a size string like \"64MiB\"");
+    case SettingKind::kString:
+      if (auto* str = n.as_string()) return str->get();
+      return absl::InvalidArgumentError("must be a string");
+  }
+  return absl::InternalError("unknown setting kind");
+}
+
+}  // namespace
+
+const std::string& ServerConfig::CodecFor(std::string_view ns) const {
+  auto it = namespaces.find(std::string(ns));
+  return it == namespaces.end() ? default_codec : it->second.codec;
+}
+
+const std::vector<Setting>& AllSettings() {
+  static const std::vector<Setting>* settings = new std::vector<Setting>(BuildSettings());
+  return *settings;
+}
+
+absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0) return absl::InvalidArgumentError("a size starts with digits, e.g. 64MiB");
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + i, n);
+  if (ec != std::errc()) return absl::InvalidArgumentError("size out of range");
+  std::string unit(text.substr(i));
+  for (auto& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  uint64_t mult = 0;
+  if (unit.empty() || unit == "b") {
+    mult = 1;
+  } else if (unit == "k" || unit == "kb" || unit == "kib") {
+    mult = kKiB;
+  } else if (unit == "m" || unit == "mb" || unit == "mib") {
+    mult = kMiB;
+  } else if (unit == "g" || unit == "gb" || unit == "gib") {
+    mult = kGiB;
+  } else if (unit == "t" || unit == "tb" || unit == "tib") {
+    mult = kGiB * 1024;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown size unit '", unit, "' (use B, KiB, MiB, GiB or TiB)"));
+  }
+  if (n > UINT64_MAX / mult) return absl::InvalidArgumentError("size out of range");
+  return n * mult;
+}
+
+std::string FormatByteSize(uint64_t bytes) {
+  static const std::pair<uint64_t, const char*> kUnits[] = {
+      {kGiB * 1024, "TiB"}, {kGiB, "GiB"}, {kMiB, "MiB"}, {kKiB, "KiB"}};
+  for (const auto& [mult, name] : kUnits) {
+    if (bytes != 0 && bytes % mult == 0) return absl::StrCat(bytes / mult, name);
+  }
+  return std::to_string(bytes);
+}
+
+absl::Status ParseHostPort(std::string_view text, std::string* host, int* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError("expected host:port");
+  }
+  std::string_view h = text.substr(0, colon);
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return absl::InvalidArgumentError("bad [ipv6]:port");
+  } else if (h.find(':') != std::string_view::npos) {
+    return absl::InvalidArgumentError("write IPv6 addresses as [addr]:port");
+  }
+  std::string p(text.substr(colon + 1));
+  auto n = ParseUint(p);
+  if (!n.ok() || *n > 65535) return absl::InvalidArgumentError("port must be 0..65535");
+  *host = std::string(h);
+  *port = static_cast<int>(*n);
+  return absl::OkStatus();
+}
+
+absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, ServerConfig& cfg) {
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(origin), ":",
+                                                   e.source().begin.line, ": ",
+                                                   std::string(e.description())));
+  }
+  ServerConfig next = cfg;
+  for (auto&& [section_key, section_node] : doc) {
+    const std::string section(section_key.str());
+    auto* table = section_node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(section_node, origin), "'", section,
+                                                     "' must be a table like [", section, "]"));
+    }
+    if (section == "namespaces") {
+      for (auto&& [ns_key, ns_node] : *table) {
+        const std::string ns(ns_key.str());
+        if (auto st = ValidateNamespace(ns); !st.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(Where(ns_node, origin), "namespace '", ns,
+                                                         "': ", std::string(st.message())));
+        }
+        auto* ns_table = ns_node.as_table();
+        if (ns_table == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              Where(ns_node, origin), "namespaces.\"", ns, "\" must be a table"));
+        }
+        NamespaceSettings settings;
+        bool has_codec = false;
+        for (auto&& [k, v] : *ns_table) {
+          if (k.str() != "codec") {
+            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '",
+                                                           std::string(k.str()), "' in namespaces.\"",
+                                                           ns, "\" (known: codec)"));
+          }
+          auto* str = v.as_string();
+          if (str == nullptr) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".codec must be a string"));
+          }
+          if (auto st = CheckCodec(str->get()); !st.ok()) {
+            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns,
+                                                           "\".codec: ", std::string(st.message())));
+          }
+          settings.codec = str->get();
+          has_codec = true;
+        }
+        if (!has_codec) {
+          return absl::InvalidArgumentError(absl::StrCat(Where(ns_node, origin), "namespaces.\"",
+                                                         ns, "\" needs a codec"));
+        }
+        next.namespaces[ns] = settings;
+      }
+      continue;
+    }
+    bool known_section = false;
+    for (const auto& s : AllSettings()) known_section |= s.section == section;
+    if (!known_section) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(section_node, origin), "unknown section [", section,
+                       "] (known: server, pool, leases, limits, codec, namespaces)"));
+    }
+    for (auto&& [k, v] : *table) {
+      const std::string key(k.str());
+      const Setting* setting = nullptr;
+      for (const auto& s : AllSettings()) {
+        if (s.section == section && s.key == key) setting = &s;
+      }
+      if (setting == nullptr) {
+        std::string known;
+        for (const auto& s : AllSettings()) {
+          if (s.section == section) absl::StrAppend(&known, known.empty() ? "" : ", ", s.key);
+        }
+        return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '", key,
+                                                       "' in [", section, "] (known: ", known,
+                                                       ")"));
+      }
+      auto text = NodeText(*setting, v);
+      if (!text.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "[", section, "] ", key,
+                                                       " ", std::string(text.status().message())));
+      }
+      if (auto st = setting->set(next, *text); !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(v, origin), std::string(st.message())));
+      }
+    }
+  }
+  cfg = std::move(next);
+  return absl::OkStatus();
+}
+
+absl::Status ApplyTomlFile(const std::string& path, ServerConfig& cfg) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ApplyToml(ss.str(), path, cfg);
+}
+
+absl::Status Validate(const ServerConfig& cfg) {
+  // Per-field checks, through the same setters the parsers use.
+  for (const auto& s : AllSettings()) {
+    ServerConfig scratch;
+    if (auto st = s.set(scratch, s.get(cfg)); !st.ok()) return st;
+  }
+  for (const auto& [ns, settings] : cfg.namespaces) {
+    if (auto st = ValidateNamespace(ns); !st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("namespace '", ns, "': ", std::string(st.message())));
+    }
+    if (auto st = CheckCodec(settings.codec); !st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("namespaces.\"", ns, "\".codec: ", std::string(st.message())));
+    }
+  }
+  if (cfg.socket.empty() && cfg.tcp_listen.empty()) {
+    return absl::InvalidArgumentError("no listener: set [server] socket or tcp_listen");
+  }
+  if (cfg.lease_default_ms > cfg.lease_max_ms) {
+    return absl::InvalidArgumentError(absl::StrCat("[leases] default_ms (", cfg.lease_default_ms,
+                                                   ") exceeds max_ms (", cfg.lease_max_ms, ")"));
+  }
+  if (cfg.stream_chunk_bytes > cfg.max_frame_bytes) {
+    return absl::InvalidArgumentError("[limits] stream_chunk_bytes exceeds max_frame_bytes");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> AutoPoolBytes(const std::string& shm_dir) {
+  std::ifstream meminfo("/proc/meminfo");
+  uint64_t mem_total_kib = 0;
+  std::string name;
+  uint64_t value = 0;
+  std::string unit;
+  while (meminfo >> name >> value >> unit) {
+    if (name == "MemTotal:") {
+      mem_total_kib = value;
+      break;
+    }
+  }
+  if (mem_total_kib == 0) return absl::InternalError("cannot read MemTotal from /proc/meminfo");
+  struct statvfs vfs {};
+  if (::statvfs(shm_dir.c_str(), &vfs) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shm_dir ", shm_dir, ": ", std::strerror(errno)));
+  }
+  uint64_t bytes = mem_total_kib * kKiB / 4;
+  bytes = std::min<uint64_t>(bytes, uint64_t{vfs.f_bavail} * vfs.f_frsize);
+  bytes = std::max(bytes, kAutoMinPoolBytes);
+  return bytes / (2 * kMiB) * (2 * kMiB);
+}
+
+std::string ToToml(const ServerConfig& cfg) {
+  std::string out = "# adaptcached effective configuration\n";
+  std::string section;
+  for (const auto& s : AllSettings()) {
+    if (s.section != section) {
+      section = s.section;
+      absl::StrAppend(&out, "\n[", section, "]\n");
+    }
+    absl::StrAppend(&out, s.key, " = ", TomlLiteral(s, cfg), "  # ", s.help, "\n");
+  }
+  for (const auto& [ns, settings] : cfg.namespaces) {
+    absl::StrAppend(&out, "\n[namespaces.", TomlQuote(ns), "]\ncodec = ", TomlQuote(settings.codec),
+                    "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
+  CommandLine result;
+  CLI::App app{"adaptcached: the AdaptCache KV-cache storage daemon.\n"
+               "Settings come from embedded defaults, then --config FILE (TOML), then flags."};
+  app.set_version_flag("--version", "adaptcached 0.1.0");
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML config file (see deploy/adaptcached.toml)");
+  app.add_flag("--print-config", result.print_config,
+               "Print the effective configuration as TOML and exit");
+  const ServerConfig defaults;
+  std::vector<std::string> values(AllSettings().size());
+  std::vector<CLI::Option*> options;
+  for (size_t i = 0; i < AllSettings().size(); ++i) {
+    const Setting& s = AllSettings()[i];
+    std::string type = s.kind == SettingKind::kBool   ? "BOOL"
+                       : s.kind == SettingKind::kUint ? "UINT"
+                       : s.kind == SettingKind::kBytes ? "SIZE"
+                                                       : "TEXT";
+    options.push_back(app.add_option("--" + s.flag, values[i],
+                                     absl::StrCat(s.help, " [", s.section, "] ", s.key,
+                                                  " (default: ", TomlLiteral(s, defaults), ")"))
+                          ->type_name(type));
+  }
+  std::vector<std::string> ns_codecs;
+  app.add_option("--namespace-codec", ns_codecs,
+                 "Per-namespace codec NAMESPACE=CODEC (repeatable); like [namespaces.\"NS\"]")
+      ->type_name("NS=CODEC");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    int code = app.exit(e, out, err);
+    if (code != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(err.str(), out.str()));
+    }
+    std::cout << out.str();
+    result.exit_now = true;
+    result.exit_code = 0;
+    return result;
+  }
+  ServerConfig cfg;
+  if (!config_path.empty()) {
+    if (auto st = ApplyTomlFile(config_path, cfg); !st.ok()) return st;
+  }
+  for (size_t i = 0; i < options.size(); ++i) {
+    if (options[i]->count() == 0) continue;
+    if (auto st = AllSettings()[i].set(cfg, values[i]); !st.ok()) return st;
+  }
+  for (const auto& nc : ns_codecs) {
+    size_t eq = nc.rfind('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--namespace-codec '", nc, "': expected NAMESPACE=CODEC"));
+    }
+    std::string ns = nc.substr(0, eq);
+    std::string codec = nc.substr(eq + 1);
+    if (auto st = ValidateNamespace(ns); !st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--namespace-codec '", nc, "': ", std::string(st.message())));
+    }
+    if (auto st = CheckCodec(codec); !st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--namespace-codec '", nc, "': ", std::string(st.message())));
+    }
+    cfg.namespaces[ns].codec = codec;
+  }
+  if (auto st = Validate(cfg); !st.ok()) return st;
+  result.config = std::move(cfg);
+  return result;
+}
+
+}  // namespace adaptcache::server

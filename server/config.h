@@ -1,0 +1,112 @@
+// The daemon's configuration: embedded defaults, then an optional TOML file, then
+// command-line flags (each layer overrides the previous one).
+//
+// Every setting is described once in a table (AllSettings()) that drives the TOML
+// parser (unknown keys are errors), the CLI flags (--help shows each default), and
+// --print-config (which prints TOML that loads back to the same config). Values are
+// checked when set (type, range, syntax) and again as a whole by Validate().
+//
+// Thread safety: ServerConfig is a plain value; the functions here are thread safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace adaptcache::server {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+struct NamespaceSettings {
+  std::string codec;  // codec config name (kernels/codec.h)
+};
+
+struct ServerConfig {
+  // [server]
+  std::string socket = "/tmp/adaptcache/adaptcached.sock";  // "" = no UDS listener
+  std::string tcp_listen;                      // host:port; "" = off (no TLS yet)
+  std::string metrics_listen = "127.0.0.1:9464";  // host:port; port 0 = ephemeral; "" = off
+  uint32_t threads = 0;                        // gRPC worker threads; 0 = from the machine
+  std::string log_level = "info";
+  std::string ready_file;                      // written once serving; "" = none
+  // [pool]
+  uint64_t pool_bytes = 0;  // 0 = auto: 25% of MemTotal, capped by free shm space, >= 64 MiB
+  std::string shm_dir = "/dev/shm";
+  std::string pool_name = "adaptcache";
+  bool huge_pages = true;
+  bool mlock = true;
+  // [leases]
+  uint32_t lease_default_ms = 30'000;
+  uint32_t lease_max_ms = 300'000;
+  uint64_t max_leases = 1 << 20;
+  uint32_t reservation_ms = 60'000;
+  uint32_t reap_interval_ms = 1'000;
+  // [limits]
+  uint64_t max_entry_bytes = 256ull << 20;  // raw tensor bytes of one Put
+  uint64_t max_frame_bytes = 4ull << 20;    // one gRPC message
+  uint32_t max_inflight_puts = 64;
+  uint32_t max_batch_keys = 4096;           // keys per Lookup/Delete, ids per Release
+  uint64_t stream_chunk_bytes = 1ull << 20;  // Get data frame size
+  // [codec] and [namespaces."name"]
+  std::string default_codec = "raw";
+  std::map<std::string, NamespaceSettings> namespaces;
+
+  // The codec name for a namespace: its own setting, else the default.
+  const std::string& CodecFor(std::string_view ns) const;
+};
+
+enum class SettingKind { kString, kBool, kUint, kBytes };
+
+// One configurable value: TOML `[section] key`, and CLI `--flag`.
+struct Setting {
+  std::string section;
+  std::string key;
+  std::string flag;  // without the leading "--"
+  SettingKind kind;
+  std::string help;
+  // Parses `value` (flag text or the TOML value rendered as text) into the config.
+  std::function<absl::Status(ServerConfig&, const std::string&)> set;
+  // Renders the current value as a TOML literal.
+  std::function<std::string(const ServerConfig&)> get;
+};
+const std::vector<Setting>& AllSettings();
+
+// "4GiB", "64MiB", "512KiB", "1G", "100M", "4096" -> bytes (binary units).
+absl::StatusOr<uint64_t> ParseByteSize(std::string_view text);
+std::string FormatByteSize(uint64_t bytes);  // exact: "64MiB", else plain bytes
+
+// Applies a TOML document on top of `cfg`. `origin` names the source in errors.
+absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, ServerConfig& cfg);
+absl::Status ApplyTomlFile(const std::string& path, ServerConfig& cfg);
+
+// Cross-field checks (listeners, lease bounds, codecs, namespaces, sizes).
+absl::Status Validate(const ServerConfig& cfg);
+
+// 25% of MemTotal, capped by the free space of shm_dir, at least 64 MiB, rounded down
+// to 2 MiB. Reads /proc/meminfo and statvfs(shm_dir).
+absl::StatusOr<uint64_t> AutoPoolBytes(const std::string& shm_dir);
+
+// The effective config as a TOML document (loads back with ApplyToml).
+std::string ToToml(const ServerConfig& cfg);
+
+// Splits "host:port" (IPv6 as "[::1]:port"); port must be 0..65535.
+absl::Status ParseHostPort(std::string_view text, std::string* host, int* port);
+
+// Result of parsing the command line.
+struct CommandLine {
+  ServerConfig config;
+  bool print_config = false;
+  bool exit_now = false;  // --help / --version printed; exit with exit_code
+  int exit_code = 0;
+};
+// Parses argv (CLI11): defaults <- --config file <- flags; validates. Help and
+// --version text go to stdout.
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
+
+}  // namespace adaptcache::server

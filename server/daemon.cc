@@ -1,0 +1,254 @@
+#include "server/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/server_metrics.h"
+#include "server/service.h"
+#include "spdlog/spdlog.h"
+#include "storage/dram_tier.h"
+
+namespace adaptcache::server {
+namespace {
+
+constexpr auto kDrainDeadline = std::chrono::seconds(5);
+
+// Creates the socket's directory (0700) if missing and removes a stale socket left by
+// a crashed daemon; refuses to start if a live daemon answers on it.
+absl::Status PrepareSocket(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir.parent_path(), ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create socket directory ", dir.string(), ": ", std::strerror(errno)));
+    }
+  } else if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(dir.string(), " is not a directory"));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError("socket(AF_UNIX) failed");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int err = errno;
+  ::close(fd);
+  if (rc == 0) {
+    return absl::AlreadyExistsError(absl::StrCat("another daemon is serving on ", path));
+  }
+  if (err != ECONNREFUSED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot probe existing socket ", path, ": ", std::strerror(err)));
+  }
+  spdlog::warn("removing stale socket {}", path);
+  ::unlink(path.c_str());
+  return absl::OkStatus();
+}
+
+// Written to a temporary name and renamed, so readers never see half a file.
+absl::Status WriteReadyFile(const std::string& path, const std::string& body) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << body;
+    if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+class Reaper {
+ public:
+  Reaper(DramTier* tier, CacheService* service, std::chrono::milliseconds every)
+      : thread_([this, tier, service, every] {
+          std::unique_lock<std::mutex> lock(mu_);
+          while (!stop_) {
+            cv_.wait_for(lock, every, [this] { return stop_; });
+            if (stop_) break;
+            lock.unlock();
+            tier->ReapExpired();
+            service->ReapPending();
+            lock.lock();
+          }
+        }) {}
+  ~Reaper() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+int RunDaemon(ServerConfig cfg) {
+  if (cfg.pool_bytes == 0) {
+    auto bytes = AutoPoolBytes(cfg.shm_dir);
+    if (!bytes.ok()) {
+      spdlog::critical("cannot size the pool: {}", std::string(bytes.status().message()));
+      return 1;
+    }
+    cfg.pool_bytes = *bytes;
+  }
+  if (cfg.max_entry_bytes > cfg.pool_bytes / 2) {
+    spdlog::warn("max_entry_bytes {} exceeds half the pool ({}); larger entries are refused",
+                 cfg.max_entry_bytes, cfg.pool_bytes / 2);
+  }
+  if (!cfg.socket.empty()) {
+    if (auto st = PrepareSocket(cfg.socket); !st.ok()) {
+      spdlog::critical("{}", std::string(st.message()));
+      return 1;
+    }
+  }
+
+  DramTierOptions opts;
+  opts.capacity_bytes = cfg.pool_bytes;
+  opts.shm_dir = cfg.shm_dir;
+  opts.name = cfg.pool_name;
+  opts.huge_pages = cfg.huge_pages;
+  opts.mlock = cfg.mlock;
+  opts.default_lease_ms = cfg.lease_default_ms;
+  opts.max_lease_ms = cfg.lease_max_ms;
+  opts.max_leases = cfg.max_leases;
+  opts.reservation_ms = cfg.reservation_ms;
+  auto tier = DramTier::Create(opts);
+  if (!tier.ok()) {
+    spdlog::critical("cannot create the DRAM pool: {}", std::string(tier.status().message()));
+    return 1;
+  }
+  const auto& ps = (*tier)->pool_status();
+  spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",
+               (*tier)->shm_path(), (*tier)->pool_size(), (*tier)->pool_id(),
+               ps.mlocked ? "yes" : "no (" + ps.mlock_error + ")",
+               ps.huge_pages_effective ? "yes" : "no", ps.thp_shmem_mode);
+
+  MetricsRegistry registry;
+  auto metrics = ServerMetrics::Create(&registry, tier->get());
+  if (!metrics.ok()) {
+    spdlog::critical("metrics: {}", std::string(metrics.status().message()));
+    return 1;
+  }
+  CacheService service(cfg, tier->get(), metrics->get());
+
+  const int threads = cfg.threads != 0
+                          ? static_cast<int>(cfg.threads)
+                          : std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency()));
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota("adaptcached");
+  quota.SetMaxThreads(threads);
+  builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              std::max(2, threads / 4));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(cfg.max_frame_bytes, INT32_MAX)));
+  builder.SetMaxSendMessageSize(static_cast<int>(cfg.stream_chunk_bytes + (64 << 10)));
+  if (!cfg.socket.empty()) {
+    builder.AddListeningPort("unix:" + cfg.socket, grpc::InsecureServerCredentials());
+  }
+  int tcp_port = 0;
+  if (!cfg.tcp_listen.empty()) {
+    spdlog::warn("TCP listener {} has no TLS or authentication yet", cfg.tcp_listen);
+    builder.AddListeningPort(cfg.tcp_listen, grpc::InsecureServerCredentials(), &tcp_port);
+  }
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::critical("cannot listen on {}{}{}", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
+                     cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen);
+    return 1;
+  }
+  if (!cfg.socket.empty()) ::chmod(cfg.socket.c_str(), 0600);
+
+  MetricsHttpServer http(&registry, [&service] { return true; });
+  int metrics_port = 0;
+  if (!cfg.metrics_listen.empty()) {
+    std::string host;
+    int port = 0;
+    (void)ParseHostPort(cfg.metrics_listen, &host, &port);  // validated with the config
+    auto bound = http.Start(host, port);
+    if (!bound.ok()) {
+      spdlog::critical("{}", std::string(bound.status().message()));
+      server->Shutdown();
+      return 1;
+    }
+    metrics_port = *bound;
+  }
+  Reaper reaper(tier->get(), &service, std::chrono::milliseconds(cfg.reap_interval_ms));
+
+  spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads", kVersion,
+               cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " and ",
+               cfg.tcp_listen.empty() ? "" : absl::StrCat(cfg.tcp_listen, " (port ", tcp_port, ")"),
+               cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), threads);
+  if (!cfg.ready_file.empty()) {
+    auto st = WriteReadyFile(
+        cfg.ready_file,
+        absl::StrCat("pid=", ::getpid(), "\nsocket=", cfg.socket, "\ntcp_port=", tcp_port,
+                     "\nmetrics_port=", metrics_port, "\nshm_path=", (*tier)->shm_path(),
+                     "\npool_size=", (*tier)->pool_size(), "\npool_id=", (*tier)->pool_id(), "\n"));
+    if (!st.ok()) spdlog::error("{}", std::string(st.message()));
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  spdlog::info("signal {}: shutting down", sig);
+  service.SetServing(false);
+  server->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
+  server->Wait();
+  http.Stop();
+  if (!cfg.socket.empty()) ::unlink(cfg.socket.c_str());
+  if (!cfg.ready_file.empty()) ::unlink(cfg.ready_file.c_str());
+  spdlog::info("stopped");
+  return 0;  // the reaper, the tier (unlinking the pool file) are destroyed on return
+}
+
+}  // namespace adaptcache::server

@@ -1,0 +1,261 @@
+#include "server/service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "common/key.h"
+
+namespace adaptcache::server {
+namespace {
+
+int64_t UnixMs(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+grpc::Status Invalid(const std::string& msg) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
+}
+
+// Ends a lease when the RPC returns, however it returns.
+class LeaseGuard {
+ public:
+  LeaseGuard(DramTier* tier, uint64_t id) : tier_(tier), id_(id) {}
+  ~LeaseGuard() {
+    if (id_ != 0) tier_->Release(id_);
+  }
+  void Disarm() { id_ = 0; }
+
+ private:
+  DramTier* tier_;
+  uint64_t id_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& st) {
+  if (st.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
+CacheService::CacheService(const ServerConfig& cfg, DramTier* tier, ServerMetrics* metrics)
+    : cfg_(cfg), tier_(tier), metrics_(metrics), start_(std::chrono::steady_clock::now()) {}
+
+absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::string& bytes,
+                                                int index) const {
+  if (bytes.size() != kKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("key ", index, " is ", bytes.size(),
+                                                   " bytes; keys are exactly ", kKeyBytes));
+  }
+  auto key = Key128::FromBytes(bytes);
+  if (!key.ok()) return absl::InvalidArgumentError(std::string(key.status().message()));
+  return EntryKey{ns_id, *key};
+}
+
+void CacheService::FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes,
+                                 v1::EntryInfo* info) const {
+  info->set_tier(v1::TIER_DRAM);
+  info->set_codec(meta.codec);
+  info->set_stored_bytes(stored_bytes);
+  info->set_raw_bytes(meta.raw_bytes);
+  info->set_est_quality_loss(meta.est_quality_loss);
+  info->set_payload_crc32c(meta.crc32c);
+  auto* shape = info->mutable_shape();
+  shape->set_layers(meta.shape.layers);
+  shape->set_kv_heads(meta.shape.kv_heads);
+  shape->set_head_dim(meta.shape.head_dim);
+  shape->set_tokens(meta.shape.tokens);
+  shape->set_dtype(static_cast<v1::DType>(static_cast<int>(meta.shape.dtype)));
+}
+
+grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req,
+                                  v1::LookupResponse* resp) {
+  RequestScope scope(metrics_, Op::kLookup);
+  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
+    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
+  }
+  if (static_cast<uint64_t>(req->keys_size()) > cfg_.max_batch_keys) {
+    return scope.Finish(Invalid(absl::StrCat(req->keys_size(), " keys in one Lookup; at most ",
+                                             cfg_.max_batch_keys)));
+  }
+  const uint64_t ns = NamespaceId(req->namespace_());
+  std::vector<EntryKey> keys;
+  keys.reserve(req->keys_size());
+  for (int i = 0; i < req->keys_size(); ++i) {
+    auto k = ParseKey(ns, req->keys(i), i);
+    if (!k.ok()) return scope.Finish(ToGrpc(k.status()));
+    keys.push_back(*k);
+  }
+  bool prefix = true;
+  uint32_t prefix_hits = 0;
+  for (const auto& k : keys) {
+    auto meta = tier_->Peek(k);
+    auto* info = resp->add_entries();
+    metrics_->CountLookup(meta.has_value());
+    if (!meta) {
+      info->set_tier(v1::TIER_NONE);
+      prefix = false;
+      continue;
+    }
+    FillEntryInfo(*meta, meta->stored_bytes, info);
+    if (prefix) ++prefix_hits;
+  }
+  resp->set_prefix_hits(prefix_hits);
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                               grpc::ServerWriter<v1::GetResponse>* writer) {
+  RequestScope scope(metrics_, Op::kGet);
+  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
+    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
+  }
+  auto key = ParseKey(NamespaceId(req->namespace_()), req->key(), 0);
+  if (!key.ok()) return scope.Finish(ToGrpc(key.status()));
+  const bool shm = req->transfer() == v1::TRANSFER_SHM;
+  if (!shm && req->transfer() != v1::TRANSFER_STREAM) {
+    return scope.Finish(Invalid(absl::StrCat("unknown transfer ", req->transfer())));
+  }
+  // Streams hold their internal lease as long as allowed; SHM leases are the client's.
+  const uint32_t lease_ms = shm ? std::min(req->lease_ms(), cfg_.lease_max_ms) : cfg_.lease_max_ms;
+  auto lease = tier_->Acquire(*key, lease_ms);
+  if (!lease.ok()) {
+    if (absl::IsNotFound(lease.status())) {
+      metrics_->CountGet(false);
+      return scope.Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "miss: no such entry"));
+    }
+    return scope.Finish(ToGrpc(lease.status()));
+  }
+  metrics_->CountGet(true);
+  LeaseGuard guard(tier_, lease->id);
+  if (!shm) return scope.Finish(StreamEntry(ctx, *lease, *key, writer));
+
+  v1::GetResponse frame;
+  FillEntryInfo(lease->meta, lease->extent.length, frame.mutable_entry());
+  frame.set_offset(lease->extent.offset);
+  frame.set_lease_id(lease->id);
+  frame.set_lease_expires_unix_ms(UnixMs(lease->expires));
+  frame.set_pool_id(tier_->pool_id());
+  if (!writer->Write(frame)) {
+    return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+  }
+  guard.Disarm();  // the client owns the lease now
+  metrics_->CountGetBytes(lease->extent.length, true);
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::StreamEntry(grpc::ServerContext* ctx, const Lease& lease,
+                                       const EntryKey& key,
+                                       grpc::ServerWriter<v1::GetResponse>* writer) {
+  v1::GetResponse frame;
+  FillEntryInfo(lease.meta, lease.extent.length, frame.mutable_entry());
+  if (!writer->Write(frame)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  const ByteSpan bytes = tier_->Bytes(lease.extent);
+  // Stop well before the lease ends: after it, the extent may be reused.
+  constexpr auto kLeaseMargin = std::chrono::seconds(1);
+  uint32_t crc = 0;
+  for (uint64_t off = 0; off < bytes.size(); off += cfg_.stream_chunk_bytes) {
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
+    if (std::chrono::system_clock::now() + kLeaseMargin >= lease.expires) {
+      return grpc::Status(grpc::StatusCode::ABORTED,
+                          "transfer outlived the entry's lease; retry the Get");
+    }
+    const uint64_t n = std::min<uint64_t>(cfg_.stream_chunk_bytes, bytes.size() - off);
+    const char* p = reinterpret_cast<const char*>(bytes.data() + off);
+    crc = Crc32cExtend(crc, p, n);
+    v1::GetResponse data;
+    data.set_data(p, n);
+    if (!writer->Write(data)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  }
+  if (crc != lease.meta.crc32c) {
+    // The client got the bytes but not an OK status: it must discard them.
+    metrics_->CountDataLoss();
+    tier_->Erase(key);
+    return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                        "entry failed its checksum and was dropped; treat as a miss");
+  }
+  metrics_->CountGetBytes(bytes.size(), false);
+  return grpc::Status::OK;
+}
+
+grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
+                                   v1::ReleaseResponse* resp) {
+  RequestScope scope(metrics_, Op::kRelease);
+  if (static_cast<uint64_t>(req->lease_ids_size()) > cfg_.max_batch_keys) {
+    return scope.Finish(Invalid(absl::StrCat(req->lease_ids_size(),
+                                             " lease ids in one Release; at most ",
+                                             cfg_.max_batch_keys)));
+  }
+  uint32_t released = 0;
+  for (uint64_t id : req->lease_ids()) released += tier_->Release(id) ? 1 : 0;
+  resp->set_released(released);
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+                                  v1::DeleteResponse* resp) {
+  RequestScope scope(metrics_, Op::kDelete);
+  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
+    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
+  }
+  if (static_cast<uint64_t>(req->keys_size()) > cfg_.max_batch_keys) {
+    return scope.Finish(Invalid(absl::StrCat(req->keys_size(), " keys in one Delete; at most ",
+                                             cfg_.max_batch_keys)));
+  }
+  const uint64_t ns = NamespaceId(req->namespace_());
+  std::vector<EntryKey> keys;
+  for (int i = 0; i < req->keys_size(); ++i) {
+    auto k = ParseKey(ns, req->keys(i), i);
+    if (!k.ok()) return scope.Finish(ToGrpc(k.status()));  // nothing deleted yet
+    keys.push_back(*k);
+  }
+  uint32_t deleted = 0;
+  for (const auto& k : keys) deleted += tier_->Erase(k) ? 1 : 0;
+  resp->set_deleted(deleted);
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::PoolInfo(grpc::ServerContext*, const v1::PoolInfoRequest*,
+                                    v1::PoolInfoResponse* resp) {
+  RequestScope scope(metrics_, Op::kPoolInfo);
+  resp->set_shm_path(tier_->shm_path());
+  resp->set_size(tier_->pool_size());
+  resp->set_pool_id(tier_->pool_id());
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                                 v1::StatsResponse* resp) {
+  RequestScope scope(metrics_, Op::kStats);
+  const DramTierStats s = tier_->Stats();
+  auto* dram = resp->add_tiers();
+  dram->set_tier(v1::TIER_DRAM);
+  dram->set_capacity_bytes(s.capacity_bytes);
+  dram->set_used_bytes(s.used_bytes);
+  dram->set_entries(s.entries);
+  dram->set_hits(metrics_->hits());
+  resp->set_lookups(metrics_->lookups());
+  resp->set_misses(metrics_->misses());
+  resp->set_puts(metrics_->puts_ok());
+  resp->set_evictions(s.evictions);
+  resp->set_leases_outstanding(s.leases_outstanding);
+  for (const auto& [codec, u] : metrics_->UsageByCodec()) {
+    (*resp->mutable_entries_by_codec())[codec] = u.entries;
+    (*resp->mutable_bytes_by_codec())[codec] = u.bytes;
+  }
+  resp->set_version(kVersion);
+  resp->set_uptime_s(std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::steady_clock::now() - start_)
+                         .count());
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::Health(grpc::ServerContext*, const v1::HealthRequest*,
+                                  v1::HealthResponse* resp) {
+  RequestScope scope(metrics_, Op::kHealth);
+  resp->set_serving(serving_.load());
+  resp->set_version(kVersion);
+  return scope.Finish(grpc::Status::OK);
+}
+
+}  // namespace adaptcache::server

@@ -1,0 +1,107 @@
+// The AdaptCache gRPC service (proto/adaptcache/v1/cache.proto) over the DRAM tier and
+// the codec library. docs/api.md documents every RPC, its validation and its status
+// codes.
+//
+// Put streams the raw tensor into a staging extent of the pool, encodes it into the
+// final extent and commits; ReservePut/CommitPut do the same from a client-written
+// reservation. Get hands out a lease (TRANSFER_SHM) or streams the container under an
+// internal lease, checking its CRC on the way. Nothing is committed unless the whole
+// request validated, the stream carried exactly the shape's bytes, and encoding
+// succeeded; any failure frees what the request allocated.
+//
+// Thread safety: every RPC may run concurrently (synchronous gRPC server threads).
+// ReapPending() is called by the daemon's reaper thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "adaptcache/v1/cache.grpc.pb.h"
+#include "kernels/codec.h"
+#include "server/config.h"
+#include "server/server_metrics.h"
+#include "storage/dram_tier.h"
+
+namespace adaptcache::server {
+
+// absl and gRPC share the canonical status codes.
+grpc::Status ToGrpc(const absl::Status& st);
+
+class CacheService final : public adaptcache::v1::AdaptCache::Service {
+ public:
+  CacheService(const ServerConfig& cfg, DramTier* tier, ServerMetrics* metrics);
+
+  grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
+                      v1::LookupResponse* resp) override;
+  grpc::Status Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
+                   v1::PutResponse* resp) override;
+  grpc::Status ReservePut(grpc::ServerContext* ctx, const v1::ReservePutRequest* req,
+                          v1::ReservePutResponse* resp) override;
+  grpc::Status CommitPut(grpc::ServerContext* ctx, const v1::CommitPutRequest* req,
+                         v1::PutResponse* resp) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
+                       v1::ReleaseResponse* resp) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
+                      v1::DeleteResponse* resp) override;
+  grpc::Status PoolInfo(grpc::ServerContext* ctx, const v1::PoolInfoRequest* req,
+                        v1::PoolInfoResponse* resp) override;
+  grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* req,
+                     v1::StatsResponse* resp) override;
+  grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest* req,
+                      v1::HealthResponse* resp) override;
+
+  // Health answers serving=false once shutdown begins.
+  void SetServing(bool serving) { serving_.store(serving); }
+  // Forgets put headers of reservations that expired more than a grace period ago.
+  size_t ReapPending();
+
+ private:
+  // A Put header after validation.
+  struct PutPlan {
+    EntryKey key;
+    KvShape shape;
+    CodecConfig codec;
+    std::string codec_name;
+    std::vector<float> token_importance;
+    uint32_t probe_count = 0;
+    std::vector<float> probe_queries;
+  };
+  struct PendingReservation {
+    PutPlan plan;
+    uint64_t length = 0;
+    std::chrono::system_clock::time_point expires;
+  };
+  // Limits concurrent Put/CommitPut; released on destruction.
+  class InflightSlot;
+
+  absl::StatusOr<PutPlan> ValidateHeader(const v1::PutHeader& h) const;
+  // Encodes `raw` into a new extent and commits it; fills `info`.
+  absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::EntryInfo* info);
+  absl::StatusOr<EntryKey> ParseKey(uint64_t ns_id, const std::string& bytes, int index) const;
+  void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info) const;
+  grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease,
+                           const EntryKey& key, grpc::ServerWriter<v1::GetResponse>* writer);
+
+  const ServerConfig cfg_;
+  DramTier* const tier_;
+  ServerMetrics* const metrics_;
+  const std::chrono::steady_clock::time_point start_;
+  std::atomic<bool> serving_{true};
+  std::atomic<int64_t> inflight_puts_{0};
+
+  std::mutex pending_mu_;
+  absl::flat_hash_map<uint64_t, PendingReservation> pending_;  // by reservation id
+  // Ids of reservations that expired recently (id -> expiry), so CommitPut can answer
+  // FAILED_PRECONDITION "expired" rather than NOT_FOUND; bounded.
+  absl::flat_hash_map<uint64_t, std::chrono::system_clock::time_point> expired_;
+};
+
+}  // namespace adaptcache::server

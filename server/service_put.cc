@@ -1,0 +1,316 @@
+// Put, ReservePut and CommitPut: header validation, staging, encode and commit.
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "common/key.h"
+#include "server/service.h"
+
+namespace adaptcache::server {
+namespace {
+
+constexpr uint32_t kMaxProbes = 256;
+// How long a reservation id is remembered after it expired, so CommitPut can say
+// "expired" rather than "unknown".
+constexpr auto kExpiredMemory = std::chrono::minutes(5);
+constexpr size_t kMaxExpiredRemembered = 1 << 16;
+
+grpc::Status Invalid(const std::string& msg) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
+}
+
+// Frees an in-flight extent unless it was committed.
+class ExtentGuard {
+ public:
+  ExtentGuard(DramTier* tier, Extent e) : tier_(tier), e_(e) {}
+  ~ExtentGuard() {
+    if (armed_) tier_->Free(e_);
+  }
+  void Disarm() { armed_ = false; }
+
+ private:
+  DramTier* tier_;
+  Extent e_;
+  bool armed_ = true;
+};
+
+bool AllFinite(const google::protobuf::RepeatedField<float>& v) {
+  for (float f : v) {
+    if (!std::isfinite(f)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+class CacheService::InflightSlot {
+ public:
+  explicit InflightSlot(CacheService* s) : s_(s) {
+    int64_t n = s_->inflight_puts_.fetch_add(1) + 1;
+    ok_ = n <= static_cast<int64_t>(s_->cfg_.max_inflight_puts);
+    if (!ok_) {
+      s_->inflight_puts_.fetch_sub(1);
+    } else {
+      s_->metrics_->SetInflightPuts(n);
+    }
+  }
+  ~InflightSlot() {
+    if (ok_) s_->metrics_->SetInflightPuts(s_->inflight_puts_.fetch_sub(1) - 1);
+  }
+  bool ok() const { return ok_; }
+  grpc::Status Refusal() const {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("more than ", s_->cfg_.max_inflight_puts,
+                                     " puts in flight; retry later"));
+  }
+
+ private:
+  CacheService* s_;
+  bool ok_ = false;
+};
+
+absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::PutHeader& h) const {
+  PutPlan plan;
+  if (auto st = ValidateNamespace(h.namespace_()); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("namespace: ", std::string(st.message())));
+  }
+  auto key = ParseKey(NamespaceId(h.namespace_()), h.key(), 0);
+  if (!key.ok()) return key.status();
+  plan.key = *key;
+  if (!h.has_shape()) return absl::InvalidArgumentError("header has no shape");
+  const auto& s = h.shape();
+  auto dtype = DTypeFromCode(static_cast<uint32_t>(s.dtype()));
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape.dtype: ", std::string(dtype.status().message())));
+  }
+  plan.shape = KvShape{s.layers(), s.tokens(), s.kv_heads(), s.head_dim(), *dtype};
+  if (auto st = ValidateShape(plan.shape); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("shape: ", std::string(st.message())));
+  }
+  const uint64_t raw_bytes = plan.shape.Bytes();
+  if (raw_bytes > cfg_.max_entry_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("entry of ", raw_bytes,
+                                                     " bytes exceeds max_entry_bytes (",
+                                                     cfg_.max_entry_bytes, ")"));
+  }
+  plan.codec_name = h.codec().empty() ? cfg_.CodecFor(h.namespace_()) : h.codec();
+  auto codec = ParseCodecConfig(plan.codec_name);
+  if (!codec.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("codec: ", std::string(codec.status().message())));
+  }
+  if (auto st = ValidateConfig(*codec); !st.ok()) {
+    return absl::Status(st.code(), absl::StrCat("codec '", plan.codec_name, "': ",
+                                                std::string(st.message())));
+  }
+  plan.codec = *codec;
+  plan.codec_name = codec->Name();  // canonical spelling
+  if (MaxEncodedBytes(plan.codec, plan.shape) > tier_->pool_size() / 2) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("entry of ", raw_bytes, " bytes cannot fit in the pool (",
+                     tier_->pool_size(), " bytes) next to its staging copy"));
+  }
+  if (h.token_importance_size() != 0) {
+    if (static_cast<uint32_t>(h.token_importance_size()) != plan.shape.tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("token_importance has ",
+                                                     h.token_importance_size(),
+                                                     " values; shape has ", plan.shape.tokens,
+                                                     " tokens"));
+    }
+    if (!AllFinite(h.token_importance())) {
+      return absl::InvalidArgumentError("token_importance holds NaN or infinity");
+    }
+    plan.token_importance.assign(h.token_importance().begin(), h.token_importance().end());
+  }
+  if (h.probe_count() > kMaxProbes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("probe_count ", h.probe_count(), " exceeds ", kMaxProbes));
+  }
+  const uint64_t want = uint64_t{plan.shape.layers} * h.probe_count() * plan.shape.kv_heads *
+                        plan.shape.head_dim;
+  if (static_cast<uint64_t>(h.probe_queries_size()) != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "probe_queries has ", h.probe_queries_size(), " values; [layers][probe_count][kv_heads]"
+        "[head_dim] needs ", want));
+  }
+  if (!AllFinite(h.probe_queries())) {
+    return absl::InvalidArgumentError("probe_queries holds NaN or infinity");
+  }
+  plan.probe_count = h.probe_count();
+  plan.probe_queries.assign(h.probe_queries().begin(), h.probe_queries().end());
+  return plan;
+}
+
+absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw,
+                                           v1::EntryInfo* info) {
+  const uint64_t max = MaxEncodedBytes(plan.codec, plan.shape);
+  auto out = tier_->Allocate(max);
+  if (!out.ok()) return out.status();
+  ExtentGuard guard(tier_, *out);
+  SideData side;
+  side.token_importance = plan.token_importance;
+  side.probe_count = plan.probe_count;
+  side.probe_queries = plan.probe_queries;
+  ByteSpan dst = tier_->Bytes(*out).first(max);
+  auto n = Encode(plan.codec, plan.shape, raw, side, dst);
+  if (!n.ok()) return n.status();
+  if (*n == 0 || *n > max) {
+    return absl::InternalError(absl::StrCat("encoder wrote ", *n, " bytes; bound is ", max));
+  }
+  EntryMeta meta;
+  meta.shape = plan.shape;
+  meta.codec_family = plan.codec.family;
+  meta.codec = plan.codec_name;
+  meta.raw_bytes = plan.shape.Bytes();
+  meta.crc32c = Crc32c(dst.data(), *n);  // whole container, as EntryInfo promises
+  meta.est_quality_loss = 0.f;          // no quality model yet
+  meta.stored_bytes = *n;
+  if (auto st = tier_->Commit(plan.key, Extent{out->offset, *n}, meta); !st.ok()) return st;
+  guard.Disarm();
+  FillEntryInfo(meta, *n, info);
+  metrics_->CountPut(meta.raw_bytes, *n);
+  return absl::OkStatus();
+}
+
+grpc::Status CacheService::Put(grpc::ServerContext* ctx,
+                               grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* resp) {
+  RequestScope scope(metrics_, Op::kPut);
+  v1::PutRequest frame;
+  if (!reader->Read(&frame)) {
+    if (ctx->IsCancelled()) {
+      return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled"));
+    }
+    return scope.Finish(Invalid("empty Put stream: the first frame must be a header"));
+  }
+  if (!frame.has_header()) return scope.Finish(Invalid("the first Put frame must be a header"));
+  auto plan = ValidateHeader(frame.header());
+  if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
+  InflightSlot slot(this);
+  if (!slot.ok()) return scope.Finish(slot.Refusal());
+
+  const uint64_t raw_bytes = plan->shape.Bytes();
+  auto staging = tier_->Allocate(raw_bytes);
+  if (!staging.ok()) return scope.Finish(ToGrpc(staging.status()));
+  ExtentGuard guard(tier_, *staging);
+  ByteSpan dst = tier_->Bytes(*staging).first(raw_bytes);
+  uint64_t got = 0;
+  for (uint64_t index = 1; reader->Read(&frame); ++index) {
+    switch (frame.frame_case()) {
+      case v1::PutRequest::kHeader:
+        return scope.Finish(Invalid(absl::StrCat("frame ", index, " is a second header")));
+      case v1::PutRequest::kData: {
+        const std::string& d = frame.data();
+        if (d.size() > raw_bytes - got) {
+          return scope.Finish(Invalid(absl::StrCat("stream carries more than the shape's ",
+                                                   raw_bytes, " bytes (frame ", index, ")")));
+        }
+        std::memcpy(dst.data() + got, d.data(), d.size());
+        got += d.size();
+        break;
+      }
+      default:
+        return scope.Finish(Invalid(absl::StrCat("frame ", index, " has neither header nor data")));
+    }
+  }
+  if (ctx->IsCancelled()) {
+    return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled mid-stream"));
+  }
+  if (got != raw_bytes) {
+    return scope.Finish(Invalid(absl::StrCat("stream ended after ", got, " of the shape's ",
+                                             raw_bytes, " bytes")));
+  }
+  auto st = EncodeAndCommit(*plan, dst, resp->mutable_entry());
+  return scope.Finish(ToGrpc(st));
+}
+
+grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePutRequest* req,
+                                      v1::ReservePutResponse* resp) {
+  RequestScope scope(metrics_, Op::kReservePut);
+  if (!req->has_header()) return scope.Finish(Invalid("ReservePut needs a header"));
+  auto plan = ValidateHeader(req->header());
+  if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
+  const uint64_t raw_bytes = plan->shape.Bytes();
+  auto res = tier_->Reserve(raw_bytes);
+  if (!res.ok()) return scope.Finish(ToGrpc(res.status()));
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    pending_[res->id] = PendingReservation{std::move(*plan), raw_bytes, res->expires};
+  }
+  resp->set_reservation_id(res->id);
+  resp->set_offset(res->extent.offset);
+  resp->set_length(raw_bytes);
+  resp->set_expires_unix_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(res->expires.time_since_epoch())
+          .count());
+  resp->set_pool_id(tier_->pool_id());
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::CommitPut(grpc::ServerContext*, const v1::CommitPutRequest* req,
+                                     v1::PutResponse* resp) {
+  RequestScope scope(metrics_, Op::kCommitPut);
+  const uint64_t id = req->reservation_id();
+  if (id == 0) return scope.Finish(Invalid("reservation_id 0 is never issued"));
+  InflightSlot slot(this);
+  if (!req->abort() && !slot.ok()) return scope.Finish(slot.Refusal());
+
+  PendingReservation pending;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) {
+      if (expired_.contains(id)) {
+        return scope.Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                         absl::StrCat("reservation ", id, " expired")));
+      }
+      return scope.Finish(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("unknown reservation ", id, " (never issued or already committed)")));
+    }
+    pending = std::move(it->second);
+    pending_.erase(it);
+  }
+  auto extent = tier_->TakeReservation(id);
+  if (!extent.ok()) {
+    if (absl::IsNotFound(extent.status())) {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      if (expired_.size() < kMaxExpiredRemembered) expired_[id] = pending.expires;
+      return scope.Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                       absl::StrCat("reservation ", id, " expired")));
+    }
+    return scope.Finish(ToGrpc(extent.status()));
+  }
+  ExtentGuard guard(tier_, *extent);
+  if (req->abort()) return scope.Finish(grpc::Status::OK);
+  if (extent->length < pending.length) {
+    return scope.Finish(grpc::Status(grpc::StatusCode::INTERNAL, "reservation shorter than asked"));
+  }
+  ConstByteSpan raw = tier_->Bytes(*extent).first(pending.length);
+  return scope.Finish(ToGrpc(EncodeAndCommit(pending.plan, raw, resp->mutable_entry())));
+}
+
+size_t CacheService::ReapPending() {
+  const auto now = std::chrono::system_clock::now();
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  size_t n = 0;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.expires <= now) {
+      if (expired_.size() < kMaxExpiredRemembered) expired_[it->first] = it->second.expires;
+      pending_.erase(it++);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = expired_.begin(); it != expired_.end();) {
+    if (it->second + kExpiredMemory <= now) {
+      expired_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
+
+}  // namespace adaptcache::server
