@@ -18,21 +18,23 @@ absl::Status Corrupt(const std::string& what) {
   return absl::DataLossError(absl::StrCat("corrupt fp8 container: ", what));
 }
 
-// Branch-free forms used inside the vectorized loops.
+// Branch-free forms used inside the vectorized loops (selects are bit masks, so the
+// compiler needs no if-conversion).
 AC_ALWAYS_INLINE uint8_t EncodeE4M3(float v) {
   const uint32_t u = std::bit_cast<uint32_t>(v);
   const uint32_t sign = (u >> 24) & 0x80u;
-  float a = std::bit_cast<float>(u & 0x7fffffffu);
-  a = a < kE4M3Max ? a : kE4M3Max;
-  const uint32_t au = std::bit_cast<uint32_t>(a);
+  uint32_t au = u & 0x7fffffffu;
+  au = au < 0x43e00000u ? au : 0x43e00000u;  // saturate at 448 (integer compare: a >= 0)
   // Normal range (a >= 2^-6): round the mantissa to 3 bits, ties to even; a carry
   // into the exponent is the correct next binade. Rebias 127 -> 7.
   const uint32_t r = au + 0x7ffffu + ((au >> 20) & 1u);
   const uint32_t normal = ((r >> 20) - (120u << 3)) & 0x7fu;
   // Subnormal (a < 2^-6): multiples of 2^-9; the float adder rounds to nearest even.
-  const float sub_f = (a * 512.0f + 8388608.0f) - 8388608.0f;
-  const uint32_t sub = static_cast<uint32_t>(static_cast<int32_t>(sub_f));
-  return static_cast<uint8_t>(sign | (au < 0x3c800000u ? sub : normal));
+  // a * 512 + 2^23 has ulp 1, so its low mantissa bits are round(a * 512) in 0..8.
+  const uint32_t sub =
+      std::bit_cast<uint32_t>(std::bit_cast<float>(au) * 512.0f + 8388608.0f) & 0xfu;
+  const uint32_t is_sub = 0u - static_cast<uint32_t>(au < 0x3c800000u);
+  return static_cast<uint8_t>(sign | (sub & is_sub) | (normal & ~is_sub));
 }
 
 AC_ALWAYS_INLINE float DecodeE4M3(uint8_t c) {
@@ -40,17 +42,18 @@ AC_ALWAYS_INLINE float DecodeE4M3(uint8_t c) {
   const uint32_t em = c & 0x7fu;
   const uint32_t normal = (em << 20) + (120u << 23);
   const float sub = static_cast<float>(static_cast<int32_t>(em)) * 0.001953125f;  // em * 2^-9
-  const uint32_t bits = em < 8 ? std::bit_cast<uint32_t>(sub) : normal;
+  const uint32_t is_sub = 0u - static_cast<uint32_t>(em < 8);
+  const uint32_t bits = (std::bit_cast<uint32_t>(sub) & is_sub) | (normal & ~is_sub);
   return std::bit_cast<float>(bits | sign);
 }
 
 AC_ALWAYS_INLINE float EncodeRowBody(const float* x, size_t n, uint8_t* codes) {
-  float amax = 0.f;
+  uint32_t amax_bits = 0;  // |x| orders like its bit pattern
   for (size_t i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    amax = a > amax ? a : amax;
+    const uint32_t a = std::bit_cast<uint32_t>(x[i]) & 0x7fffffffu;
+    amax_bits = a > amax_bits ? a : amax_bits;
   }
-  const float scale = amax / kE4M3Max;
+  const float scale = std::bit_cast<float>(amax_bits) / kE4M3Max;
   const float inv = scale > 0.f ? 1.0f / scale : 0.f;
   for (size_t i = 0; i < n; ++i) codes[i] = EncodeE4M3(x[i] * inv);
   return scale;

@@ -47,16 +47,18 @@ Dims DimsOf(const QuantParams& p, const KvShape& s) {
 
 // ---- scale rounding (encoder) ----
 
+// Branch-free (vectorizable) directed rounding to fp16 via round-to-nearest and one step.
 AC_ALWAYS_INLINE float RoundDownToFp16(float f) {
-  uint16_t h = FloatToFp16Bits(f);
-  if (Fp16BitsToFloat(h) > f) h = (h & 0x8000u) ? h + 1 : h - 1;
-  return Fp16BitsToFloat(h);
+  const uint32_t h = FloatToFp16Bits(f);
+  const uint32_t above = Fp16BitsToFloat(static_cast<uint16_t>(h)) > f;
+  const uint32_t step = (h & 0x8000u) ? 1u : 0xffffffffu;  // away from / toward zero
+  return Fp16BitsToFloat(static_cast<uint16_t>(h + (above ? step : 0u)));
 }
 
 AC_ALWAYS_INLINE float RoundUpToFp16(float f) {  // f >= 0
-  uint16_t h = FloatToFp16Bits(f);
-  if (Fp16BitsToFloat(h) < f) ++h;
-  return Fp16BitsToFloat(h);
+  const uint32_t h = FloatToFp16Bits(f);
+  const uint32_t below = Fp16BitsToFloat(static_cast<uint16_t>(h)) < f;
+  return Fp16BitsToFloat(static_cast<uint16_t>(h + below));
 }
 
 // (scale, min) for a group with range [mn, mx], as stored.
@@ -78,16 +80,30 @@ AC_ALWAYS_INLINE uint8_t QuantizeOne(float x, float m, float inv, float levels) 
   return static_cast<uint8_t>(static_cast<int32_t>(v + 0.5f));
 }
 
-void StoreScale(float v, bool fp16, std::byte* dst) {
+// ---- hot loops ----
+
+// Scales, mins and inverse scales for n groups with ranges [lo, hi].
+AC_ALWAYS_INLINE void GroupScalesBody(const float* lo, const float* hi, size_t n, float levels,
+                                      bool fp16, float* s, float* m, float* inv) {
   if (fp16) {
-    const uint16_t h = FloatToFp16Bits(v);
-    std::memcpy(dst, &h, 2);
+    for (size_t i = 0; i < n; ++i) GroupScale(lo[i], hi[i], levels, true, &s[i], &m[i]);
   } else {
-    std::memcpy(dst, &v, 4);
+    for (size_t i = 0; i < n; ++i) GroupScale(lo[i], hi[i], levels, false, &s[i], &m[i]);
   }
+  for (size_t i = 0; i < n; ++i) inv[i] = Inverse(s[i]);
 }
 
-// ---- hot loops ----
+// Writes n scale-format values (exactly representable when fp16).
+AC_ALWAYS_INLINE void StoreScalesBody(const float* v, size_t n, bool fp16, std::byte* dst) {
+  if (fp16) {
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = FloatToFp16Bits(v[i]);
+      std::memcpy(dst + 2 * i, &h, 2);
+    }
+  } else {
+    std::memcpy(dst, v, 4 * n);
+  }
+}
 
 // Per-channel min and max over `rows` rows of `w` floats.
 AC_ALWAYS_INLINE void ColumnMinMaxBody(const float* x, size_t rows, size_t w, float* mn,
@@ -108,16 +124,18 @@ AC_ALWAYS_INLINE void QuantizeKRowBody(const float* x, const float* m, const flo
   for (size_t c = 0; c < w; ++c) q[c] = QuantizeOne(x[c], m[c], inv[c], levels);
 }
 
-// V row: per group min/max, scale, quantize. Scales/mins out as floats.
+// V row: per group min/max, then scales (batched), then quantize.
 AC_ALWAYS_INLINE void QuantizeVRowBody(const float* x, size_t ngroups_total, size_t dim,
                                        size_t vgroup, float levels, bool fp16, uint8_t* q,
-                                       float* s_out, float* m_out) {
+                                       float* s_out, float* m_out, float* scratch) {
   const size_t per_head = (dim + vgroup - 1) / vgroup;
+  float* glo = scratch;
+  float* ghi = scratch + ngroups_total;
+  float* ginv = scratch + 2 * ngroups_total;
   for (size_t gi = 0; gi < ngroups_total; ++gi) {
     const size_t head = gi / per_head, g = gi % per_head;
-    const size_t start = head * dim + g * vgroup;
+    const float* xs = x + head * dim + g * vgroup;
     const size_t n = std::min(vgroup, dim - g * vgroup);
-    const float* xs = x + start;
     float lo[8], hi[8];
     for (int j = 0; j < 8; ++j) lo[j] = hi[j] = xs[0];
     size_t i = 0;
@@ -136,12 +154,16 @@ AC_ALWAYS_INLINE void QuantizeVRowBody(const float* x, size_t ngroups_total, siz
       mn = lo[j] < mn ? lo[j] : mn;
       mx = hi[j] > mx ? hi[j] : mx;
     }
-    float s, m;
-    GroupScale(mn, mx, levels, fp16, &s, &m);
-    const float inv = Inverse(s);
-    for (size_t k = 0; k < n; ++k) q[start + k] = QuantizeOne(xs[k], m, inv, levels);
-    s_out[gi] = s;
-    m_out[gi] = m;
+    glo[gi] = mn;
+    ghi[gi] = mx;
+  }
+  GroupScalesBody(glo, ghi, ngroups_total, levels, fp16, s_out, m_out, ginv);
+  for (size_t gi = 0; gi < ngroups_total; ++gi) {
+    const size_t head = gi / per_head, g = gi % per_head;
+    const size_t start = head * dim + g * vgroup;
+    const size_t n = std::min(vgroup, dim - g * vgroup);
+    const float m = m_out[gi], inv = ginv[gi];
+    for (size_t k = 0; k < n; ++k) q[start + k] = QuantizeOne(x[start + k], m, inv, levels);
   }
 }
 
@@ -204,8 +226,15 @@ AC_DISPATCH(void, QuantizeKRow,
             QuantizeKRowBody, (x, m, inv, w, levels, q))
 AC_DISPATCH(void, QuantizeVRow,
             (const float* x, size_t ngroups_total, size_t dim, size_t vgroup, float levels,
-             bool fp16, uint8_t* q, float* s_out, float* m_out),
-            QuantizeVRowBody, (x, ngroups_total, dim, vgroup, levels, fp16, q, s_out, m_out))
+             bool fp16, uint8_t* q, float* s_out, float* m_out, float* scratch),
+            QuantizeVRowBody,
+            (x, ngroups_total, dim, vgroup, levels, fp16, q, s_out, m_out, scratch))
+AC_DISPATCH(void, GroupScales,
+            (const float* lo, const float* hi, size_t n, float levels, bool fp16, float* s,
+             float* m, float* inv),
+            GroupScalesBody, (lo, hi, n, levels, fp16, s, m, inv))
+AC_DISPATCH(void, StoreScales, (const float* v, size_t n, bool fp16, std::byte* dst),
+            StoreScalesBody, (v, n, fp16, dst))
 AC_DISPATCH(void, DequantKRow,
             (const uint8_t* q, const float* s, const float* m, size_t w, float* y),
             DequantKRowBody, (q, s, m, w, y))
@@ -322,7 +351,7 @@ void QuantEncodeSections(const QuantParams& p, const KvShape& shape, ConstByteSp
   std::vector<float> mn(w), mx(w), sc(w), mi(w), inv(w);
   std::vector<uint8_t> q(w);
   const size_t vgroups_row = size_t{d.heads} * d.vgroups;
-  std::vector<float> vs(vgroups_row), vm(vgroups_row);
+  std::vector<float> vs(vgroups_row), vm(vgroups_row), scratch(3 * vgroups_row);
   for (uint32_t l = 0; l < d.layers; ++l) {
     // Sinks, K then V, stored as is.
     for (uint32_t kv = 0; kv < 2; ++kv) {
@@ -340,12 +369,9 @@ void QuantEncodeSections(const QuantParams& p, const KvShape& shape, ConstByteSp
       }
       ColumnMinMax(buf.data(), rows, w, mn.data(), mx.data());
       const uint64_t sbase = (uint64_t{l} * d.blocks + b) * w * d.ssize;
-      for (size_t c = 0; c < w; ++c) {
-        GroupScale(mn[c], mx[c], klevels, fp16, &sc[c], &mi[c]);
-        inv[c] = Inverse(sc[c]);
-        StoreScale(sc[c], fp16, sec[2].data() + sbase + c * d.ssize);
-        StoreScale(mi[c], fp16, sec[3].data() + sbase + c * d.ssize);
-      }
+      GroupScales(mn.data(), mx.data(), w, klevels, fp16, sc.data(), mi.data(), inv.data());
+      StoreScales(sc.data(), w, fp16, sec[2].data() + sbase);
+      StoreScales(mi.data(), w, fp16, sec[3].data() + sbase);
       for (uint32_t r = 0; r < rows; ++r) {
         QuantizeKRow(buf.data() + size_t{r} * w, mi.data(), inv.data(), w, klevels, q.data());
         PackBits(q.data(), w, p.k_bits,
@@ -358,13 +384,11 @@ void QuantEncodeSections(const QuantParams& p, const KvShape& shape, ConstByteSp
               buf.data());
       if (p.hadamard) HadamardInPlace(buf.data(), d.dim, d.heads);
       QuantizeVRow(buf.data(), vgroups_row, d.dim, d.vgroup, vlevels, fp16, q.data(), vs.data(),
-                   vm.data());
+                   vm.data(), scratch.data());
       const uint64_t row = uint64_t{l} * d.qtokens + t;
       PackBits(q.data(), w, p.v_bits, vcodes + row * d.vrow);
-      for (size_t g = 0; g < vgroups_row; ++g) {
-        StoreScale(vs[g], fp16, sec[4].data() + (row * vgroups_row + g) * d.ssize);
-        StoreScale(vm[g], fp16, sec[5].data() + (row * vgroups_row + g) * d.ssize);
-      }
+      StoreScales(vs.data(), vgroups_row, fp16, sec[4].data() + row * vgroups_row * d.ssize);
+      StoreScales(vm.data(), vgroups_row, fp16, sec[5].data() + row * vgroups_row * d.ssize);
     }
   }
 }
