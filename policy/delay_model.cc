@@ -1,0 +1,71 @@
+#include "policy/delay_model.h"
+
+#include <cmath>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace adaptcache::policy {
+namespace {
+
+bool FiniteNonNeg(double v) { return std::isfinite(v) && v >= 0; }
+bool FinitePos(double v) { return std::isfinite(v) && v > 0; }
+
+absl::Status CheckTier(const char* name, const TierParams& t) {
+  if (!FiniteNonNeg(t.latency_s)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".latency_s must be finite and >= 0"));
+  }
+  if (!FinitePos(t.bandwidth_Bps)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".bandwidth_Bps must be finite and > 0"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* TierName(Tier t) {
+  switch (t) {
+    case Tier::kNone:
+      return "none";
+    case Tier::kDram:
+      return "dram";
+    case Tier::kSsd:
+      return "ssd";
+  }
+  return "?";
+}
+
+DelayModel::DelayModel() : options_() {}
+
+absl::StatusOr<DelayModel> DelayModel::Create(const DelayModelOptions& o) {
+  if (auto st = CheckTier("dram", o.dram); !st.ok()) return st;
+  if (auto st = CheckTier("ssd", o.ssd); !st.ok()) return st;
+  if (!FiniteNonNeg(o.recompute_s_per_token)) {
+    return absl::InvalidArgumentError("recompute_s_per_token must be finite and >= 0");
+  }
+  if (!FiniteNonNeg(o.decode_launch_s)) {
+    return absl::InvalidArgumentError("decode_launch_s must be finite and >= 0");
+  }
+  for (size_t f = 1; f < o.decode_Bps.size(); ++f) {
+    if (!FinitePos(o.decode_Bps[f])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("decode_Bps[", std::string(CodecFamilyName(static_cast<CodecId>(f))),
+                       "] must be finite and > 0"));
+    }
+  }
+  return DelayModel(o);
+}
+
+double DelayModel::LoadDelay(Tier tier, uint64_t stored_bytes) const {
+  const TierParams& t = tier == Tier::kDram ? options_.dram : options_.ssd;
+  return t.latency_s + static_cast<double>(stored_bytes) / t.bandwidth_Bps;
+}
+
+double DelayModel::DecodeDelay(CodecId family, uint64_t raw_bytes) const {
+  if (family == CodecId::kRaw) return 0;
+  const size_t f = static_cast<size_t>(family);
+  if (f >= options_.decode_Bps.size()) return 0;
+  return options_.decode_launch_s + static_cast<double>(raw_bytes) / options_.decode_Bps[f];
+}
+
+}  // namespace adaptcache::policy

@@ -1,0 +1,762 @@
+#include "policy/optimizer.h"
+
+#include <algorithm>
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+namespace adaptcache::policy {
+namespace {
+
+constexpr int kHistShift = 15;  // float bits >> 15: 8 mantissa bits, 1/256 octave
+constexpr size_t kHistBins = size_t{1} << (31 - kHistShift);
+
+size_t PriceBin(double lambda) {
+  if (!(lambda > 0)) return 0;
+  const float x = static_cast<float>(lambda);
+  return std::bit_cast<uint32_t>(x) >> kHistShift;  // monotone in x for x > 0
+}
+
+// Smallest price in bin b + 1: at it, every breakpoint of bins <= b has happened.
+double BinUpperEdge(size_t b) {
+  const uint32_t bits = static_cast<uint32_t>((b + 1) << kHistShift);
+  if (bits >= 0x7f800000u) return DBL_MAX;
+  return std::bit_cast<float>(bits);
+}
+
+// The vertex minimising g + sigma·s on a lower convex hull sorted by ascending s
+// (descending g). Ties go to the smaller vertex.
+inline int Query(const float* s, const float* g, int len, double sigma, double* best) {
+  int v = 0;
+  double c = g[0] + sigma * s[0];
+  while (v + 1 < len) {
+    const double c2 = g[v + 1] + sigma * s[v + 1];
+    if (!(c2 < c)) break;
+    c = c2;
+    ++v;
+  }
+  *best = c;
+  return v;
+}
+
+bool SameDelay(const DelayModelOptions& a, const DelayModelOptions& b) {
+  return a.dram.latency_s == b.dram.latency_s && a.dram.bandwidth_Bps == b.dram.bandwidth_Bps &&
+         a.ssd.latency_s == b.ssd.latency_s && a.ssd.bandwidth_Bps == b.ssd.bandwidth_Bps &&
+         a.recompute_s_per_token == b.recompute_s_per_token && a.decode_Bps == b.decode_Bps &&
+         a.decode_launch_s == b.decode_launch_s;
+}
+
+bool Close(double a, double b, double tol) {
+  return std::fabs(a - b) <= tol * std::max(std::fabs(a), std::fabs(b));
+}
+
+enum : uint8_t { kTNone = 0, kTDram = 1, kTSsd = 2, kTFixed = 3 };
+
+}  // namespace
+
+struct AdaptiveOptimizer::State {
+  // What the cached hulls were built from.
+  bool valid = false;
+  uint64_t epoch = 0;
+  std::vector<ConfigSpec> configs;
+  std::vector<SizeClass> classes;
+  std::vector<double> max_loss;
+  DelayModelOptions delay;
+  std::vector<double> hull_alpha;  // α per namespace of the current hulls
+
+  // Per class: configs by ascending size, decode time per config, miss cost.
+  size_t k = 0;
+  std::vector<uint8_t> order;
+  std::vector<uint32_t> order_begin, order_len;
+  std::vector<double> dec;         // [class][config]
+  std::vector<uint64_t> bytes;     // [class][config]
+  std::vector<double> miss;        // [class]
+
+  // Per entry: snapshot of what the hull depends on, and the hull's slot.
+  struct Snap {
+    uint32_t size_class;
+    int16_t config;
+    uint8_t tier;
+    uint8_t master;
+    uint16_t ns;
+    friend bool operator==(const Snap&, const Snap&) = default;
+  };
+  std::vector<Snap> snap;
+  std::vector<uint32_t> off;
+  std::vector<uint8_t> len, cap;
+  std::vector<float> vs, vg;  // vertex stored bytes, decode time + α·qloss
+  std::vector<uint8_t> vc;    // vertex config
+  uint64_t wasted = 0;
+
+  // Warm start.
+  double lambda_d = 0, lambda_s = 0;
+
+  // Scratch for one solve.
+  std::vector<double> hist;
+  std::vector<uint32_t> active;
+  std::vector<uint8_t> tt, tv;  // target tier (kT*) and hull vertex per entry
+};
+
+AdaptiveOptimizer::AdaptiveOptimizer(OptimizerOptions options)
+    : options_(options), state_(std::make_unique<State>()) {}
+AdaptiveOptimizer::~AdaptiveOptimizer() = default;
+
+double AdaptiveOptimizer::StateBytesPerEntry() const {
+  const State& s = *state_;
+  const size_t n = s.snap.size();
+  if (n == 0) return 0;
+  const double per_entry = sizeof(State::Snap) + sizeof(uint32_t) + 2 + 2 /*tt,tv*/ + 4 /*active*/;
+  const double vertices = s.vs.capacity() * 4.0 + s.vg.capacity() * 4.0 + s.vc.capacity();
+  return per_entry + vertices / n;
+}
+
+namespace {
+
+// Per-solve context: constants and the state, so helpers stay small.
+struct Solver {
+  const PolicyInput& in;
+  AdaptiveOptimizer::State& st;
+  double lat_d, lat_s, ib_d, ib_s;
+
+  double Miss(uint32_t i) const { return st.miss[in.entries[i].size_class]; }
+  uint64_t VBytes(uint32_t i, int v) const {
+    return st.bytes[in.entries[i].size_class * st.k + st.vc[st.off[i] + v]];
+  }
+  double CostAt(uint32_t i, int v, bool dram) const {  // per unit frequency, λ = 0
+    const uint32_t o = st.off[i] + v;
+    return (dram ? lat_d + ib_d * st.vs[o] : lat_s + ib_s * st.vs[o]) + st.vg[o];
+  }
+  double Cost(uint32_t i) const {
+    switch (st.tt[i]) {
+      case kTDram:
+        return CostAt(i, st.tv[i], true);
+      case kTSsd:
+        return CostAt(i, st.tv[i], false);
+      default:
+        return Miss(i);
+    }
+  }
+
+  // The smallest price (to histogram resolution) at which the tier's use fits `cap`,
+  // with the other tier's price fixed.
+  double SolvePrice(bool dram, double other_lambda, double cap) {
+    const double lat_t = dram ? lat_d : lat_s, ib_t = dram ? ib_d : ib_s;
+    const double lat_o = dram ? lat_s : lat_d, ib_o = dram ? ib_s : ib_d;
+    std::fill(st.hist.begin(), st.hist.end(), 0.0);
+    double base = 0;
+    for (uint32_t i : st.active) {
+      const double f = in.entries[i].freq;
+      const float* s = &st.vs[st.off[i]];
+      const float* g = &st.vg[st.off[i]];
+      const int len = st.len[i];
+      double best_o, c0;
+      Query(s, g, len, ib_o + other_lambda / f, &best_o);
+      const double outside = std::min(Miss(i), lat_o + best_o);
+      int v = Query(s, g, len, ib_t, &c0);
+      if (!(lat_t + c0 < outside)) continue;
+      base += VBytes(i, v);
+      for (;;) {
+        const double exit = f * ((outside - lat_t - g[v]) / s[v] - ib_t);
+        double sw = DBL_MAX;
+        if (v > 0) sw = f * ((g[v - 1] - g[v]) / (s[v] - s[v - 1]) - ib_t);
+        if (v == 0 || exit <= sw) {
+          st.hist[PriceBin(exit)] += VBytes(i, v);
+          break;
+        }
+        st.hist[PriceBin(sw)] += static_cast<double>(VBytes(i, v) - VBytes(i, v - 1));
+        --v;
+      }
+    }
+    if (base <= cap) return 0;
+    double cum = 0;
+    for (size_t b = 0; b < kHistBins; ++b) {
+      cum += st.hist[b];
+      if (base - cum <= cap) return BinUpperEdge(b);
+    }
+    return DBL_MAX;
+  }
+
+  void Assign(double ld, double ls) {
+    for (uint32_t i : st.active) {
+      const double f = in.entries[i].freq;
+      const float* s = &st.vs[st.off[i]];
+      const float* g = &st.vg[st.off[i]];
+      const int len = st.len[i];
+      double cd, cs;
+      const int vd = Query(s, g, len, ib_d + ld / f, &cd);
+      const int vs = Query(s, g, len, ib_s + ls / f, &cs);
+      cd += lat_d;
+      cs += lat_s;
+      const double cn = Miss(i);
+      if (cd < cs && cd < cn) {
+        st.tt[i] = kTDram;
+        st.tv[i] = vd;
+      } else if (cs < cn) {
+        st.tt[i] = kTSsd;
+        st.tv[i] = vs;
+      } else {
+        st.tt[i] = kTNone;
+      }
+    }
+  }
+
+  struct Cand {
+    double score;
+    uint32_t entry;
+    uint8_t tier;    // tier after the move
+    uint8_t vertex;  // vertex after the move
+  };
+
+  // Downgrades DRAM (dram = true) or SSD entries, cheapest cost per byte freed first,
+  // until the tier's use fits. Returns false if it cannot.
+  bool Repair(bool dram, double cap, double ls, uint64_t* use_d, uint64_t* use_s, double cap_s) {
+    uint64_t* use = dram ? use_d : use_s;
+    std::vector<Cand> cands;
+    for (int pass = 0; pass < 256 && *use > cap; ++pass) {
+      cands.clear();
+      for (uint32_t i : st.active) {
+        if (st.tt[i] != (dram ? kTDram : kTSsd)) continue;
+        const double f = in.entries[i].freq;
+        const int v = st.tv[i];
+        const double cur = CostAt(i, v, dram);
+        const double b = static_cast<double>(VBytes(i, v));
+        Cand best{f * (Miss(i) - cur) / b, i, kTNone, 0};
+        if (v > 0) {
+          const double sc = f * (CostAt(i, v - 1, dram) - cur) / (b - VBytes(i, v - 1));
+          if (sc < best.score) best = {sc, i, dram ? kTDram : kTSsd, static_cast<uint8_t>(v - 1)};
+        }
+        if (dram) {
+          double cs;
+          const int u = Query(&st.vs[st.off[i]], &st.vg[st.off[i]], st.len[i], ib_s + ls / f, &cs);
+          const double sc = (f * (CostAt(i, u, false) - cur) + ls * VBytes(i, u)) / b;
+          if (sc < best.score) best = {sc, i, kTSsd, static_cast<uint8_t>(u)};
+        }
+        cands.push_back(best);
+      }
+      if (cands.empty()) return false;
+      std::sort(cands.begin(), cands.end(),
+                [](const Cand& a, const Cand& b) { return a.score < b.score; });
+      for (const Cand& c : cands) {
+        if (*use <= cap) break;
+        const uint32_t i = c.entry;
+        const uint64_t before = VBytes(i, st.tv[i]);
+        uint8_t tier = c.tier;
+        if (dram && tier == kTSsd && *use_s + VBytes(i, c.vertex) > cap_s) tier = kTNone;
+        *use -= before;
+        if (tier == kTDram || (!dram && tier == kTSsd)) *use += VBytes(i, c.vertex);
+        if (dram && tier == kTSsd) *use_s += VBytes(i, c.vertex);
+        st.tt[i] = tier;
+        st.tv[i] = c.vertex;
+      }
+    }
+    return *use <= cap;
+  }
+
+  // Spends leftover capacity of one tier on the upgrades with the best benefit per byte.
+  void Fill(bool dram, double cap, uint64_t* use_d, uint64_t* use_s, uint32_t passes) {
+    uint64_t* use = dram ? use_d : use_s;
+    const uint8_t mine = dram ? kTDram : kTSsd;
+    std::vector<Cand> cands;
+    for (uint32_t pass = 0; pass < passes && *use < cap; ++pass) {
+      const double left = cap - *use;
+      cands.clear();
+      for (uint32_t i : st.active) {
+        const double f = in.entries[i].freq;
+        const uint8_t t = st.tt[i];
+        if (t == mine) {
+          const int v = st.tv[i];
+          if (v + 1 >= st.len[i]) continue;
+          const double extra = static_cast<double>(VBytes(i, v + 1) - VBytes(i, v));
+          const double gain = f * (CostAt(i, v, dram) - CostAt(i, v + 1, dram));
+          if (gain > 0 && extra <= left) cands.push_back({gain / extra, i, mine, uint8_t(v + 1)});
+          continue;
+        }
+        if (!dram && t == kTDram) continue;
+        const double cur = Cost(i);
+        Cand best{0, i, mine, 0};
+        for (int w = 0; w < st.len[i]; ++w) {
+          const double b = static_cast<double>(VBytes(i, w));
+          if (b > left) break;
+          const double gain = f * (cur - CostAt(i, w, dram));
+          if (gain > 0 && gain / b > best.score) best = {gain / b, i, mine, uint8_t(w)};
+        }
+        if (best.score > 0) cands.push_back(best);
+      }
+      if (cands.empty()) return;
+      std::sort(cands.begin(), cands.end(),
+                [](const Cand& a, const Cand& b) { return a.score > b.score; });
+      bool applied = false;
+      for (const Cand& c : cands) {
+        const uint32_t i = c.entry;
+        const uint64_t before = st.tt[i] == mine ? VBytes(i, st.tv[i]) : 0;
+        const uint64_t after = VBytes(i, c.vertex);
+        if (*use - before + after > cap) continue;
+        if (dram && st.tt[i] == kTSsd) *use_s -= VBytes(i, st.tv[i]);
+        *use = *use - before + after;
+        st.tt[i] = mine;
+        st.tv[i] = c.vertex;
+        applied = true;
+      }
+      if (!applied) return;
+    }
+  }
+};
+
+}  // namespace
+
+// Builds (or reuses) every entry's hull for the given α per namespace; returns how many
+// were rebuilt.
+static uint64_t BuildHulls(const PolicyInput& in, AdaptiveOptimizer::State& st,
+                           const std::vector<double>& alpha, bool reuse) {
+  const size_t n = in.entries.size();
+  const size_t k = st.k;
+  if (!reuse || st.wasted > st.vs.size() / 2) {
+    st.snap.assign(n, {});
+    st.off.assign(n, 0);
+    st.len.assign(n, 0);
+    st.cap.assign(n, 0);
+    st.vs.clear();
+    st.vg.clear();
+    st.vc.clear();
+    st.wasted = 0;
+    reuse = false;
+  }
+  float hs[kMaxConfigs], hg[kMaxConfigs];
+  uint8_t hc[kMaxConfigs];
+  uint64_t rebuilt = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const EntryInput& e = in.entries[i];
+    const AdaptiveOptimizer::State::Snap snap{e.size_class, e.config, static_cast<uint8_t>(e.tier),
+                                              static_cast<uint8_t>(e.flags & kHasMaster), e.ns};
+    if (reuse && st.snap[i] == snap && st.hull_alpha[e.ns] == alpha[e.ns]) continue;
+    ++rebuilt;
+    int len = 0;
+    if (e.tier != Tier::kNone) {
+      const double a = alpha[e.ns];
+      const double floor = in.namespaces[e.ns].max_loss;
+      const uint32_t cls = e.size_class;
+      const float* q = &in.qloss[i * k];
+      for (uint32_t j = 0; j < st.order_len[cls]; ++j) {
+        const uint8_t c = st.order[st.order_begin[cls] + j];
+        if (q[c] > floor || !Reachable(in, i, c)) continue;
+        const float s = static_cast<float>(st.bytes[cls * k + c]);
+        const float g = static_cast<float>(st.dec[cls * k + c] + a * q[c]);
+        if (len > 0 && !(g < hg[len - 1])) continue;  // dominated: bigger, not better
+        if (len > 0 && s == hs[len - 1]) --len;       // same size, better: replace
+        while (len >= 2 && (double(hg[len - 1]) - hg[len - 2]) * (double(s) - hs[len - 1]) >=
+                               (double(g) - hg[len - 1]) * (double(hs[len - 1]) - hs[len - 2])) {
+          --len;  // not on the lower hull
+        }
+        hs[len] = s;
+        hg[len] = g;
+        hc[len] = c;
+        ++len;
+      }
+    }
+    uint32_t o = st.off[i];
+    if (!reuse || len > st.cap[i]) {
+      st.wasted += st.cap[i];
+      o = static_cast<uint32_t>(st.vs.size());
+      st.vs.insert(st.vs.end(), hs, hs + len);
+      st.vg.insert(st.vg.end(), hg, hg + len);
+      st.vc.insert(st.vc.end(), hc, hc + len);
+      st.cap[i] = static_cast<uint8_t>(len);
+    } else {
+      std::copy(hs, hs + len, st.vs.begin() + o);
+      std::copy(hg, hg + len, st.vg.begin() + o);
+      std::copy(hc, hc + len, st.vc.begin() + o);
+    }
+    st.off[i] = o;
+    st.len[i] = static_cast<uint8_t>(len);
+    st.snap[i] = snap;
+  }
+  st.hull_alpha = alpha;
+  return rebuilt;
+}
+
+static void PrepareClasses(const PolicyInput& in, AdaptiveOptimizer::State& st) {
+  const size_t k = in.configs.size();
+  st.k = k;
+  st.order.clear();
+  st.order_begin.clear();
+  st.order_len.clear();
+  st.dec.assign(in.classes.size() * k, 0);
+  st.bytes.assign(in.classes.size() * k, 0);
+  st.miss.assign(in.classes.size(), 0);
+  for (size_t c = 0; c < in.classes.size(); ++c) {
+    const SizeClass& sc = in.classes[c];
+    std::vector<uint8_t> ord;
+    for (size_t j = 0; j < k; ++j) {
+      st.bytes[c * k + j] = sc.bytes[j];
+      st.dec[c * k + j] = in.delay.DecodeDelay(in.configs[j].family, sc.raw_bytes);
+      if (sc.bytes[j] > 0) ord.push_back(static_cast<uint8_t>(j));
+    }
+    std::stable_sort(ord.begin(), ord.end(),
+                     [&](uint8_t a, uint8_t b) { return sc.bytes[a] < sc.bytes[b]; });
+    st.order_begin.push_back(static_cast<uint32_t>(st.order.size()));
+    st.order_len.push_back(static_cast<uint32_t>(ord.size()));
+    st.order.insert(st.order.end(), ord.begin(), ord.end());
+    st.miss[c] = in.delay.MissCost(sc.tokens);
+  }
+}
+
+// Integer clean-up at the margin: the Lagrangian solution is optimal for the capacity
+// it uses, so what is lost is at most a few entries' worth around the prices. Takes the
+// `window` entries closest to changing their choice (smallest Lagrangian regret) and
+// applies the best improving single or pairwise change over all their allowed options
+// until none is left (cost O(passes · window² · options²)), then re-optimises the
+// `exact_window` most marginal of them exactly by branch and bound (node-bounded).
+static void LocalSearch(const PolicyInput& in, const AdaptiveOptimizer::State& st, double ld,
+                        double ls, double cap_d, double cap_s, size_t window,
+                        size_t exact_window, uint64_t exact_nodes, uint64_t* use_d,
+                        uint64_t* use_s, std::vector<Placement>* target) {
+  const DelayModelOptions& d = in.delay.options();
+  const double lat[3] = {0, d.dram.latency_s, d.ssd.latency_s};
+  const double ib[3] = {0, 1.0 / d.dram.bandwidth_Bps, 1.0 / d.ssd.bandwidth_Bps};
+  const double price[3] = {0, ld, ls};
+  const size_t k = st.k;
+  auto bytes_of = [&](uint32_t i, Placement p) -> uint64_t {
+    return p.tier == Tier::kNone ? 0 : st.bytes[in.entries[i].size_class * k + p.config];
+  };
+  auto cost_of = [&](uint32_t i, Placement p) -> double {  // f · cost
+    const EntryInput& e = in.entries[i];
+    if (p.tier == Tier::kNone) return e.freq * st.miss[e.size_class];
+    const int t = static_cast<int>(p.tier);
+    const size_t j = e.size_class * k + p.config;
+    return e.freq * (lat[t] + ib[t] * st.bytes[j] + st.dec[j] + st.hull_alpha[e.ns] * in.QLoss(i, p.config));
+  };
+  // Regret: how much the Lagrangian cost must move before another option wins.
+  std::vector<std::pair<double, uint32_t>> regret;
+  for (uint32_t i : st.active) {
+    const Placement cur = (*target)[i];
+    const double lc = cost_of(i, cur) + price[static_cast<int>(cur.tier)] * bytes_of(i, cur);
+    double r = HUGE_VAL;
+    const uint32_t o = st.off[i];
+    for (int v = 0; v < st.len[i]; ++v) {
+      for (Tier t : {Tier::kDram, Tier::kSsd}) {
+        const Placement p{static_cast<ConfigIndex>(st.vc[o + v]), t};
+        if (p == cur) continue;
+        r = std::min(r, std::fabs(cost_of(i, p) + price[static_cast<int>(t)] * bytes_of(i, p) - lc));
+      }
+    }
+    if (cur.tier != Tier::kNone) r = std::min(r, std::fabs(cost_of(i, Placement{}) - lc));
+    regret.emplace_back(r, i);
+  }
+  if (regret.size() > window) {
+    std::nth_element(regret.begin(), regret.begin() + window, regret.end());
+    regret.resize(window);
+  }
+  struct Opt {
+    Placement p;
+    double cost;
+    int64_t bd, bs;
+  };
+  std::vector<std::vector<Opt>> opts(regret.size());
+  std::vector<size_t> cur(regret.size());
+  for (size_t m = 0; m < regret.size(); ++m) {
+    const uint32_t i = regret[m].second;
+    const EntryInput& e = in.entries[i];
+    auto add = [&](Placement p) {
+      const int64_t b = static_cast<int64_t>(bytes_of(i, p));
+      opts[m].push_back({p, cost_of(i, p), p.tier == Tier::kDram ? b : 0, p.tier == Tier::kSsd ? b : 0});
+      if (p == (*target)[i]) cur[m] = opts[m].size() - 1;
+    };
+    add(Placement{});
+    for (size_t c = 0; c < k; ++c) {
+      const auto ci = static_cast<ConfigIndex>(c);
+      if (in.QLoss(i, c) > in.namespaces[e.ns].max_loss || !Reachable(in, i, ci)) continue;
+      add({ci, Tier::kDram});
+      add({ci, Tier::kSsd});
+    }
+  }
+  const int64_t cd = static_cast<int64_t>(cap_d), cs = static_cast<int64_t>(cap_s);
+  int64_t ud = static_cast<int64_t>(*use_d), us = static_cast<int64_t>(*use_s);
+  for (int pass = 0; pass < 64; ++pass) {
+    double best = 0;
+    size_t ba = 0, bo = 0, bb = SIZE_MAX, bp = 0;
+    for (size_t a = 0; a < opts.size(); ++a) {
+      const Opt& ca = opts[a][cur[a]];
+      for (size_t oa = 0; oa < opts[a].size(); ++oa) {
+        const Opt& na = opts[a][oa];
+        const int64_t d1 = ud - ca.bd + na.bd, s1 = us - ca.bs + na.bs;
+        const double g1 = na.cost - ca.cost;
+        if (oa != cur[a] && d1 <= cd && s1 <= cs && g1 < best) {
+          best = g1, ba = a, bo = oa, bb = SIZE_MAX;
+        }
+        if (oa == cur[a]) continue;
+        for (size_t b = a + 1; b < opts.size(); ++b) {
+          const Opt& cb = opts[b][cur[b]];
+          for (size_t ob = 0; ob < opts[b].size(); ++ob) {
+            if (ob == cur[b]) continue;
+            const Opt& nb = opts[b][ob];
+            const double g2 = g1 + nb.cost - cb.cost;
+            if (g2 >= best) continue;
+            if (d1 - cb.bd + nb.bd > cd || s1 - cb.bs + nb.bs > cs) continue;
+            best = g2, ba = a, bo = oa, bb = b, bp = ob;
+          }
+        }
+      }
+    }
+    if (!(best < -1e-15)) break;
+    auto apply = [&](size_t m, size_t o) {
+      ud += opts[m][o].bd - opts[m][cur[m]].bd;
+      us += opts[m][o].bs - opts[m][cur[m]].bs;
+      cur[m] = o;
+      (*target)[regret[m].second] = opts[m][o].p;
+    };
+    apply(ba, bo);
+    if (bb != SIZE_MAX) apply(bb, bp);
+  }
+  // Exact re-optimisation of the most marginal few (the others fixed): branch and bound
+  // over their options, cheapest first, bounded by a node budget.
+  std::vector<size_t> sel(opts.size());
+  for (size_t m = 0; m < sel.size(); ++m) sel[m] = m;
+  std::sort(sel.begin(), sel.end(), [&](size_t a, size_t b) { return regret[a].first < regret[b].first; });
+  if (sel.size() > exact_window) sel.resize(exact_window);
+  const size_t w = sel.size();
+  if (w > 0) {
+    std::vector<std::vector<size_t>> order(w);
+    std::vector<double> rest_min(w + 1, 0);
+    int64_t base_d = ud, base_s = us;
+    double incumbent = 0;
+    for (size_t x = 0; x < w; ++x) {
+      const size_t m = sel[x];
+      base_d -= opts[m][cur[m]].bd;
+      base_s -= opts[m][cur[m]].bs;
+      incumbent += opts[m][cur[m]].cost;
+      order[x].resize(opts[m].size());
+      for (size_t o = 0; o < order[x].size(); ++o) order[x][o] = o;
+      std::sort(order[x].begin(), order[x].end(),
+                [&](size_t a, size_t b) { return opts[m][a].cost < opts[m][b].cost; });
+    }
+    for (size_t x = w; x-- > 0;) rest_min[x] = rest_min[x + 1] + opts[sel[x]][order[x][0]].cost;
+    std::vector<size_t> pick(w), best_pick(w);
+    double best_cost = incumbent * (1 - 1e-12);
+    bool found = false;
+    uint64_t nodes = 0;
+    auto dfs = [&](auto&& self, size_t x, int64_t dd, int64_t ss, double c) -> void {
+      if (++nodes > exact_nodes) return;
+      if (x == w) {
+        if (c < best_cost) best_cost = c, best_pick = pick, found = true;
+        return;
+      }
+      const size_t m = sel[x];
+      for (size_t o : order[x]) {
+        const Opt& op = opts[m][o];
+        if (c + op.cost + rest_min[x + 1] >= best_cost) break;  // options sorted by cost
+        if (dd + op.bd > cd || ss + op.bs > cs) continue;
+        pick[x] = o;
+        self(self, x + 1, dd + op.bd, ss + op.bs, c + op.cost);
+      }
+    };
+    dfs(dfs, 0, base_d, base_s, 0.0);
+    if (found) {
+      ud = base_d;
+      us = base_s;
+      for (size_t x = 0; x < w; ++x) {
+        const size_t m = sel[x];
+        cur[m] = best_pick[x];
+        ud += opts[m][cur[m]].bd;
+        us += opts[m][cur[m]].bs;
+        (*target)[regret[m].second] = opts[m][cur[m]].p;
+      }
+    }
+  }
+  *use_d = static_cast<uint64_t>(ud);
+  *use_s = static_cast<uint64_t>(us);
+}
+
+// One full solve for fixed α: prices, assignment, repair, fill, retention.
+static void SolveOnce(const PolicyInput& in, AdaptiveOptimizer::State& st,
+                      const OptimizerOptions& opt, PlacementPlan* plan) {
+  const size_t n = in.entries.size();
+  const DelayModelOptions& d = in.delay.options();
+  Solver sv{in, st, d.dram.latency_s, d.ssd.latency_s, 1.0 / d.dram.bandwidth_Bps,
+            1.0 / d.ssd.bandwidth_Bps};
+  st.hist.resize(kHistBins);
+  st.active.clear();
+  st.tt.assign(n, kTNone);
+  st.tv.assign(n, 0);
+  uint64_t pinned_d = 0, pinned_s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const EntryInput& e = in.entries[i];
+    if (e.flags & kPinned) {
+      st.tt[i] = kTFixed;
+      if (e.tier == Tier::kDram) pinned_d += st.bytes[e.size_class * st.k + e.config];
+      if (e.tier == Tier::kSsd) pinned_s += st.bytes[e.size_class * st.k + e.config];
+    } else if (e.freq > 0 && st.len[i] > 0) {
+      st.active.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  const double cap_d = in.dram_capacity > pinned_d ? double(in.dram_capacity - pinned_d) : 0;
+  const double cap_s = in.ssd_capacity > pinned_s ? double(in.ssd_capacity - pinned_s) : 0;
+
+  double ld = st.lambda_d, ls = st.lambda_s;
+  uint32_t rounds = 0;
+  while (rounds < opt.max_rounds) {
+    ++rounds;
+    const double nd = sv.SolvePrice(true, ls, cap_d);
+    const double ns = sv.SolvePrice(false, nd, cap_s);
+    const bool done = Close(nd, ld, opt.price_tolerance) && Close(ns, ls, opt.price_tolerance);
+    ld = nd;
+    ls = ns;
+    if (done) break;
+  }
+  st.lambda_d = ld;
+  st.lambda_s = ls;
+  sv.Assign(ld, ls);
+
+  uint64_t use_d = 0, use_s = 0;
+  for (uint32_t i : st.active) {
+    if (st.tt[i] == kTDram) use_d += sv.VBytes(i, st.tv[i]);
+    if (st.tt[i] == kTSsd) use_s += sv.VBytes(i, st.tv[i]);
+  }
+  plan->totals.lagrangian_optimal = use_d <= cap_d && use_s <= cap_s &&
+                                    (ld == 0 || use_d == cap_d) && (ls == 0 || use_s == cap_s);
+  sv.Repair(true, cap_d, ls, &use_d, &use_s, cap_s);
+  sv.Repair(false, cap_s, ls, &use_d, &use_s, cap_s);
+  sv.Fill(true, cap_d, &use_d, &use_s, opt.max_fill_passes);
+  sv.Fill(false, cap_s, &use_d, &use_s, opt.max_fill_passes);
+
+  plan->target.assign(n, Placement{});
+  std::vector<uint32_t> retain;
+  for (size_t i = 0; i < n; ++i) {
+    const EntryInput& e = in.entries[i];
+    switch (st.tt[i]) {
+      case kTFixed:
+        if (e.tier != Tier::kNone) plan->target[i] = {e.config, e.tier};
+        break;
+      case kTDram:
+      case kTSsd:
+        plan->target[i] = {static_cast<ConfigIndex>(st.vc[st.off[i] + st.tv[i]]),
+                           st.tt[i] == kTDram ? Tier::kDram : Tier::kSsd};
+        break;
+      default:
+        break;
+    }
+  }
+  LocalSearch(in, st, ld, ls, cap_d, cap_s, opt.local_search_window, opt.exact_window,
+              opt.exact_nodes, &use_d, &use_s,
+              &plan->target);
+  for (size_t i = 0; i < n; ++i) {
+    const EntryInput& e = in.entries[i];
+    // Not worth a place: keep it where it is if that is allowed and fits (no churn).
+    if (st.tt[i] != kTFixed && plan->target[i].tier == Tier::kNone && e.tier != Tier::kNone &&
+        in.QLoss(i, e.config) <= in.namespaces[e.ns].max_loss) {
+      retain.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  std::sort(retain.begin(), retain.end(), [&](uint32_t a, uint32_t b) {
+    return in.entries[a].freq > in.entries[b].freq;
+  });
+  for (uint32_t i : retain) {
+    const EntryInput& e = in.entries[i];
+    const uint64_t b = st.bytes[e.size_class * st.k + e.config];
+    const double f = e.freq;
+    // Only if staying does not cost more than the recompute it saves.
+    if (f > 0 && PlacementCost(in, i, {e.config, e.tier}) > st.miss[e.size_class]) continue;
+    uint64_t& use = e.tier == Tier::kDram ? use_d : use_s;
+    const double cap = e.tier == Tier::kDram ? cap_d : cap_s;
+    if (use + b > cap) continue;
+    use += b;
+    plan->target[i] = {e.config, e.tier};
+  }
+  plan->totals.lambda_dram = ld;
+  plan->totals.lambda_ssd = ls;
+  plan->totals.rounds = rounds;
+}
+
+absl::StatusOr<PlacementPlan> AdaptiveOptimizer::Plan(const PolicyInput& in) {
+  if (auto s = ValidateInput(in); !s.ok()) return s;
+  State& st = *state_;
+  const size_t nns = in.namespaces.size();
+  std::vector<double> max_loss(nns);
+  for (size_t n = 0; n < nns; ++n) max_loss[n] = in.namespaces[n].max_loss;
+  bool same = st.valid && st.epoch == in.quality_epoch && st.snap.size() == in.entries.size() &&
+              st.max_loss == max_loss && SameDelay(st.delay, in.delay.options()) &&
+              st.configs.size() == in.configs.size() && st.classes.size() == in.classes.size();
+  for (size_t c = 0; same && c < in.configs.size(); ++c) {
+    same = st.configs[c].name == in.configs[c].name && st.configs[c].family == in.configs[c].family;
+  }
+  for (size_t c = 0; same && c < in.classes.size(); ++c) {
+    same = st.classes[c].tokens == in.classes[c].tokens &&
+           st.classes[c].raw_bytes == in.classes[c].raw_bytes &&
+           st.classes[c].bytes == in.classes[c].bytes;
+  }
+  if (!same) {
+    PrepareClasses(in, st);
+    st.valid = false;
+    st.epoch = in.quality_epoch;
+    st.configs = in.configs;
+    st.classes = in.classes;
+    st.max_loss = max_loss;
+    st.delay = in.delay.options();
+  }
+  // α per namespace: the input's, or the last search result for average budgets.
+  bool search = false;
+  if (alpha_.size() != nns) alpha_.assign(nns, 0);
+  for (size_t n = 0; n < nns; ++n) {
+    if (in.namespaces[n].avg_loss >= 0) {
+      search = true;
+      if (!st.valid || alpha_[n] <= 0) alpha_[n] = std::max(in.namespaces[n].alpha, 1e-6);
+    } else {
+      alpha_[n] = in.namespaces[n].alpha;
+    }
+  }
+  PlacementPlan plan;
+  last_hulls_rebuilt_ = BuildHulls(in, st, alpha_, st.valid);
+  st.valid = true;
+  SolveOnce(in, st, options_, &plan);
+  FinalizePlan(in, &plan);
+  if (!search) return plan;
+
+  // Average budgets: bisection on log α per namespace; the feasible side is kept.
+  std::vector<double> lo(nns, 0), hi(nns, HUGE_VAL);
+  std::vector<double> a = alpha_;
+  for (uint32_t it = 1; it < options_.max_alpha_solves; ++it) {
+    bool all_done = true;
+    for (size_t n = 0; n < nns; ++n) {
+      const double budget = in.namespaces[n].avg_loss;
+      if (budget < 0) continue;
+      if (plan.ns_avg_loss[n] <= budget) {
+        hi[n] = a[n];
+      } else {
+        lo[n] = a[n];
+      }
+      const bool done = hi[n] < HUGE_VAL && (hi[n] <= 1e-9 || (lo[n] > 0 && hi[n] / lo[n] < 1.1));
+      if (done) {
+        a[n] = hi[n];
+        continue;
+      }
+      all_done = false;
+      if (hi[n] == HUGE_VAL) {
+        a[n] = a[n] * 4;
+      } else if (lo[n] == 0) {
+        a[n] = a[n] / 8;
+      } else {
+        a[n] = std::sqrt(lo[n] * hi[n]);
+      }
+    }
+    if (all_done) break;
+    if (a == alpha_) break;
+    alpha_ = a;
+    last_hulls_rebuilt_ += BuildHulls(in, st, alpha_, true);
+    SolveOnce(in, st, options_, &plan);
+    FinalizePlan(in, &plan);
+  }
+  // End on the feasible side of every bracket.
+  std::vector<double> final_a = alpha_;
+  for (size_t n = 0; n < nns; ++n) {
+    if (in.namespaces[n].avg_loss >= 0 && hi[n] < HUGE_VAL) final_a[n] = hi[n];
+  }
+  if (final_a != alpha_) {
+    alpha_ = final_a;
+    last_hulls_rebuilt_ += BuildHulls(in, st, alpha_, true);
+    SolveOnce(in, st, options_, &plan);
+    FinalizePlan(in, &plan);
+  }
+  return plan;
+}
+
+}  // namespace adaptcache::policy
