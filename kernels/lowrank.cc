@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/half.h"
 #include "kernels/linalg.h"
+#include "kernels/simd.h"
 
 namespace adaptcache {
 namespace {
@@ -158,7 +159,7 @@ class BitReader {
 // One PCA group: `heads` consecutive heads sharing a basis; rows are (token, head).
 struct GroupPlan {
   std::vector<double> energy;   // eigenvalues of the scatter matrix, descending
-  std::vector<double> vectors;  // eigenvectors, row i = component i (head_dim each)
+  std::vector<double> vectors;  // eigenvectors of the leading components, row i = component i
   std::vector<uint8_t> bits;    // allocated bits per component (0 = dropped)
 };
 
@@ -166,6 +167,7 @@ struct SlabPlan {
   uint32_t heads_per_group = 1;
   std::vector<GroupPlan> groups;
   double distortion = 0;  // expected squared error (model)
+  std::vector<SymmetricEigenSolver> solvers;  // per group
 };
 
 // Greedy bit allocation over all components of a slab: repeatedly takes the step with
@@ -248,6 +250,52 @@ absl::Status LoadSlab(const KvShape& s, ConstByteSpan raw, uint64_t slab, std::v
 // Rounds through fp16, as stored.
 inline float Half(float v) { return Fp16ToFloat(FloatToFp16(v)); }
 
+// sc += lower triangle of C^T C for the T x D rows C; float partial sums over 64 rows
+// (vectorised axpys), double totals. acc is D*D scratch.
+AC_ALWAYS_INLINE void AccumulateScatterBody(const float* c, uint32_t T, uint32_t D, float* acc,
+                                            double* sc) {
+  std::fill(acc, acc + size_t(D) * D, 0.f);
+  for (uint32_t t = 0; t < T; ++t) {
+    const float* row = c + size_t(t) * D;
+    for (uint32_t i = 0; i < D; ++i) {
+      const float ci = row[i];
+      float* a = acc + size_t(i) * D;
+      for (uint32_t j = 0; j <= i; ++j) a[j] += ci * row[j];
+    }
+    if ((t & 63) == 63 || t + 1 == T) {
+      for (size_t k = 0; k < size_t(D) * D; ++k) sc[k] += acc[k];
+      std::fill(acc, acc + size_t(D) * D, 0.f);
+    }
+  }
+}
+AC_DISPATCH(void, AccumulateScatter,
+            (const float* c, uint32_t T, uint32_t D, float* acc, double* sc),
+            AccumulateScatterBody, (c, T, D, acc, sc))
+
+// out[r] += sum_d b[d] * cols[d][r] for r < rows, as axpys over rows.
+AC_ALWAYS_INLINE void ProjectBody(const float* b, const float* cols, uint32_t D, uint64_t rows,
+                                  float* out) {
+  for (uint32_t d = 0; d < D; ++d) {
+    const float bd = b[d];
+    const float* col = cols + d * rows;
+    for (uint64_t r = 0; r < rows; ++r) out[r] += bd * col[r];
+  }
+}
+AC_DISPATCH(void, Project, (const float* b, const float* cols, uint32_t D, uint64_t rows, float* out),
+            ProjectBody, (b, cols, D, rows, out))
+
+// y += sum_i coef[i] * basis[i] (k rows of D), in component order.
+AC_ALWAYS_INLINE void ReconstructBody(const float* coef, const float* basis, uint32_t k, uint32_t D,
+                                      float* y) {
+  for (uint32_t i = 0; i < k; ++i) {
+    const float c = coef[i];
+    const float* bv = basis + size_t(i) * D;
+    for (uint32_t d = 0; d < D; ++d) y[d] += c * bv[d];
+  }
+}
+AC_DISPATCH(void, Reconstruct, (const float* coef, const float* basis, uint32_t k, uint32_t D, float* y),
+            ReconstructBody, (coef, basis, k, D, y))
+
 // Per-head means (fp16-rounded, as the decoder sees them) and scatter matrices of the
 // centred data, in double.
 void HeadStatistics(const KvShape& s, const std::vector<float>& x, std::vector<float>& means,
@@ -269,43 +317,48 @@ void HeadStatistics(const KvShape& s, const std::vector<float>& x, std::vector<f
       const float* row = &x[(size_t(t) * H + h) * D];
       for (uint32_t d = 0; d < D; ++d) centred[size_t(t) * D + d] = row[d] - m[d];
     }
-    // Lower triangle of C^T C, float accumulation per row (vectorises), double totals.
-    std::fill(acc.begin(), acc.end(), 0.f);
-    auto& sc = scatter[h];
-    for (uint32_t t = 0; t < T; ++t) {
-      const float* c = &centred[size_t(t) * D];
-      for (uint32_t i = 0; i < D; ++i) {
-        const float ci = c[i];
-        float* a = &acc[size_t(i) * D];
-        for (uint32_t j = 0; j <= i; ++j) a[j] += ci * c[j];
-      }
-      if ((t & 63) == 63 || t + 1 == T) {  // flush to double every 64 rows
-        for (size_t k = 0; k < acc.size(); ++k) sc[k] += acc[k];
-        std::fill(acc.begin(), acc.end(), 0.f);
-      }
-    }
+    AccumulateScatter(centred.data(), T, D, acc.data(), scatter[h].data());
   }
 }
 
+// Plans one grouping from eigenvalues only (eigenvectors come later, for the winner).
 absl::StatusOr<SlabPlan> PlanSlab(const KvShape& s, uint64_t budget_bits, uint32_t heads_per_group,
                                   const std::vector<std::vector<double>>& scatter) {
   const uint32_t D = s.head_dim;
   SlabPlan plan;
   plan.heads_per_group = heads_per_group;
   plan.groups.resize(s.kv_heads / heads_per_group);
+  plan.solvers.resize(plan.groups.size());
   std::vector<double> a(size_t(D) * D);
   for (uint32_t g = 0; g < plan.groups.size(); ++g) {
     std::fill(a.begin(), a.end(), 0.0);
     for (uint32_t h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
       for (size_t k = 0; k < a.size(); ++k) a[k] += scatter[h][k];
     }
-    auto& gp = plan.groups[g];
-    gp.energy.resize(D);
-    gp.vectors.resize(size_t(D) * D);
-    if (auto st = SymmetricEigen(int(D), a, gp.energy, gp.vectors); !st.ok()) return st;
+    if (auto st = plan.solvers[g].Compute(int(D), a); !st.ok()) return st;
+    const auto w = plan.solvers[g].eigenvalues();
+    plan.groups[g].energy.assign(w.begin(), w.end());
   }
   AllocateBits(s, budget_bits, plan);
   return plan;
+}
+
+// Fills in the eigenvectors of the components that received bits.
+void ComputeVectors(const KvShape& s, SlabPlan& plan) {
+  for (uint32_t g = 0; g < plan.groups.size(); ++g) {
+    GroupPlan& gp = plan.groups[g];
+    int count = 0;
+    for (size_t c = 0; c < gp.bits.size(); ++c) {
+      if (gp.bits[c] > 0) count = int(c) + 1;
+    }
+    gp.vectors.assign(size_t(count) * s.head_dim, 0.0);
+    plan.solvers[g].Eigenvectors(count, gp.vectors);
+  }
+}
+
+// Code of `v` for a symmetric mid-rise quantizer with `top` + 1 levels (round half up).
+inline uint32_t QuantizeCode(float v, float step, float top) {
+  return uint32_t(std::clamp(v / step + 0.5f * top, 0.f, top) + 0.5f);
 }
 
 // Chooses the step of a symmetric mid-rise quantizer with 2^bits levels that minimises
@@ -315,14 +368,13 @@ float ChooseStep(const std::vector<float>& c, int bits) {
   for (float v : c) amax = std::max(amax, std::fabs(v));
   if (!(amax > 0)) return 1.0f;
   const int levels = 1 << bits;
-  const float half = 0.5f * float(levels - 1);
+  const float top = float(levels - 1), half = 0.5f * top;
   float best_step = 2 * amax / float(levels), best_err = INFINITY;
   for (int i = 0; i <= 16; ++i) {
     const float step = (2 * amax / float(levels)) * (1.0f - 0.05f * float(i));
     double err = 0;
     for (float v : c) {
-      const float q = std::clamp(std::nearbyint(v / step + half), 0.f, float(levels - 1));
-      const float d = (q - half) * step - v;
+      const float d = (float(QuantizeCode(v, step, top)) - half) * step - v;
       err += double(d) * d;
     }
     if (err < best_err) best_err = float(err), best_step = step;
@@ -342,7 +394,7 @@ uint64_t WriteSlab(const KvShape& s, const std::vector<float>& x, const std::vec
   w.U16(uint16_t(G));
   w.U16(0);
   for (uint32_t i = 0; i < H * D; ++i) w.U16(FloatToFp16(means[i]));
-  std::vector<float> basis, coef, column;
+  std::vector<float> basis, centred_t, coef_t, column;
   std::vector<int> comps;
   for (uint32_t g = 0; g < plan.groups.size(); ++g) {
     const GroupPlan& gp = plan.groups[g];
@@ -357,28 +409,23 @@ uint64_t WriteSlab(const KvShape& s, const std::vector<float>& x, const std::vec
     for (uint32_t i = 0; i < k; ++i) {
       for (uint32_t d = 0; d < D; ++d) basis[size_t(i) * D + d] = Half(float(gp.vectors[size_t(comps[i]) * D + d]));
     }
-    // Coefficients [rows][k] of the centred rows on that basis.
-    coef.assign(rows * k, 0.f);
-    std::vector<float> centred(D);
+    // Coefficients of the centred rows on that basis, computed as coef_t[i][r] (rows
+    // contiguous) so the inner loops are axpys over rows.
+    centred_t.assign(size_t(D) * rows, 0.f);
     for (uint32_t t = 0; t < T; ++t) {
       for (uint32_t j = 0; j < G; ++j) {
         const uint32_t h = g * G + j;
         const float* row = &x[(size_t(t) * H + h) * D];
         const float* m = &means[size_t(h) * D];
-        for (uint32_t d = 0; d < D; ++d) centred[d] = row[d] - m[d];
-        float* out = &coef[(size_t(t) * G + j) * k];
-        for (uint32_t i = 0; i < k; ++i) {
-          const float* b = &basis[size_t(i) * D];
-          float acc = 0;
-          for (uint32_t d = 0; d < D; ++d) acc += b[d] * centred[d];
-          out[i] = acc;
-        }
+        const uint64_t r = uint64_t{t} * G + j;
+        for (uint32_t d = 0; d < D; ++d) centred_t[d * rows + r] = row[d] - m[d];
       }
     }
+    coef_t.assign(size_t(k) * rows, 0.f);
+    for (uint32_t i = 0; i < k; ++i) Project(&basis[size_t(i) * D], centred_t.data(), D, rows, &coef_t[i * rows]);
     std::vector<float> steps(k);
     for (uint32_t i = 0; i < k; ++i) {
-      column.resize(rows);
-      for (uint64_t r = 0; r < rows; ++r) column[r] = coef[r * k + i];
+      column.assign(coef_t.begin() + i * rows, coef_t.begin() + (i + 1) * rows);
       steps[i] = ChooseStep(column, gp.bits[comps[i]]);
     }
     w.U16(uint16_t(k));
@@ -393,9 +440,7 @@ uint64_t WriteSlab(const KvShape& s, const std::vector<float>& x, const std::vec
     for (uint64_t r = 0; r < rows; ++r) {
       for (uint32_t i = 0; i < k; ++i) {
         const int b = gp.bits[comps[i]];
-        const float top = float((1 << b) - 1);
-        const float q = std::clamp(std::nearbyint(coef[r * k + i] / steps[i] + 0.5f * top), 0.f, top);
-        bw.Put(uint32_t(q), b);
+        bw.Put(QuantizeCode(coef_t[i * rows + r], steps[i], float((1 << b) - 1)), b);
       }
     }
     bw.Flush();
@@ -463,6 +508,7 @@ absl::StatusOr<uint64_t> EncodeLowrank(const CodecConfig& cfg, const KvShape& sh
       if (!plan.ok()) return plan.status();
       if (!have || plan->distortion < best.distortion) best = std::move(*plan), have = true;
     }
+    ComputeVectors(shape, best);
     records[slab].resize(PlannedSlabBytes(shape, best));
     const uint64_t written = WriteSlab(shape, x, means, best, records[slab].data());
     if (written != records[slab].size()) return absl::InternalError("lowrank slab size mismatch");
@@ -587,11 +633,7 @@ void DecodeSlab(const KvShape& s, uint64_t slab, const SlabView& v, ByteSpan out
         }
         const uint32_t h = g * G + j;
         std::memcpy(y.data(), &means[size_t(h) * D], 4ull * D);
-        for (uint32_t i = 0; i < k; ++i) {
-          const float c = coef[i];
-          const float* bv = &basis[size_t(i) * D];
-          for (uint32_t d = 0; d < D; ++d) y[d] += c * bv[d];
-        }
+        Reconstruct(coef.data(), basis.data(), k, D, y.data());
         const uint64_t base = slab_base + (uint64_t{t} * H + h) * D;
         for (uint32_t d = 0; d < D; ++d) {
           StoreFromFloat(out.data(), s.dtype, base + d, std::clamp(y[d], -out_max, out_max));

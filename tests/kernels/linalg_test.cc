@@ -83,6 +83,36 @@ TEST(SymmetricEigen, DegenerateAndRankDeficient) {
   CheckDecomposition(n, spread, 1e-11);
 }
 
+TEST(SymmetricEigen, ClusteredEigenvalues) {
+  // A = Q diag(lambda) Q^T with near-equal and equal pairs (as RoPE key channels give).
+  const int n = 48;
+  auto r = RandomSymmetric(n, 21);
+  std::vector<double> w(n), q(size_t(n) * n);
+  ASSERT_TRUE(SymmetricEigen(n, r, w, q).ok());
+  std::vector<double> lambda(n);
+  for (int i = 0; i < n; ++i) lambda[i] = 10.0 / (1 + i / 2);  // exact pairs
+  lambda[5] = lambda[4] * (1 - 1e-9);
+  lambda[7] = lambda[6] * (1 - 1e-5);
+  std::vector<double> a(size_t(n) * n, 0.0);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < n; ++k) a[size_t(i) * n + j] += q[size_t(k) * n + i] * lambda[k] * q[size_t(k) * n + j];
+  CheckDecomposition(n, a, 1e-11);
+}
+
+TEST(SymmetricEigenSolver, LeadingVectorsMatchFullDecomposition) {
+  const int n = 64;
+  auto a = RandomSymmetric(n, 8), b = a;
+  std::vector<double> w(n), v(size_t(n) * n);
+  ASSERT_TRUE(SymmetricEigen(n, a, w, v).ok());
+  SymmetricEigenSolver solver;
+  ASSERT_TRUE(solver.Compute(n, b).ok());
+  std::vector<double> lead(size_t(5) * n);
+  solver.Eigenvectors(5, lead);
+  for (size_t i = 0; i < lead.size(); ++i) EXPECT_NEAR(lead[i], v[i], 1e-9);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(solver.eigenvalues()[i], w[i]);
+}
+
 TEST(SymmetricEigen, Deterministic) {
   auto a = RandomSymmetric(50, 5), b = a;
   std::vector<double> w1(50), w2(50), v1(2500), v2(2500);
