@@ -10,6 +10,8 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
@@ -20,8 +22,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A committed entry. Owned by the index while linked, by the zombie map once erased or
-// replaced under a lease. The LRU list is intrusive (no allocation per touch).
+// A committed entry, heap-allocated and owned by Impl: reachable from the index while
+// linked, from the zombie set once erased or replaced under a lease. The LRU list is
+// intrusive (no allocation per touch).
 struct Entry {
   EntryKey key;
   Extent extent;
@@ -32,6 +35,22 @@ struct Entry {
   Entry* lru_next = nullptr;  // towards least recently used
   uint64_t occupied() const { return ExtentAllocator::AlignUp(extent.length); }
 };
+
+// The index stores Entry* and is searched by EntryKey (the key lives only in the entry,
+// which keeps the index at 8 bytes a slot).
+struct EntryHash {
+  using is_transparent = void;
+  size_t operator()(const EntryKey& k) const { return absl::Hash<EntryKey>{}(k); }
+  size_t operator()(const Entry* e) const { return (*this)(e->key); }
+};
+struct EntryEq {
+  using is_transparent = void;
+  static const EntryKey& K(const EntryKey& k) { return k; }
+  static const EntryKey& K(const Entry* e) { return e->key; }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const { return K(a) == K(b); }
+};
+using EntryIndex = absl::flat_hash_set<Entry*, EntryHash, EntryEq>;
 
 absl::StatusOr<uint64_t> RandomPoolId() {
   uint64_t id = 0;
@@ -82,6 +101,10 @@ struct DramTier::Impl {
 
   Impl(const DramTierOptions& o, std::unique_ptr<ShmRegion> r, uint64_t id)
       : opts(o), region(std::move(r)), pool_id(id), alloc(region->size()) {}
+  ~Impl() {
+    for (Entry* e : index) delete e;
+    for (Entry* e : zombies) delete e;
+  }
 
   // --- everything below requires mu ---
 
@@ -108,19 +131,19 @@ struct DramTier::Impl {
 
   // Removes the entry from the index and LRU. Its extent is freed now, or when its last
   // lease ends.
-  void Unlink(absl::flat_hash_map<EntryKey, std::unique_ptr<Entry>>::iterator it) {
-    std::unique_ptr<Entry> owned = std::move(it->second);
+  void Unlink(EntryIndex::iterator it) {
+    Entry* e = *it;
     index.erase(it);
-    Entry* e = owned.get();
     LruRemove(e);
     e->linked = false;
     entry_bytes -= e->occupied();
     if (e->lease_count > 0) {
       pinned_bytes -= e->occupied();
       zombie_bytes += e->occupied();
-      zombies.emplace(e, std::move(owned));
+      zombies.insert(e);
     } else {
       FreeExtent(e->extent);
+      delete e;
     }
   }
 
@@ -131,7 +154,8 @@ struct DramTier::Impl {
     } else {
       zombie_bytes -= e->occupied();
       FreeExtent(e->extent);
-      zombies.erase(e);  // destroys e
+      zombies.erase(e);
+      delete e;
     }
   }
 
@@ -217,8 +241,8 @@ struct DramTier::Impl {
 
   mutable absl::Mutex mu;
   ExtentAllocator alloc ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<EntryKey, std::unique_ptr<Entry>> index ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<Entry*, std::unique_ptr<Entry>> zombies ABSL_GUARDED_BY(mu);
+  EntryIndex index ABSL_GUARDED_BY(mu);                     // owns its entries
+  absl::flat_hash_set<Entry*> zombies ABSL_GUARDED_BY(mu);  // owns its entries
   Entry* lru_head ABSL_GUARDED_BY(mu) = nullptr;  // most recently used
   Entry* lru_tail ABSL_GUARDED_BY(mu) = nullptr;  // least recently used
   absl::flat_hash_map<uint64_t, LeaseRec> leases ABSL_GUARDED_BY(mu);
@@ -309,7 +333,7 @@ void DramTier::Free(const Extent& e) {
 
 absl::Status DramTier::Commit(const EntryKey& key, const Extent& e, const EntryMeta& meta) {
   // Build the entry before taking the lock: the meta copy allocates.
-  auto entry = std::make_unique<Entry>();
+  auto entry = std::make_unique<Entry>();  // handed to the index below
   entry->key = key;
   entry->extent = e;
   entry->meta = meta;
@@ -331,8 +355,8 @@ absl::Status DramTier::Commit(const EntryKey& key, const Extent& e, const EntryM
   if (had > keep) impl_->FreeExtent(Extent{e.offset + keep, had - keep});
 
   if (auto old = impl_->index.find(key); old != impl_->index.end()) impl_->Unlink(old);
-  Entry* raw = entry.get();
-  impl_->index.emplace(key, std::move(entry));
+  Entry* raw = entry.release();
+  impl_->index.insert(raw);
   impl_->LruPushFront(raw);
   impl_->entry_bytes += raw->occupied();
   return absl::OkStatus();
@@ -342,7 +366,7 @@ std::optional<EntryMeta> DramTier::Peek(const EntryKey& key) const {
   absl::ReaderMutexLock lock(&impl_->mu);
   auto it = impl_->index.find(key);
   if (it == impl_->index.end()) return std::nullopt;
-  return it->second->meta;
+  return (*it)->meta;
 }
 
 absl::StatusOr<Lease> DramTier::Acquire(const EntryKey& key, uint32_t lease_ms) {
@@ -361,7 +385,7 @@ absl::StatusOr<Lease> DramTier::Acquire(const EntryKey& key, uint32_t lease_ms) 
   }
   auto it = m.index.find(key);
   if (it == m.index.end()) return absl::NotFoundError("not in the DRAM tier");
-  Entry* e = it->second.get();
+  Entry* e = *it;
   if (e->lease_count++ == 0) m.pinned_bytes += e->occupied();
   m.LruRemove(e);
   m.LruPushFront(e);
@@ -490,7 +514,7 @@ DramTierStats DramTier::Stats() const {
 void DramTier::ForEach(
     const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const {
   absl::ReaderMutexLock lock(&impl_->mu);
-  for (const auto& [key, e] : impl_->index) fn(key, e->meta);
+  for (const Entry* e : impl_->index) fn(e->key, e->meta);
 }
 
 }  // namespace adaptcache
