@@ -1,0 +1,48 @@
+#include "storage/ssd_format.h"
+
+#include <bit>
+#include <cstddef>
+#include <cstring>
+
+#include "common/crc32c.h"
+
+namespace adaptcache {
+
+static_assert(std::endian::native == std::endian::little, "on-disk structs are little-endian");
+
+void SealSegmentHeader(SegmentHeader& h) {
+  h.header_crc32c = Crc32c(&h, offsetof(SegmentHeader, header_crc32c));
+}
+
+void SealRecordHeader(RecordHeader& h) {
+  h.header_crc32c = Crc32c(&h, offsetof(RecordHeader, header_crc32c));
+}
+
+absl::Status ValidateSegmentHeader(std::span<const std::byte> block, SegmentHeader* out) {
+  if (block.size() < sizeof(SegmentHeader)) return absl::InvalidArgumentError("segment header: short block");
+  SegmentHeader h;
+  std::memcpy(&h, block.data(), sizeof h);
+  if (h.magic != kSegmentMagic) return absl::DataLossError("segment header: bad magic");
+  if (h.header_crc32c != Crc32c(&h, offsetof(SegmentHeader, header_crc32c)))
+    return absl::DataLossError("segment header: bad CRC");
+  if (h.version != kSegmentFormatVersion || h.header_bytes != sizeof(SegmentHeader))
+    return absl::FailedPreconditionError("segment header: unsupported version");
+  if (out) *out = h;
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRecordHeader(std::span<const std::byte> block, RecordHeader* out) {
+  if (block.size() < sizeof(RecordHeader)) return absl::InvalidArgumentError("record header: short block");
+  RecordHeader h;
+  std::memcpy(&h, block.data(), sizeof h);
+  if (h.magic != kRecordMagic) return absl::DataLossError("record header: bad magic");
+  if (h.header_crc32c != Crc32c(&h, offsetof(RecordHeader, header_crc32c)))
+    return absl::DataLossError("record header: bad CRC");
+  if (h.version != kRecordFormatVersion || h.flags != 0)
+    return absl::FailedPreconditionError("record header: unsupported version");
+  if (h.payload_bytes == 0) return absl::DataLossError("record header: empty payload");
+  if (out) *out = h;
+  return absl::OkStatus();
+}
+
+}  // namespace adaptcache

@@ -1,0 +1,766 @@
+// SsdTier: the request paths (Put/Get), the writer thread with group commit, segment
+// rolling and FIFO reclaim. Open and recovery live in ssd_tier_open.cc.
+#include "storage/ssd_tier.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <future>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "spdlog/spdlog.h"
+#include "storage/ssd_format.h"
+
+namespace adaptcache {
+
+namespace {
+constexpr char kNotAdmitted[] = "ssd admission: not admitted";
+constexpr char kOverBudget[] = "ssd admission: write budget exhausted";
+
+uint64_t MicrosSince(std::chrono::steady_clock::time_point t) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count());
+}
+}  // namespace
+
+bool IsNotAdmitted(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition && absl::StartsWith(s.message(), kNotAdmitted);
+}
+bool IsOverBudget(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kResourceExhausted && absl::StartsWith(s.message(), kOverBudget);
+}
+
+// A record being written: its request, where it goes, and the first I/O error seen.
+struct SsdTier::Staged {
+  PutReq req;
+  SsdLocation loc;
+  std::atomic<int> error{0};
+};
+
+// One read in flight (header block + payload chunks).
+struct SsdTier::ReadCtx {
+  EntryKey key;
+  SsdLocation loc;
+  ByteSpan dst;
+  GetCallback done;
+  bool user = true;
+  bool direct = false;
+  std::byte* hdr = nullptr;
+  std::byte* payload = nullptr;
+  AlignedBuffer own;
+  std::optional<IoBuffer> staging;
+  std::atomic<int> remaining{0};
+  std::atomic<int> error{0};
+  std::chrono::steady_clock::time_point start;
+};
+
+SsdTier::SsdTier(const SsdTierOptions& opts) : opts_(opts), rng_(std::random_device{}()) {}
+
+SsdTier::~SsdTier() {
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    stop_ = true;
+  }
+  q_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  ring_.reset();  // waits for in-flight reads; their callbacks may still use index_
+  for (Slot& s : slots_)
+    if (s.fd >= 0) ::close(s.fd);
+  index_.reset();
+}
+
+std::string SsdTier::SlotPath(uint32_t slot) const { return slot < slots_.size() ? slots_[slot].path : ""; }
+
+// ---------------------------------------------------------------------------- Put
+
+absl::Status SsdTier::Put(const EntryKey& key, ConstByteSpan container, PutCallback done,
+                          const SsdPutOptions& popts) {
+  auto hdr = PeekHeader(container);
+  if (!hdr.ok()) return absl::InvalidArgumentError(absl::StrCat("ssd put: not a container: ", std::string(hdr.status().message())));
+  if (hdr->total_bytes != container.size())
+    return absl::InvalidArgumentError("ssd put: container size does not match its header");
+  if (container.size() > UINT32_MAX || RecordBytes(container.size()) > opts_.segment_bytes - kSsdBlock)
+    return absl::InvalidArgumentError(
+        absl::StrCat("ssd put: ", container.size(), " bytes do not fit a segment of ", opts_.segment_bytes));
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    if (stop_) return absl::UnavailableError("ssd tier is closing");
+    if (!queue_.empty() && (queue_.size() >= opts_.max_pending_puts ||
+                            queued_bytes_ + container.size() > opts_.max_pending_put_bytes)) {
+      std::lock_guard<std::mutex> m(mu_);
+      ++stats_.rejected_queue_full;
+      return absl::ResourceExhaustedError("ssd put queue full");
+    }
+  }
+  if (!popts.bypass_admission) {
+    const auto v = admission_->Decide(key, container.size());
+    if (v != AdmissionController::Verdict::kAdmit) {
+      std::lock_guard<std::mutex> m(mu_);
+      if (v == AdmissionController::Verdict::kTooCold) {
+        ++stats_.rejected_cold;
+        return absl::FailedPreconditionError(kNotAdmitted);
+      }
+      ++stats_.rejected_budget;
+      return absl::ResourceExhaustedError(kOverBudget);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    if (stats_.slots_failed >= slots_.size()) return absl::UnavailableError("ssd tier: every segment is out of service");
+    ++stats_.puts_accepted;
+  }
+  PutReq r;
+  r.key = key;
+  r.done = std::move(done);
+  r.queued = std::chrono::steady_clock::now();
+  if (popts.borrow) {
+    r.bytes = container;
+  } else {
+    r.owned.assign(container.begin(), container.end());
+    r.bytes = ConstByteSpan(r.owned);  // the vector's heap block survives moves
+  }
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    queued_bytes_ += container.size();
+    queue_.push_back(std::move(r));
+  }
+  q_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::Status SsdTier::PutSync(const EntryKey& key, ConstByteSpan container, const SsdPutOptions& popts) {
+  std::promise<absl::Status> p;
+  auto f = p.get_future();
+  SsdPutOptions o = popts;
+  o.borrow = true;  // we wait, so the caller's bytes outlive the write
+  if (auto st = Put(key, container, [&p](absl::Status s) { p.set_value(std::move(s)); }, o); !st.ok()) return st;
+  return f.get();
+}
+
+void SsdTier::Flush() {
+  std::unique_lock<std::mutex> l(q_mu_);
+  idle_cv_.wait(l, [&] { return queue_.empty() && !busy_; });
+}
+
+void SsdTier::NoteAccess(const EntryKey& key) { admission_->NoteAccess(key); }
+
+// ------------------------------------------------------------------------ writer
+
+void SsdTier::WriterLoop() {
+  for (;;) {
+    std::vector<PutReq> batch;
+    {
+      std::unique_lock<std::mutex> l(q_mu_);
+      q_cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      uint64_t bytes = 0;
+      while (!queue_.empty() && (batch.empty() || bytes + queue_.front().bytes.size() <= opts_.max_batch_bytes)) {
+        bytes += queue_.front().bytes.size();
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queued_bytes_ -= bytes;
+      busy_ = true;
+    }
+    ProcessBatch(batch);
+    {
+      std::lock_guard<std::mutex> l(q_mu_);
+      busy_ = false;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void SsdTier::ProcessBatch(std::vector<PutReq>& batch) {
+  std::vector<std::unique_ptr<Staged>> staged;
+  for (PutReq& r : batch) {
+    if (!EnsureSpace(RecordBytes(r.bytes.size()), staged)) {
+      {
+        std::lock_guard<std::mutex> m(mu_);
+        ++stats_.puts_failed;
+      }
+      if (r.done) r.done(absl::UnavailableError("ssd tier: no usable segment"));
+      continue;
+    }
+    Stage(std::move(r), staged);
+  }
+  CommitStaged(staged);
+}
+
+bool SsdTier::EnsureSpace(uint64_t bytes, std::vector<std::unique_ptr<Staged>>& staged) {
+  if (active_ >= 0) {
+    std::lock_guard<std::mutex> m(mu_);
+    Slot& s = slots_[active_];
+    if (s.state == Slot::State::kActive && s.write_offset + bytes <= opts_.segment_bytes) return true;
+  }
+  CommitStaged(staged);
+  if (active_ >= 0) {
+    std::lock_guard<std::mutex> m(mu_);
+    if (slots_[active_].state == Slot::State::kActive) slots_[active_].state = Slot::State::kSealed;
+    active_ = -1;
+  }
+  return OpenNewSegment().ok();
+}
+
+void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) {
+  Slot& s = slots_[active_];
+  auto st = std::make_unique<Staged>();
+  const uint64_t payload = req.bytes.size();
+  const uint64_t rec = RecordBytes(payload);
+  st->loc.slot = static_cast<uint32_t>(active_);
+  st->loc.segment_id = s.segment_id;
+  st->loc.offset = s.write_offset;
+  st->loc.payload_bytes = static_cast<uint32_t>(payload);
+  st->loc.payload_crc32c = Crc32c(req.bytes.data(), payload);
+  st->loc.codec = static_cast<uint8_t>(req.bytes[offsetof(ContainerHeader, codec)]);
+  st->loc.seq = next_seq_++;
+  s.write_offset += rec;
+
+  RecordHeader h{};
+  h.magic = kRecordMagic;
+  h.version = kRecordFormatVersion;
+  h.codec = st->loc.codec;
+  h.ns = req.key.ns;
+  h.key_lo = req.key.key.lo;
+  h.key_hi = req.key.key.hi;
+  h.seq = st->loc.seq;
+  h.segment_id = s.segment_id;
+  h.payload_bytes = st->loc.payload_bytes;
+  h.payload_crc32c = st->loc.payload_crc32c;
+  h.nonce = s.nonce;
+  SealRecordHeader(h);
+
+  const std::byte* src = req.bytes.data();
+  uint64_t left = payload;
+  Staged* raw = st.get();
+  const uint64_t chunk = ring_->buffer_bytes();
+  for (uint64_t off = 0; off < rec; off += chunk) {
+    const uint64_t len = std::min(chunk, rec - off);
+    IoBuffer buf = ring_->AcquireWriteBuffer();  // blocks while the write lane is full
+    uint64_t fill = 0;
+    if (off == 0) {
+      std::memset(buf.data, 0, kSsdBlock);
+      std::memcpy(buf.data, &h, sizeof h);
+      fill = kSsdBlock;
+    }
+    const uint64_t n = std::min(left, len - fill);
+    std::memcpy(buf.data + fill, src, n);
+    src += n;
+    left -= n;
+    fill += n;
+    if (fill < len) std::memset(buf.data + fill, 0, len - fill);
+    {
+      std::lock_guard<std::mutex> l(io_mu_);
+      ++ios_pending_;
+    }
+    IoRequest r{IoOp::kWrite, s.fd, buf.data, static_cast<uint32_t>(len), st->loc.offset + off, buf.index, &s.path};
+    std::vector<IoRing::Callback> cb;
+    cb.emplace_back([this, raw, buf, len](int res) {
+      if (res != static_cast<int>(len)) {
+        int expected = 0;
+        raw->error.compare_exchange_strong(expected, res < 0 ? res : -EIO);
+      }
+      ring_->ReleaseBuffer(buf);
+      {
+        std::lock_guard<std::mutex> l(io_mu_);
+        --ios_pending_;
+      }
+      io_cv_.notify_all();
+    });
+    if (auto sst = ring_->Submit(IoRing::Lane::kWrite, std::span<const IoRequest>(&r, 1), std::move(cb)); !sst.ok()) {
+      int expected = 0;
+      raw->error.compare_exchange_strong(expected, -EIO);
+      ring_->ReleaseBuffer(buf);
+      std::lock_guard<std::mutex> l(io_mu_);
+      --ios_pending_;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    stats_.device_bytes_written += rec;
+  }
+  st->req = std::move(req);
+  staged.push_back(std::move(st));
+}
+
+void SsdTier::CommitStaged(std::vector<std::unique_ptr<Staged>>& staged) {
+  if (staged.empty()) return;
+  {
+    std::unique_lock<std::mutex> l(io_mu_);
+    io_cv_.wait(l, [&] { return ios_pending_ == 0; });
+  }
+  const uint32_t slot = staged.front()->loc.slot;
+  const uint64_t seg = staged.front()->loc.segment_id;
+  int err = 0;
+  for (auto& s : staged)
+    if (int e = s->error.load(); e != 0 && err == 0) err = e;
+  std::string why;
+  if (err != 0) {
+    why = absl::StrCat("write failed: ", std::strerror(-err));
+  } else {
+    IoRequest r{IoOp::kFsync, slots_[slot].fd, nullptr, 0, 0, -1, &slots_[slot].path};
+    auto res = ring_->RunSync(IoRing::Lane::kWrite, r);
+    if (!res.ok()) why = absl::StrCat("fdatasync not submitted: ", std::string(res.status().message()));
+    else if (*res < 0) why = absl::StrCat("fdatasync failed: ", std::strerror(-*res));
+  }
+  absl::Status result;
+  if (!why.empty()) {
+    FailSlot(slot, seg, why);
+    result = absl::UnavailableError(absl::StrCat("ssd write: ", why, "; segment out of service"));
+  } else {
+    bool failed;
+    {
+      std::lock_guard<std::mutex> m(mu_);
+      failed = slots_[slot].state == Slot::State::kFailed;
+    }
+    if (failed) {
+      result = absl::UnavailableError("ssd write: segment taken out of service");
+    } else {
+      std::vector<std::pair<EntryKey, SsdLocation>> puts;
+      puts.reserve(staged.size());
+      for (auto& s : staged) puts.emplace_back(s->req.key, s->loc);
+      IndexTail tail{staged.back()->loc.seq, slot, seg, slots_[slot].write_offset};
+      result = index_->Commit(puts, {}, tail);
+    }
+  }
+  std::vector<std::unique_ptr<Staged>> done = std::move(staged);
+  staged.clear();
+  if (result.ok()) {
+    std::lock_guard<std::mutex> m(mu_);
+    if (slots_[slot].state == Slot::State::kFailed) {
+      result = absl::UnavailableError("ssd write: segment taken out of service");
+    } else {
+      for (auto& s : done) {
+        auto [it, inserted] = map_.try_emplace(s->req.key);
+        if (!inserted) stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+        it->second = Entry{s->loc, 0};
+        stats_.live_payload_bytes += s->loc.payload_bytes;
+        slots_[slot].keys.push_back(s->req.key);
+        if (!s->req.reinsertion) {
+          stats_.user_bytes_written += s->loc.payload_bytes;
+          ++stats_.puts_committed;
+        }
+      }
+    }
+  }
+  if (!result.ok()) {
+    std::lock_guard<std::mutex> m(mu_);
+    for (auto& s : done)
+      if (!s->req.reinsertion) ++stats_.puts_failed;
+  }
+  for (auto& s : done) {
+    if (!s->req.reinsertion) write_lat_.Record(MicrosSince(s->req.queued));
+    if (s->req.done) s->req.done(result);
+  }
+}
+
+// ---------------------------------------------------------- segments and reclaim
+
+absl::Status SsdTier::OpenNewSegment() {
+  for (;;) {
+    int free = -1;
+    bool have_sealed = false;
+    {
+      std::lock_guard<std::mutex> m(mu_);
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].state == Slot::State::kFree && free < 0) free = static_cast<int>(i);
+        if (slots_[i].state == Slot::State::kSealed) have_sealed = true;
+      }
+    }
+    if (free < 0) {
+      if (reclaiming_ || !have_sealed) return absl::UnavailableError("ssd tier: no free segment");
+      ReclaimOldest();
+      continue;
+    }
+    Slot& s = slots_[free];
+    SegmentHeader h{};
+    h.magic = kSegmentMagic;
+    h.version = kSegmentFormatVersion;
+    h.header_bytes = sizeof(SegmentHeader);
+    h.slot = static_cast<uint32_t>(free);
+    h.nonce = static_cast<uint32_t>(rng_());
+    h.segment_id = next_segment_id_++;
+    h.segment_bytes = opts_.segment_bytes;
+    h.created_unix_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                  .count());
+    SealSegmentHeader(h);
+    IoBuffer b = ring_->AcquireWriteBuffer();
+    std::memset(b.data, 0, kSsdBlock);
+    std::memcpy(b.data, &h, sizeof h);
+    auto res = ring_->RunSync(IoRing::Lane::kWrite, IoRequest{IoOp::kWrite, s.fd, b.data, kSsdBlock, 0, b.index, &s.path});
+    ring_->ReleaseBuffer(b);
+    {
+      std::lock_guard<std::mutex> m(mu_);
+      stats_.device_bytes_written += kSsdBlock;
+    }
+    if (!res.ok() || *res != static_cast<int>(kSsdBlock)) {
+      FailSlot(static_cast<uint32_t>(free), 0, "segment header write failed");
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> m(mu_);
+      s.state = Slot::State::kActive;
+      s.segment_id = h.segment_id;
+      s.nonce = h.nonce;
+      s.write_offset = kSsdBlock;
+      s.keys.clear();
+    }
+    active_ = free;
+    break;
+  }
+  // Keep one slot free ahead of need so reinsertion during reclaim has room.
+  while (!reclaiming_) {
+    bool have_free = false, have_sealed = false;
+    {
+      std::lock_guard<std::mutex> m(mu_);
+      for (const Slot& s : slots_) {
+        have_free |= s.state == Slot::State::kFree;
+        have_sealed |= s.state == Slot::State::kSealed;
+      }
+    }
+    if (have_free || !have_sealed) break;
+    ReclaimOldest();
+  }
+  return absl::OkStatus();
+}
+
+void SsdTier::ReclaimOldest() {
+  reclaiming_ = true;
+  int victim = -1;
+  std::vector<std::pair<EntryKey, Entry>> live;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    for (size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].state == Slot::State::kSealed &&
+          (victim < 0 || slots_[i].segment_id < slots_[victim].segment_id))
+        victim = static_cast<int>(i);
+    if (victim >= 0) {
+      absl::flat_hash_set<EntryKey> seen;
+      for (const EntryKey& k : slots_[victim].keys) {
+        auto it = map_.find(k);
+        if (it != map_.end() && it->second.loc.slot == static_cast<uint32_t>(victim) &&
+            it->second.loc.segment_id == slots_[victim].segment_id && seen.insert(k).second)
+          live.emplace_back(k, it->second);
+      }
+    }
+  }
+  if (victim < 0) {
+    reclaiming_ = false;
+    return;
+  }
+  const uint64_t victim_seg = slots_[victim].segment_id;
+  // Hot entries: read (verified), optionally transform, append again.
+  uint64_t budget = static_cast<uint64_t>(opts_.max_reinsert_fraction * static_cast<double>(opts_.segment_bytes));
+  std::vector<PutReq> reins;
+  for (auto& [k, e] : live) {
+    SsdEntryInfo info{e.loc.payload_bytes, e.loc.codec, e.loc.payload_crc32c, e.loc.seq, e.loc.segment_id, e.hits};
+    const bool keep = opts_.reclaim.keep ? opts_.reclaim.keep(k, info)
+                                         : (opts_.reinsert_min_hits > 0 && e.hits >= opts_.reinsert_min_hits);
+    if (!keep || RecordBytes(e.loc.payload_bytes) > budget) continue;
+    std::vector<std::byte> bytes(e.loc.payload_bytes);
+    std::promise<absl::StatusOr<uint64_t>> p;
+    auto f = p.get_future();
+    if (!ReadEntry(k, e, ByteSpan(bytes), false, [&p](absl::StatusOr<uint64_t> r) { p.set_value(std::move(r)); })
+             .ok() ||
+        !f.get().ok())
+      continue;
+    if (opts_.reclaim.transform) {
+      auto t = opts_.reclaim.transform(k, ConstByteSpan(bytes));
+      if (!t.ok()) continue;
+      auto th = PeekHeader(ConstByteSpan(*t));
+      if (!th.ok() || th->total_bytes != t->size()) continue;  // never store a bad container
+      bytes = std::move(*t);
+    }
+    if (RecordBytes(bytes.size()) > budget) continue;
+    budget -= RecordBytes(bytes.size());
+    PutReq r;
+    r.key = k;
+    r.owned = std::move(bytes);
+    r.bytes = ConstByteSpan(r.owned);
+    r.reinsertion = true;
+    r.queued = std::chrono::steady_clock::now();
+    reins.push_back(std::move(r));
+  }
+  std::vector<std::unique_ptr<Staged>> staged;
+  uint64_t reinserted = 0, reinserted_bytes = 0;
+  for (PutReq& r : reins) {
+    const uint64_t n = r.bytes.size();
+    if (!EnsureSpace(RecordBytes(n), staged)) break;
+    admission_->ChargeInternal(RecordBytes(n));
+    Stage(std::move(r), staged);
+    ++reinserted;
+    reinserted_bytes += n;
+  }
+  CommitStaged(staged);
+  // Everything still pointing at the victim becomes a miss; the slot is free again.
+  std::vector<EntryKey> deletes;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    Slot& s = slots_[victim];
+    for (const EntryKey& k : s.keys) {
+      auto it = map_.find(k);
+      if (it != map_.end() && it->second.loc.slot == static_cast<uint32_t>(victim) &&
+          it->second.loc.segment_id == victim_seg) {
+        stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+        map_.erase(it);
+        deletes.push_back(k);
+      }
+    }
+    std::vector<EntryKey>().swap(s.keys);
+    stats_.dropped_on_reclaim += deletes.size();
+    stats_.reinserted_entries += reinserted;
+    stats_.reinserted_bytes += reinserted_bytes;
+    ++stats_.segments_reclaimed;
+    if (s.state == Slot::State::kSealed) s.state = Slot::State::kFree;
+  }
+  if (auto st = index_->Commit({}, deletes, std::nullopt); !st.ok())
+    spdlog::warn("ssd reclaim: index delete failed ({}); stale entries are dropped at the next open",
+                 std::string(st.message()));
+  // Invalidate the old segment header so a rebuild never sees the dropped records.
+  IoBuffer b = ring_->AcquireWriteBuffer();
+  std::memset(b.data, 0, kSsdBlock);
+  auto res = ring_->RunSync(IoRing::Lane::kWrite,
+                            IoRequest{IoOp::kWrite, slots_[victim].fd, b.data, kSsdBlock, 0, b.index, &slots_[victim].path});
+  ring_->ReleaseBuffer(b);
+  if (!res.ok() || *res != static_cast<int>(kSsdBlock)) FailSlot(static_cast<uint32_t>(victim), 0, "header reset failed");
+  reclaiming_ = false;
+}
+
+void SsdTier::FailSlot(uint32_t slot, uint64_t segment_id, const std::string& why) {
+  std::vector<EntryKey> deletes;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    Slot& s = slots_[slot];
+    ++stats_.io_errors;
+    if (s.state == Slot::State::kFailed) return;
+    s.state = Slot::State::kFailed;
+    ++stats_.slots_failed;
+    for (const EntryKey& k : s.keys) {
+      auto it = map_.find(k);
+      if (it != map_.end() && it->second.loc.slot == slot) {
+        stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+        map_.erase(it);
+        deletes.push_back(k);
+      }
+    }
+    std::vector<EntryKey>().swap(s.keys);
+  }
+  spdlog::error("ssd tier: segment slot {} ({}) taken out of service: {}; {} entries dropped", slot, slots_[slot].path,
+                why, deletes.size());
+  if (auto st = index_->MarkSlotFailed(slot); !st.ok()) spdlog::error("ssd tier: {}", std::string(st.message()));
+  if (auto st = index_->Commit({}, deletes, std::nullopt); !st.ok()) spdlog::error("ssd tier: {}", std::string(st.message()));
+}
+
+// ---------------------------------------------------------------------------- Get
+
+absl::Status SsdTier::GetAsync(const EntryKey& key, ByteSpan dst, GetCallback done) {
+  Entry e;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    ++stats_.gets;
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      ++stats_.misses;
+      return absl::NotFoundError("ssd: miss");
+    }
+    if (dst.size() < it->second.loc.payload_bytes)
+      return absl::OutOfRangeError(absl::StrCat("ssd get: entry has ", it->second.loc.payload_bytes,
+                                                " bytes, buffer ", dst.size()));
+    ++it->second.hits;
+    e = it->second;
+  }
+  return ReadEntry(key, e, dst, true, std::move(done));
+}
+
+absl::StatusOr<uint64_t> SsdTier::Get(const EntryKey& key, ByteSpan dst) {
+  std::promise<absl::StatusOr<uint64_t>> p;
+  auto f = p.get_future();
+  if (auto st = GetAsync(key, dst, [&p](absl::StatusOr<uint64_t> r) { p.set_value(std::move(r)); }); !st.ok())
+    return st;
+  return f.get();
+}
+
+absl::StatusOr<std::vector<std::byte>> SsdTier::Get(const EntryKey& key) {
+  auto info = Lookup(key);
+  if (!info) {
+    std::lock_guard<std::mutex> m(mu_);
+    ++stats_.gets;
+    ++stats_.misses;
+    return absl::NotFoundError("ssd: miss");
+  }
+  std::vector<std::byte> out(info->payload_bytes);
+  auto n = Get(key, ByteSpan(out));
+  if (!n.ok()) return n.status();
+  out.resize(*n);
+  return out;
+}
+
+absl::Status SsdTier::ReadEntry(const EntryKey& key, const Entry& e, ByteSpan dst, bool user, GetCallback done) {
+  const Slot& s = slots_[e.loc.slot];
+  const uint64_t payload = e.loc.payload_bytes;
+  const uint64_t padded = RoundUpBlock(payload);
+  const uint64_t chunk = ring_->buffer_bytes();
+  auto ctx = std::make_unique<ReadCtx>();
+  ctx->key = key;
+  ctx->loc = e.loc;
+  ctx->dst = dst;
+  ctx->done = std::move(done);
+  ctx->user = user;
+  ctx->start = std::chrono::steady_clock::now();
+  ctx->direct = reinterpret_cast<uintptr_t>(dst.data()) % kSsdBlock == 0 && dst.size() >= padded;
+  std::vector<IoRequest> reqs;
+  if (ctx->direct) {
+    ctx->staging = ring_->TryAcquireReadBuffer();
+    if (!ctx->staging) ctx->own = AlignedBuffer(kSsdBlock);
+    ctx->hdr = ctx->staging ? ctx->staging->data : ctx->own.data();
+    ctx->payload = dst.data();
+    reqs.push_back({IoOp::kRead, s.fd, ctx->hdr, static_cast<uint32_t>(kSsdBlock), e.loc.offset,
+                    ctx->staging ? ctx->staging->index : -1, &s.path});
+    for (uint64_t off = 0; off < padded; off += chunk)
+      reqs.push_back({IoOp::kRead, s.fd, dst.data() + off, static_cast<uint32_t>(std::min(chunk, padded - off)),
+                      e.loc.offset + kSsdBlock + off, -1, &s.path});
+  } else {
+    const uint64_t rec = kSsdBlock + padded;
+    if (rec <= chunk) ctx->staging = ring_->TryAcquireReadBuffer();
+    if (!ctx->staging) ctx->own = AlignedBuffer(rec);
+    std::byte* base = ctx->staging ? ctx->staging->data : ctx->own.data();
+    if (base == nullptr) return absl::ResourceExhaustedError("ssd get: cannot allocate a read buffer");
+    ctx->hdr = base;
+    ctx->payload = base + kSsdBlock;
+    for (uint64_t off = 0; off < rec; off += chunk)
+      reqs.push_back({IoOp::kRead, s.fd, base + off, static_cast<uint32_t>(std::min(chunk, rec - off)),
+                      e.loc.offset + off, (ctx->staging && off == 0) ? ctx->staging->index : -1, &s.path});
+  }
+  if (ctx->hdr == nullptr) return absl::ResourceExhaustedError("ssd get: cannot allocate a read buffer");
+  ctx->remaining = static_cast<int>(reqs.size());
+  ReadCtx* raw = ctx.get();
+  std::vector<IoRing::Callback> cbs;
+  for (const IoRequest& r : reqs) {
+    const int len = static_cast<int>(r.len);
+    cbs.emplace_back([this, raw, len](int res) {
+      if (res != len) {
+        int expected = 0;
+        raw->error.compare_exchange_strong(expected, res < 0 ? res : -EIO);
+      }
+      if (raw->remaining.fetch_sub(1) == 1) FinishRead(raw);
+    });
+  }
+  absl::Status st = ring_->Submit(IoRing::Lane::kRead, reqs, std::move(cbs));
+  if (!st.ok()) {
+    if (ctx->staging) ring_->ReleaseBuffer(*ctx->staging);
+    return st;
+  }
+  ctx.release();  // owned by the completions now; FinishRead deletes it
+  return absl::OkStatus();
+}
+
+void SsdTier::FinishRead(ReadCtx* ctx) {
+  std::unique_ptr<ReadCtx> owner(ctx);
+  absl::StatusOr<uint64_t> result;
+  const SsdLocation& loc = ctx->loc;
+  bool corrupt = false;
+  if (int err = ctx->error.load(); err != 0) {
+    FailSlot(loc.slot, loc.segment_id, absl::StrCat("read failed: ", std::strerror(-err)));
+    result = absl::UnavailableError(absl::StrCat("ssd read: ", std::strerror(-err), "; segment out of service"));
+  } else {
+    RecordHeader h;
+    const bool ok = ValidateRecordHeader(std::span<const std::byte>(ctx->hdr, kSsdBlock), &h).ok() &&
+                    h.ns == ctx->key.ns && h.key_lo == ctx->key.key.lo && h.key_hi == ctx->key.key.hi &&
+                    h.seq == loc.seq && h.segment_id == loc.segment_id && h.payload_bytes == loc.payload_bytes &&
+                    h.payload_crc32c == loc.payload_crc32c &&
+                    Crc32c(ctx->payload, loc.payload_bytes) == loc.payload_crc32c;
+    if (!ok) {
+      corrupt = true;
+      result = absl::NotFoundError("ssd: checksum mismatch; entry dropped");
+    } else {
+      if (!ctx->direct) std::memcpy(ctx->dst.data(), ctx->payload, loc.payload_bytes);
+      result = static_cast<uint64_t>(loc.payload_bytes);
+    }
+  }
+  if (ctx->staging) ring_->ReleaseBuffer(*ctx->staging);
+  if (corrupt) DropCorrupt(ctx->key, loc.seq);
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    stats_.device_bytes_read += kSsdBlock + RoundUpBlock(loc.payload_bytes);
+    if (ctx->user) {
+      if (result.ok()) ++stats_.hits;
+      else ++stats_.misses;
+    }
+  }
+  if (ctx->user && result.ok()) read_lat_.Record(MicrosSince(ctx->start));
+  if (ctx->done) ctx->done(std::move(result));
+}
+
+void SsdTier::DropCorrupt(const EntryKey& key, uint64_t seq) {
+  bool erased = false;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    ++stats_.checksum_failures;
+    auto it = map_.find(key);
+    if (it != map_.end() && it->second.loc.seq == seq) {
+      stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+      map_.erase(it);
+      erased = true;
+    }
+  }
+  if (erased) {
+    spdlog::warn("ssd tier: checksum mismatch for an entry; dropped");
+    if (auto st = index_->Commit({}, {key}, std::nullopt); !st.ok()) spdlog::error("ssd tier: {}", std::string(st.message()));
+  }
+}
+
+// ----------------------------------------------------------------- lookups, stats
+
+std::optional<SsdEntryInfo> SsdTier::Lookup(const EntryKey& key) const {
+  std::lock_guard<std::mutex> m(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  const SsdLocation& l = it->second.loc;
+  return SsdEntryInfo{l.payload_bytes, l.codec, l.payload_crc32c, l.seq, l.segment_id, it->second.hits};
+}
+
+absl::Status SsdTier::Erase(const EntryKey& key) {
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return absl::NotFoundError("ssd erase: no such entry");
+    stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+    map_.erase(it);
+  }
+  return index_->Commit({}, {key}, std::nullopt);
+}
+
+SsdTierStats SsdTier::Stats() const {
+  std::lock_guard<std::mutex> m(mu_);
+  SsdTierStats s = stats_;
+  s.entries = map_.size();
+  s.slots = slots_.size();
+  s.slots_in_use = 0;
+  for (const Slot& sl : slots_)
+    if (sl.state == Slot::State::kActive || sl.state == Slot::State::kSealed) ++s.slots_in_use;
+  s.capacity_bytes = (s.slots - s.slots_failed) * opts_.segment_bytes;
+  s.write_amplification = s.user_bytes_written ? static_cast<double>(s.device_bytes_written) /
+                                                     static_cast<double>(s.user_bytes_written)
+                                               : 0.0;
+  s.registered_buffers = ring_ && ring_->buffers_registered();
+  s.write_p50_us = write_lat_.Quantile(0.5);
+  s.write_p99_us = write_lat_.Quantile(0.99);
+  s.read_p50_us = read_lat_.Quantile(0.5);
+  s.read_p99_us = read_lat_.Quantile(0.99);
+  return s;
+}
+
+void SsdTier::ForEach(const std::function<void(const EntryKey&, const SsdEntryInfo&)>& fn) const {
+  std::lock_guard<std::mutex> m(mu_);
+  for (const auto& [k, e] : map_)
+    fn(k, SsdEntryInfo{e.loc.payload_bytes, e.loc.codec, e.loc.payload_crc32c, e.loc.seq, e.loc.segment_id, e.hits});
+}
+
+}  // namespace adaptcache

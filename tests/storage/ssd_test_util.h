@@ -1,0 +1,69 @@
+// Helpers shared by the SSD tier tests: deterministic containers and temp directories.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/key.h"
+#include "kernels/container.h"
+#include "storage/ssd_tier.h"
+
+namespace adaptcache::testing {
+
+// A raw container whose single section holds `payload` bytes derived from `seed`.
+inline std::vector<std::byte> MakeContainer(uint64_t seed, uint64_t payload) {
+  ContainerWriter w(CodecId::kRaw, KvShape{1, 1, 1, 8, DType::kBF16});
+  w.AddSection(0, payload);
+  std::vector<std::byte> out(w.TotalBytes());
+  if (!w.Layout(ByteSpan(out)).ok()) std::abort();
+  ByteSpan s = w.SectionData(0);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& b : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<std::byte>(x);
+  }
+  w.Seal();
+  return out;
+}
+
+inline EntryKey KeyOf(uint64_t i, uint64_t ns = 7) { return EntryKey{ns, Key128{i * 0x51ed27ull + 3, i}}; }
+
+// A fresh directory under /tmp (O_DIRECT needs a real filesystem, not tmpfs), removed
+// with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = "/var/tmp/ac_ssd_test_XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline SsdTierOptions SmallOptions(const std::string& dir) {
+  SsdTierOptions o;
+  o.dir = dir;
+  o.segment_bytes = 4ull << 20;
+  o.segment_count = 6;
+  o.io_bytes = 256 << 10;
+  o.write_buffers = 8;
+  o.read_buffers = 4;
+  o.max_batch_bytes = 1 << 20;
+  return o;
+}
+
+}  // namespace adaptcache::testing
