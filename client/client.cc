@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "adaptcache/v1/cache.grpc.pb.h"
+#include "common/crc32c.h"
 
 namespace adaptcache::client {
 
@@ -117,11 +118,13 @@ absl::Status VerifyContainer(std::span<const std::byte> container, const EntryIn
     return absl::DataLossError(absl::StrCat("container is ", container.size(), " bytes, entry says ",
                                             info.stored_bytes));
   }
-  auto view = ParseContainer(container, /*verify_payload_crc=*/true);
-  if (!view.ok()) return view.status();
-  if (view->payload_crc32c != info.payload_crc32c) {
-    return absl::DataLossError("container checksum differs from the entry's (the slot was reused)");
+  // One pass over the bytes: the entry's CRC covers the whole container (header
+  // included), so matching it proves both the content and that this is the same entry.
+  if (Crc32c(container.data(), container.size()) != info.payload_crc32c) {
+    return absl::DataLossError("container checksum differs from the entry's (torn copy or reused slot)");
   }
+  auto view = ParseContainer(container, /*verify_payload_crc=*/false);
+  if (!view.ok()) return view.status();
   if (info.hit() && view->shape != info.shape) {
     return absl::DataLossError("container shape differs from the entry's");
   }

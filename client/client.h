@@ -61,7 +61,7 @@ struct EntryInfo {
   uint64_t raw_bytes = 0;
   KvShape shape;
   float est_quality_loss = 0.f;
-  uint32_t payload_crc32c = 0;
+  uint32_t payload_crc32c = 0;  // CRC32C of the whole container
   bool hit() const { return tier != Tier::kNone; }
 };
 
@@ -182,8 +182,8 @@ class Client {
   std::shared_ptr<ClientCore> core_;
 };
 
-// Verifies container bytes against the entry they claim to be: parses (header and
-// payload CRCs) and checks total size and payload CRC against `info`.
+// Verifies container bytes against the entry they claim to be: size and CRC32C of the
+// whole container against `info`, then the container's structure and shape.
 absl::Status VerifyContainer(std::span<const std::byte> container, const EntryInfo& info);
 
 }  // namespace adaptcache::client

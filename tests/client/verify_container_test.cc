@@ -3,6 +3,7 @@
 
 #include "client/client.h"
 #include "client/kv_files.h"
+#include "common/crc32c.h"
 #include "kernels/codec.h"
 
 namespace adaptcache::client {
@@ -15,13 +16,12 @@ struct Fixture {
   explicit Fixture(uint64_t seed) {
     auto raw = RandomKvBytes(shape, seed);
     container = *EncodeToVector(CodecConfig{}, shape, raw);
-    auto view = ParseContainer(container);
     info.tier = Tier::kDram;
     info.codec = "raw";
     info.stored_bytes = container.size();
     info.raw_bytes = shape.Bytes();
     info.shape = shape;
-    info.payload_crc32c = view->payload_crc32c;
+    info.payload_crc32c = Crc32c(container.data(), container.size());
   }
 };
 
