@@ -9,6 +9,7 @@
 namespace adaptcache::policy {
 namespace {
 
+constexpr size_t kFillBatch = 4096;
 constexpr int kHistShift = 15;  // float bits >> 15: 8 mantissa bits, 1/256 octave
 constexpr size_t kHistBins = size_t{1} << (31 - kHistShift);
 
@@ -284,8 +285,13 @@ struct Solver {
         if (best.score > 0) cands.push_back(best);
       }
       if (cands.empty()) return;
-      std::sort(cands.begin(), cands.end(),
-                [](const Cand& a, const Cand& b) { return a.score > b.score; });
+      // Only the best few thousand can matter for what is left; later passes take more.
+      auto better = [](const Cand& a, const Cand& b) { return a.score > b.score; };
+      if (cands.size() > kFillBatch) {
+        std::nth_element(cands.begin(), cands.begin() + kFillBatch, cands.end(), better);
+        cands.resize(kFillBatch);
+      }
+      std::sort(cands.begin(), cands.end(), better);
       bool applied = false;
       for (const Cand& c : cands) {
         const uint32_t i = c.entry;
@@ -337,9 +343,12 @@ static uint64_t BuildHulls(const PolicyInput& in, AdaptiveOptimizer::State& st,
       const double floor = in.namespaces[e.ns].max_loss;
       const uint32_t cls = e.size_class;
       const float* q = &in.qloss[i * k];
+      // With a master copy (or stored raw) every applicable config is reachable.
+      const bool free_choice =
+          (e.flags & kHasMaster) || in.configs[e.config].family == CodecId::kRaw;
       for (uint32_t j = 0; j < st.order_len[cls]; ++j) {
         const uint8_t c = st.order[st.order_begin[cls] + j];
-        if (q[c] > floor || !Reachable(in, i, c)) continue;
+        if (q[c] > floor || (!free_choice && !Reachable(in, i, c))) continue;
         const float s = static_cast<float>(st.bytes[cls * k + c]);
         const float g = static_cast<float>(st.dec[cls * k + c] + a * q[c]);
         if (len > 0 && !(g < hg[len - 1])) continue;  // dominated: bigger, not better
@@ -426,22 +435,33 @@ static void LocalSearch(const PolicyInput& in, const AdaptiveOptimizer::State& s
     const size_t j = e.size_class * k + p.config;
     return e.freq * (lat[t] + ib[t] * st.bytes[j] + st.dec[j] + st.hull_alpha[e.ns] * in.QLoss(i, p.config));
   };
-  // Regret: how much the Lagrangian cost must move before another option wins.
+  // Regret: how much the Lagrangian cost must move before another option wins, from
+  // the hull (cheap; every minimiser of a price is a hull vertex).
   std::vector<std::pair<double, uint32_t>> regret;
+  regret.reserve(st.active.size());
   for (uint32_t i : st.active) {
     const Placement cur = (*target)[i];
-    const double lc = cost_of(i, cur) + price[static_cast<int>(cur.tier)] * bytes_of(i, cur);
-    double r = HUGE_VAL;
-    const uint32_t o = st.off[i];
-    for (int v = 0; v < st.len[i]; ++v) {
-      for (Tier t : {Tier::kDram, Tier::kSsd}) {
-        const Placement p{static_cast<ConfigIndex>(st.vc[o + v]), t};
-        if (p == cur) continue;
-        r = std::min(r, std::fabs(cost_of(i, p) + price[static_cast<int>(t)] * bytes_of(i, p) - lc));
+    const double f = in.entries[i].freq;
+    const float* s = &st.vs[st.off[i]];
+    const float* g = &st.vg[st.off[i]];
+    const int len = st.len[i];
+    const double sd = ib[1] + ld / f, ss = ib[2] + ls / f;
+    double lc = st.miss[in.entries[i].size_class];
+    int cv = -1;
+    if (cur.tier != Tier::kNone) {
+      for (int v = 0; v < len; ++v) {
+        if (st.vc[st.off[i] + v] == cur.config) cv = v;
       }
+      if (cv < 0) continue;  // not a hull point (retained as is): leave it alone
+      lc = (cur.tier == Tier::kDram ? lat[1] + sd * s[cv] : lat[2] + ss * s[cv]) + g[cv];
     }
-    if (cur.tier != Tier::kNone) r = std::min(r, std::fabs(cost_of(i, Placement{}) - lc));
-    regret.emplace_back(r, i);
+    double r = cur.tier == Tier::kNone ? HUGE_VAL : std::fabs(st.miss[in.entries[i].size_class] - lc);
+    for (int v = 0; v < len; ++v) {
+      const double cd = lat[1] + sd * s[v] + g[v], cs = lat[2] + ss * s[v] + g[v];
+      if (!(v == cv && cur.tier == Tier::kDram)) r = std::min(r, std::fabs(cd - lc));
+      if (!(v == cv && cur.tier == Tier::kSsd)) r = std::min(r, std::fabs(cs - lc));
+    }
+    regret.emplace_back(f * r, i);
   }
   if (regret.size() > window) {
     std::nth_element(regret.begin(), regret.begin() + window, regret.end());

@@ -47,7 +47,7 @@ struct OptimizerOptions {
   uint32_t max_fill_passes = 4;       // passes of the fill step
   uint32_t local_search_window = 24;  // marginal entries the pairwise clean-up looks at
   uint32_t exact_window = 8;          // of those, how many are re-optimised exactly
-  uint64_t exact_nodes = 1 << 20;     // branch-and-bound node budget for that
+  uint64_t exact_nodes = 1 << 18;     // branch-and-bound node budget for that
 };
 
 class AdaptiveOptimizer final : public Policy {
