@@ -9,8 +9,8 @@
 //   tier_get            DramTier Acquire+Release of a resident entry
 //   tier_get_2threads   same, two threads (ns per op per thread)
 //   tier_peek           DramTier Peek
-// plus pool creation time and heap bytes per indexed entry (index + LRU + meta). No payload is copied:
-// this measures the metadata path only.
+// plus pool creation time and heap bytes per indexed entry (index + LRU + meta). No payload is
+// copied: this measures the metadata path only.
 #include <malloc.h>
 
 #include <algorithm>
@@ -100,11 +100,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const char* v = argv[i + 1];
-    if (a == "--pool_mib") pool_mib = std::stoull(v);
-    else if (a == "--entries") entries = std::stoull(v);
-    else if (a == "--ops") ops = std::stoull(v);
-    else if (a == "--reps") reps = std::stoi(v);
-    else if (a == "--csv") csv = v;
+    if (a == "--pool_mib")
+      pool_mib = std::stoull(v);
+    else if (a == "--entries")
+      entries = std::stoull(v);
+    else if (a == "--ops")
+      ops = std::stoull(v);
+    else if (a == "--reps")
+      reps = std::stoi(v);
+    else if (a == "--csv")
+      csv = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -197,8 +202,8 @@ int main(int argc, char** argv) {
     std::fprintf(f, "metric,median,unit\n");
     std::fprintf(f, "alloc_free_steady,%.0f,ns\nfragmentation,%.3f,ratio\n", Median(alloc_ns),
                  Median(frag_v));
-    std::fprintf(f, "pool_create,%.1f,ms\nindex_bytes_per_entry,%.0f,bytes\n",
-                 Median(create_ms), Median(bpe));
+    std::fprintf(f, "pool_create,%.1f,ms\nindex_bytes_per_entry,%.0f,bytes\n", Median(create_ms),
+                 Median(bpe));
     std::fprintf(f, "tier_get,%.0f,ns\ntier_get_2threads,%.0f,ns\ntier_peek,%.0f,ns\n",
                  Median(get_ns), Median(get2_ns), Median(peek_ns));
     std::fprintf(f, "tier_put_evicting,%.0f,ns\n", Median(put_ns));

@@ -48,7 +48,9 @@ struct EntryEq {
   static const EntryKey& K(const EntryKey& k) { return k; }
   static const EntryKey& K(const Entry* e) { return e->key; }
   template <typename A, typename B>
-  bool operator()(const A& a, const B& b) const { return K(a) == K(b); }
+  bool operator()(const A& a, const B& b) const {
+    return K(a) == K(b);
+  }
 };
 using EntryIndex = absl::flat_hash_set<Entry*, EntryHash, EntryEq>;
 
@@ -212,9 +214,9 @@ struct DramTier::Impl {
     const uint64_t evictable = entry_bytes - pinned_bytes;
     if (need > alloc.free_bytes() + evictable) {
       ++allocation_failures;
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "DRAM pool full: need ", need, " bytes, free ", alloc.free_bytes(),
-          ", evictable ", evictable, " (the rest is leased, reserved or in flight)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("DRAM pool full: need ", need, " bytes, free ", alloc.free_bytes(),
+                       ", evictable ", evictable, " (the rest is leased, reserved or in flight)"));
     }
     // Walk from the LRU end, skipping leased entries; the cursor never revisits them.
     Entry* cur = lru_tail;
@@ -228,10 +230,11 @@ struct DramTier::Impl {
       if (alloc.largest_free_extent() >= need) return alloc.Allocate(bytes);
     }
     ++allocation_failures;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "DRAM pool fragmented: no contiguous ", need, " bytes after evicting every unleased "
-        "entry (free ", alloc.free_bytes(), ", largest free extent ",
-        alloc.largest_free_extent(), ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("DRAM pool fragmented: no contiguous ", need,
+                                                     " bytes after evicting every unleased "
+                                                     "entry (free ",
+                                                     alloc.free_bytes(), ", largest free extent ",
+                                                     alloc.largest_free_extent(), ")"));
   }
 
   const DramTierOptions opts;
@@ -243,8 +246,8 @@ struct DramTier::Impl {
   ExtentAllocator alloc ABSL_GUARDED_BY(mu);
   EntryIndex index ABSL_GUARDED_BY(mu);                     // owns its entries
   absl::flat_hash_set<Entry*> zombies ABSL_GUARDED_BY(mu);  // owns its entries
-  Entry* lru_head ABSL_GUARDED_BY(mu) = nullptr;  // most recently used
-  Entry* lru_tail ABSL_GUARDED_BY(mu) = nullptr;  // least recently used
+  Entry* lru_head ABSL_GUARDED_BY(mu) = nullptr;            // most recently used
+  Entry* lru_tail ABSL_GUARDED_BY(mu) = nullptr;            // least recently used
   absl::flat_hash_map<uint64_t, LeaseRec> leases ABSL_GUARDED_BY(mu);
   absl::btree_set<std::pair<Clock::time_point, uint64_t>> lease_expiry ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uint64_t, ResRec> reservations ABSL_GUARDED_BY(mu);
@@ -272,23 +275,22 @@ absl::StatusOr<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions
   if (!id.ok()) return id.status();
   ShmRegionOptions ro;
   ro.dir = opts.shm_dir;
-  ro.file_name = absl::StrCat(opts.name, "-", getpid(), "-",
-                              absl::Hex(*id, absl::kZeroPad16), ".pool");
+  ro.file_name =
+      absl::StrCat(opts.name, "-", getpid(), "-", absl::Hex(*id, absl::kZeroPad16), ".pool");
   ro.size = ExtentAllocator::AlignUp(opts.capacity_bytes);
   ro.huge_pages = opts.huge_pages;
   ro.mlock = opts.mlock;
   auto region = ShmRegion::Create(ro);
   if (!region.ok()) return region.status();
   auto impl = std::make_unique<Impl>(opts, std::move(*region), *id);
-  impl->max_reservation_bytes = opts.max_reservation_bytes == 0
-                                    ? impl->region->size() / 2
-                                    : opts.max_reservation_bytes;
+  impl->max_reservation_bytes =
+      opts.max_reservation_bytes == 0 ? impl->region->size() / 2 : opts.max_reservation_bytes;
   const ShmRegionStatus& ps = impl->region->status();
-  spdlog::info("DRAM pool {} bytes at '{}' (pool id {:016x}): mlock {}, huge pages {} (shmem THP "
-               "mode '{}')",
-               impl->region->size(), impl->region->path(), *id,
-               ps.mlocked ? "on" : "off", ps.huge_pages_effective ? "on" : "off",
-               ps.thp_shmem_mode);
+  spdlog::info(
+      "DRAM pool {} bytes at '{}' (pool id {:016x}): mlock {}, huge pages {} (shmem THP "
+      "mode '{}')",
+      impl->region->size(), impl->region->path(), *id, ps.mlocked ? "on" : "off",
+      ps.huge_pages_effective ? "on" : "off", ps.thp_shmem_mode);
   return std::unique_ptr<DramTier>(new DramTier(std::move(impl)));
 }
 
@@ -340,13 +342,13 @@ absl::Status DramTier::Commit(const EntryKey& key, const Extent& e, const EntryM
   absl::MutexLock lock(&impl_->mu);
   auto in = impl_->inflight.find(e.offset);
   if (in == impl_->inflight.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "commit of [", e.offset, ", +", e.length, "): not an extent in flight"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("commit of [", e.offset, ", +", e.length, "): not an extent in flight"));
   }
   const uint64_t allocated = in->second;
   if (e.length == 0 || e.length > allocated) {
-    return absl::InvalidArgumentError(absl::StrCat("commit of ", e.length,
-                                                   " bytes into an extent of ", allocated));
+    return absl::InvalidArgumentError(
+        absl::StrCat("commit of ", e.length, " bytes into an extent of ", allocated));
   }
   impl_->inflight.erase(in);
   impl_->inflight_bytes -= ExtentAllocator::AlignUp(allocated);
@@ -371,8 +373,8 @@ std::optional<EntryMeta> DramTier::Peek(const EntryKey& key) const {
 
 absl::StatusOr<Lease> DramTier::Acquire(const EntryKey& key, uint32_t lease_ms) {
   Impl& m = *impl_;
-  const uint32_t ms = std::min(lease_ms == 0 ? m.opts.default_lease_ms : lease_ms,
-                               m.opts.max_lease_ms);
+  const uint32_t ms =
+      std::min(lease_ms == 0 ? m.opts.default_lease_ms : lease_ms, m.opts.max_lease_ms);
   Lease lease;
   absl::MutexLock lock(&m.mu);
   const Clock::time_point now = Clock::now();
@@ -439,9 +441,9 @@ absl::StatusOr<Reservation> DramTier::Reserve(uint64_t bytes) {
     m.ReapReservations(now);
     if (m.reserved_bytes + need > m.max_reservation_bytes) {
       ++m.allocation_failures;
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "reservation of ", bytes, " bytes exceeds the reservation budget (",
-          m.reserved_bytes, " of ", m.max_reservation_bytes, " bytes reserved)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("reservation of ", bytes, " bytes exceeds the reservation budget (",
+                       m.reserved_bytes, " of ", m.max_reservation_bytes, " bytes reserved)"));
     }
   }
   auto off = m.AllocateLocked(bytes);
@@ -511,8 +513,7 @@ DramTierStats DramTier::Stats() const {
   return s;
 }
 
-void DramTier::ForEach(
-    const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const {
+void DramTier::ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const {
   absl::ReaderMutexLock lock(&impl_->mu);
   for (const Entry* e : impl_->index) fn(e->key, e->meta);
 }

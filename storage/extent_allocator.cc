@@ -7,8 +7,7 @@
 
 namespace adaptcache {
 
-ExtentAllocator::ExtentAllocator(uint64_t capacity)
-    : capacity_(capacity & ~(kAlignment - 1)) {
+ExtentAllocator::ExtentAllocator(uint64_t capacity) : capacity_(capacity & ~(kAlignment - 1)) {
   if (capacity_ > 0) InsertFree(0, capacity_);
 }
 
@@ -34,9 +33,9 @@ absl::StatusOr<uint64_t> ExtentAllocator::Allocate(uint64_t bytes) {
   // Smallest free extent with length >= need; ties broken by the lowest offset.
   auto it = by_size_.lower_bound({need, 0});
   if (it == by_size_.end()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no free extent of ", need, " bytes (free ", free_bytes_, ", largest ",
-        largest_free_extent(), ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("no free extent of ", need, " bytes (free ",
+                                                     free_bytes_, ", largest ",
+                                                     largest_free_extent(), ")"));
   }
   const auto [len, off] = *it;
   EraseFree(off, len);
@@ -49,10 +48,9 @@ absl::Status ExtentAllocator::Free(uint64_t offset, uint64_t bytes) {
   if (offset % kAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat("free of unaligned offset ", offset));
   }
-  if (offset >= capacity_ || bytes > capacity_ - offset ||
-      AlignUp(bytes) > capacity_ - offset) {
-    return absl::InvalidArgumentError(absl::StrCat("free of [", offset, ", +", bytes,
-                                                   ") outside the pool of ", capacity_));
+  if (offset >= capacity_ || bytes > capacity_ - offset || AlignUp(bytes) > capacity_ - offset) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("free of [", offset, ", +", bytes, ") outside the pool of ", capacity_));
   }
   uint64_t start = offset;
   uint64_t len = AlignUp(bytes);
@@ -62,12 +60,12 @@ absl::Status ExtentAllocator::Free(uint64_t offset, uint64_t bytes) {
   auto next = by_offset_.lower_bound(offset);
   auto prev = next == by_offset_.begin() ? by_offset_.end() : std::prev(next);
   if (next != by_offset_.end() && next->first < end) {
-    return absl::InvalidArgumentError(absl::StrCat("free of [", offset, ", +", len,
-                                                   ") overlaps free space (double free?)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("free of [", offset, ", +", len, ") overlaps free space (double free?)"));
   }
   if (prev != by_offset_.end() && prev->first + prev->second > start) {
-    return absl::InvalidArgumentError(absl::StrCat("free of [", offset, ", +", len,
-                                                   ") overlaps free space (double free?)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("free of [", offset, ", +", len, ") overlaps free space (double free?)"));
   }
   // Coalesce with the neighbours that touch the freed range. btree erase invalidates
   // iterators, so read both neighbours before erasing either.
@@ -98,10 +96,9 @@ ExtentAllocatorStats ExtentAllocator::Stats() const {
   s.free_bytes = free_bytes_;
   s.largest_free_extent = largest_free_extent();
   s.free_extents = by_offset_.size();
-  s.fragmentation =
-      free_bytes_ == 0 ? 0.0
-                       : 1.0 - static_cast<double>(s.largest_free_extent) /
-                                   static_cast<double>(free_bytes_);
+  s.fragmentation = free_bytes_ == 0 ? 0.0
+                                     : 1.0 - static_cast<double>(s.largest_free_extent) /
+                                                 static_cast<double>(free_bytes_);
   return s;
 }
 

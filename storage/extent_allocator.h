@@ -77,8 +77,8 @@ class ExtentAllocator {
 
   uint64_t capacity_;
   uint64_t free_bytes_ = 0;
-  absl::btree_map<uint64_t, uint64_t> by_offset_;            // offset -> length
-  absl::btree_set<std::pair<uint64_t, uint64_t>> by_size_;   // (length, offset)
+  absl::btree_map<uint64_t, uint64_t> by_offset_;           // offset -> length
+  absl::btree_set<std::pair<uint64_t, uint64_t>> by_size_;  // (length, offset)
 };
 
 }  // namespace adaptcache

@@ -41,8 +41,7 @@ absl::Status ValidateFileName(const std::string& name) {
 
 }  // namespace
 
-ShmRegion::ShmRegion(std::string path, int fd, std::byte* base, uint64_t size,
-                     ShmRegionStatus st)
+ShmRegion::ShmRegion(std::string path, int fd, std::byte* base, uint64_t size, ShmRegionStatus st)
     : path_(std::move(path)), fd_(fd), base_(base), size_(size), status_(std::move(st)) {}
 
 absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOptions& opts) {
@@ -58,8 +57,7 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOpti
 
   struct stat dst;
   if (stat(opts.dir.c_str(), &dst) != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("shm dir '", opts.dir, "': ", ErrnoText(errno)));
+    return absl::NotFoundError(absl::StrCat("shm dir '", opts.dir, "': ", ErrnoText(errno)));
   }
   if (!S_ISDIR(dst.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat("shm dir '", opts.dir, "' is not a directory"));
@@ -97,11 +95,11 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOpti
     }
     if (err == ENOSPC) {
       return fail(absl::ResourceExhaustedError(
-          absl::StrCat("shm pool of ", size, " bytes does not fit in '", opts.dir, "'",
-                       free_note, "; lower the pool size or enlarge the tmpfs")));
+          absl::StrCat("shm pool of ", size, " bytes does not fit in '", opts.dir, "'", free_note,
+                       "; lower the pool size or enlarge the tmpfs")));
     }
-    return fail(absl::InternalError(absl::StrCat("posix_fallocate(", size, ") on '", path,
-                                                 "': ", ErrnoText(err), free_note)));
+    return fail(absl::InternalError(
+        absl::StrCat("posix_fallocate(", size, ") on '", path, "': ", ErrnoText(err), free_note)));
   }
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {

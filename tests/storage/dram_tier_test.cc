@@ -68,7 +68,9 @@ bool FileExists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-void SleepPast(std::chrono::milliseconds ms) { std::this_thread::sleep_for(ms + ms + std::chrono::milliseconds(2)); }
+void SleepPast(std::chrono::milliseconds ms) {
+  std::this_thread::sleep_for(ms + ms + std::chrono::milliseconds(2));
+}
 
 TEST(DramTierTest, CreateMakesAPoolFileWithRandomIdAndRemovesIt) {
   std::string path;

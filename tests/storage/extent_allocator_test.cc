@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
-#include <optional>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -39,8 +39,8 @@ TEST(ExtentAllocatorTest, AlignsEveryExtentAndRoundsLengths) {
   EXPECT_EQ(*x % kA, 0u);
   EXPECT_EQ(*y % kA, 0u);
   EXPECT_EQ(*z % kA, 0u);
-  EXPECT_EQ(*y - *x, kA);       // 1 byte occupies one page
-  EXPECT_EQ(*z - *y, 2 * kA);   // kA+1 bytes occupy two
+  EXPECT_EQ(*y - *x, kA);      // 1 byte occupies one page
+  EXPECT_EQ(*z - *y, 2 * kA);  // kA+1 bytes occupy two
   EXPECT_EQ(a.used_bytes(), 4 * kA);
 }
 
@@ -99,7 +99,7 @@ TEST(ExtentAllocatorTest, BestFitPicksSmallestHoleThenLowestOffset) {
   ASSERT_TRUE(a.Free(o[4], 2 * kA).ok());
   EXPECT_EQ(*a.Allocate(2 * kA), 4 * kA);  // smallest fit, lowest offset
   EXPECT_EQ(*a.Allocate(2 * kA), 7 * kA);
-  EXPECT_EQ(*a.Allocate(kA), 0u);          // only the 3-page hole and the tail are left
+  EXPECT_EQ(*a.Allocate(kA), 0u);  // only the 3-page hole and the tail are left
 }
 
 TEST(ExtentAllocatorTest, InvalidFreesChangeNothing) {
@@ -107,10 +107,10 @@ TEST(ExtentAllocatorTest, InvalidFreesChangeNothing) {
   const uint64_t x = *a.Allocate(2 * kA);
   const uint64_t y = *a.Allocate(kA);
   const auto before = FreeList(a);
-  EXPECT_EQ(a.Free(x + 1, kA).code(), absl::StatusCode::kInvalidArgument);      // unaligned
-  EXPECT_EQ(a.Free(x, 0).code(), absl::StatusCode::kInvalidArgument);           // empty
-  EXPECT_EQ(a.Free(8 * kA, kA).code(), absl::StatusCode::kInvalidArgument);     // outside
-  EXPECT_EQ(a.Free(7 * kA, 2 * kA).code(), absl::StatusCode::kInvalidArgument); // runs out
+  EXPECT_EQ(a.Free(x + 1, kA).code(), absl::StatusCode::kInvalidArgument);       // unaligned
+  EXPECT_EQ(a.Free(x, 0).code(), absl::StatusCode::kInvalidArgument);            // empty
+  EXPECT_EQ(a.Free(8 * kA, kA).code(), absl::StatusCode::kInvalidArgument);      // outside
+  EXPECT_EQ(a.Free(7 * kA, 2 * kA).code(), absl::StatusCode::kInvalidArgument);  // runs out
   EXPECT_EQ(a.Free(0, UINT64_MAX).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(a.Free(y, 2 * kA).code(), absl::StatusCode::kInvalidArgument);  // overlaps free
   EXPECT_EQ(FreeList(a), before);
@@ -128,7 +128,10 @@ class PageModel {
   std::optional<uint64_t> Allocate(uint64_t pages) {
     std::optional<std::pair<uint64_t, uint64_t>> best;  // (len, start)
     for (uint64_t i = 0; i < used_.size();) {
-      if (used_[i]) { ++i; continue; }
+      if (used_[i]) {
+        ++i;
+        continue;
+      }
       uint64_t j = i;
       while (j < used_.size() && !used_[j]) ++j;
       if (j - i >= pages && (!best || std::make_pair(j - i, i) < *best)) best = {{j - i, i}};
@@ -147,7 +150,10 @@ class PageModel {
   uint64_t FreePages() const { return std::count(used_.begin(), used_.end(), false); }
   uint64_t LargestRun() const {
     uint64_t best = 0, run = 0;
-    for (bool u : used_) { run = u ? 0 : run + 1; best = std::max(best, run); }
+    for (bool u : used_) {
+      run = u ? 0 : run + 1;
+      best = std::max(best, run);
+    }
     return best;
   }
 
