@@ -1,6 +1,7 @@
 // lowrank codec benchmark: encode/decode time, achieved ratio and reconstruction error
 // per target ratio on synthetic KV with realistic structure (tests/kernels/kv_synth.h).
-// Usage: lowrank_bench [--csv FILE] [--reps N] [--shape L,T,H,D]
+// With --quality: quality-proxy build/evaluate time and the proxy of every config.
+// Usage: lowrank_bench [--csv FILE] [--reps N] [--shape L,T,H,D] [--quality]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "kernels/codec.h"
 #include "kernels/container.h"
 #include "kernels/lowrank.h"
+#include "kernels/quality_proxy.h"
 #include "tests/kernels/kv_synth.h"
 
 namespace adaptcache {
@@ -39,8 +41,43 @@ double SharedFraction(const std::vector<std::byte>& blob, const KvShape& s) {
   return double(shared) / double(2 * s.layers);
 }
 
+double Ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Proxy of every default config on one synthetic entry, with the time each evaluation
+// takes (encode + decode + compare) and the reference build time.
+int QualityTable(const KvShape& s, FILE* csv) {
+  const auto raw = testing::SyntheticKv(s, 7);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ref = QualityReference::Build(s, raw, {});
+  const auto t1 = std::chrono::steady_clock::now();
+  if (!ref.ok()) return 1;
+  std::printf("\nquality proxy on %u,%u,%u,%u %s (pseudo-queries): reference build %.1f ms\n",
+              s.layers, s.tokens, s.kv_heads, s.head_dim, std::string(DTypeName(s.dtype)).c_str(), Ms(t0, t1));
+  std::printf("%-28s %8s %8s %8s %8s %8s\n", "config", "proxy", "K_err", "V_err", "lost", "eval_ms");
+  if (csv) std::fprintf(csv, "\nconfig,proxy,k_rel_err,v_rel_err,attention_mass_lost,eval_ms\n");
+  for (const CodecConfig& c : DefaultConfigSpace()) {
+    if (!CheckApplicable(c, s).ok()) continue;
+    const auto a = std::chrono::steady_clock::now();
+    auto r = ref->EvaluateConfig(c);
+    const auto b = std::chrono::steady_clock::now();
+    if (!r.ok()) return 1;
+    double lost = 0;
+    for (const auto& l : r->layers) lost += l.attention_mass_lost / double(r->layers.size());
+    std::printf("%-28s %8.4f %8.4f %8.4f %8.4f %8.1f\n", c.Name().c_str(), r->proxy, r->k_rel_error,
+                r->v_rel_error, lost, Ms(a, b));
+    if (csv) {
+      std::fprintf(csv, "%s,%.5f,%.5f,%.5f,%.5f,%.2f\n", c.Name().c_str(), r->proxy, r->k_rel_error,
+                   r->v_rel_error, lost, Ms(a, b));
+    }
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   int reps = 5;
+  bool quality = false;
   const char* csv_path = nullptr;
   std::vector<KvShape> shapes = {KvShape{32, 256, 8, 128, DType::kBF16},   // Llama-3.1-8B chunk
                                  KvShape{28, 256, 4, 128, DType::kBF16},   // Qwen2.5-7B chunk
@@ -50,6 +87,8 @@ int Main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--quality")) {
+      quality = true;
     } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) {
       KvShape s{};
       if (std::sscanf(argv[++i], "%u,%u,%u,%u", &s.layers, &s.tokens, &s.kv_heads, &s.head_dim) != 4) {
@@ -58,7 +97,7 @@ int Main(int argc, char** argv) {
       }
       shapes = {s};
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--csv FILE] [--shape L,T,H,D]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--csv FILE] [--shape L,T,H,D] [--quality]\n", argv[0]);
       return 2;
     }
   }
@@ -112,8 +151,10 @@ int Main(int argc, char** argv) {
       }
     }
   }
+  int rc = 0;
+  if (quality) rc = QualityTable(KvShape{8, 256, 8, 128, DType::kBF16}, csv);
   if (csv) std::fclose(csv);
-  return 0;
+  return rc;
 }
 
 }  // namespace

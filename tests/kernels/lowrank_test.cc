@@ -8,6 +8,7 @@
 
 #include "common/crc32c.h"
 #include "common/half.h"
+#include "kernels/codec.h"
 #include "kernels/container.h"
 #include "tests/kernels/kv_synth.h"
 
@@ -176,6 +177,25 @@ TEST(Lowrank, RejectsBadArguments) {
     auto st = EncodeLowrank(Lowrank(8), kShape, bad_raw, out);
     EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument) << v;
   }
+}
+
+TEST(Lowrank, ThroughPublicCodecApi) {
+  auto cfg = ParseCodecConfig("lowrank-r12");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->lowrank_ratio, 12);
+  const auto raw = SyntheticKv(kShape, 8);
+  auto blob = EncodeToVector(*cfg, kShape, raw);
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  auto direct = Encode(*cfg, kShape, raw);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(*blob, *direct);
+  std::vector<std::byte> out(kShape.Bytes());
+  ASSERT_TRUE(adaptcache::Decode(*blob, out).ok());
+  auto view = ParseContainer(*blob);
+  ASSERT_TRUE(view.ok());
+  auto back = ConfigOf(*view);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, *cfg);
 }
 
 class CorruptBlob : public ::testing::Test {
