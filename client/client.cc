@@ -297,6 +297,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);
+  if (opts.receive_window_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, opts.receive_window_bytes);
   auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
   auto core = std::make_shared<ClientCore>(target, opts, channel);
   std::unique_ptr<Client> c(new Client(core));

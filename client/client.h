@@ -48,6 +48,8 @@ struct ClientOptions {
   size_t release_batch = 16;
   // Largest message accepted from the server.
   int max_receive_message_bytes = 64 << 20;
+  // HTTP/2 receive window per stream (gRPC's "lookahead"); 0 keeps gRPC's default.
+  int receive_window_bytes = 0;
 };
 
 enum class Tier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };
