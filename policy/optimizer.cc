@@ -144,7 +144,15 @@ struct Solver {
   double SolvePrice(bool dram, double other_lambda, double cap) {
     const double lat_t = dram ? lat_d : lat_s, ib_t = dram ? ib_d : ib_s;
     const double lat_o = dram ? lat_s : lat_d, ib_o = dram ? ib_s : ib_d;
-    std::fill(st.hist.begin(), st.hist.end(), 0.0);
+    // The histogram is all zero between calls; only the touched bin range is scanned
+    // and cleared, so small instances do not pay for 64Ki bins.
+    size_t lo = kHistBins, hi = 0;
+    auto add = [&](double lambda, double bytes) {
+      const size_t b = PriceBin(lambda);
+      st.hist[b] += bytes;
+      lo = std::min(lo, b);
+      hi = std::max(hi, b);
+    };
     double base = 0;
     for (uint32_t i : st.active) {
       const double f = in.entries[i].freq;
@@ -162,20 +170,27 @@ struct Solver {
         double sw = DBL_MAX;
         if (v > 0) sw = f * ((g[v - 1] - g[v]) / (s[v] - s[v - 1]) - ib_t);
         if (v == 0 || exit <= sw) {
-          st.hist[PriceBin(exit)] += VBytes(i, v);
+          add(exit, static_cast<double>(VBytes(i, v)));
           break;
         }
-        st.hist[PriceBin(sw)] += static_cast<double>(VBytes(i, v) - VBytes(i, v - 1));
+        add(sw, static_cast<double>(VBytes(i, v) - VBytes(i, v - 1)));
         --v;
       }
     }
-    if (base <= cap) return 0;
-    double cum = 0;
-    for (size_t b = 0; b < kHistBins; ++b) {
-      cum += st.hist[b];
-      if (base - cum <= cap) return BinUpperEdge(b);
+    double price = 0;
+    if (base > cap) {
+      price = DBL_MAX;
+      double cum = 0;
+      for (size_t b = lo; b <= hi; ++b) {
+        cum += st.hist[b];
+        if (base - cum <= cap) {
+          price = BinUpperEdge(b);
+          break;
+        }
+      }
     }
-    return DBL_MAX;
+    if (lo <= hi) std::fill(st.hist.begin() + lo, st.hist.begin() + hi + 1, 0.0);
+    return price;
   }
 
   void Assign(double ld, double ls) {
@@ -594,7 +609,7 @@ static void SolveOnce(const PolicyInput& in, AdaptiveOptimizer::State& st,
   const DelayModelOptions& d = in.delay.options();
   Solver sv{in, st, d.dram.latency_s, d.ssd.latency_s, 1.0 / d.dram.bandwidth_Bps,
             1.0 / d.ssd.bandwidth_Bps};
-  st.hist.resize(kHistBins);
+  st.hist.resize(kHistBins, 0.0);  // zero between solves (SolvePrice clears what it uses)
   st.active.clear();
   st.tt.assign(n, kTNone);
   st.tv.assign(n, 0);
