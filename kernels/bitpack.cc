@@ -31,6 +31,7 @@ void UnpackTail(const uint8_t* src, size_t first, size_t n, int bits, uint8_t* c
 }
 
 AC_ALWAYS_INLINE void PackBody(const uint8_t* codes, size_t n, int bits, uint8_t* dst) {
+  if (n == 0) return;  // pointers may be null
   size_t done = 0;
   switch (bits) {
     case 8:
@@ -69,6 +70,7 @@ AC_ALWAYS_INLINE void PackBody(const uint8_t* codes, size_t n, int bits, uint8_t
 }
 
 AC_ALWAYS_INLINE void UnpackBody(const uint8_t* src, size_t n, int bits, uint8_t* codes) {
+  if (n == 0) return;  // pointers may be null
   size_t done = 0;
   switch (bits) {
     case 8:

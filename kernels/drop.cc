@@ -176,6 +176,7 @@ absl::StatusOr<uint64_t> EncodeDrop(const DropParams& p_in, const KvShape& shape
                                     ConstByteSpan raw, std::span<const float> importance,
                                     ByteSpan out) {
   DropParams p = p_in;
+  if (auto st = CheckEncodeInput(shape, raw); !st.ok()) return st;
   if (auto st = ValidateDropPermille(p.keep_permille); !st.ok()) return st;
   if (p.quantized) {
     if (auto st = ValidateQuantParams(p.quant); !st.ok()) return st;

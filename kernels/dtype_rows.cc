@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+
 #include "kernels/simd.h"
 
 namespace adaptcache {
@@ -79,6 +81,15 @@ AC_DISPATCH(void, StoreRow, (const float* src, size_t n, DType dtype, std::byte*
             StoreRowBody, (src, n, dtype, dst))
 AC_DISPATCH(uint32_t, MaxAbsBits, (const std::byte* src, DType dtype, size_t n), MaxAbsBitsBody,
             (src, dtype, n))
+
+absl::Status CheckEncodeInput(const KvShape& shape, ConstByteSpan raw) {
+  if (auto st = ValidateShape(shape); !st.ok()) return st;
+  if (raw.size() != shape.Bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor is ", raw.size(), " bytes; shape ",
+                                                   shape.DebugString(), " needs ", shape.Bytes()));
+  }
+  return absl::OkStatus();
+}
 
 uint32_t NonFiniteAbsBits(DType dtype) {
   switch (dtype) {

@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "common/kv_shape.h"
+#include "kernels/container.h"
 
 namespace adaptcache {
 
@@ -45,6 +47,9 @@ inline uint16_t FloatToFp16Bits(float f) {
   const uint32_t r = u >= 0x477ff000u ? big : (u < 0x38800000u ? sub : normal);
   return static_cast<uint16_t>(r | sign);
 }
+
+// Encoder argument check: a valid shape and raw.size() == shape.Bytes().
+absl::Status CheckEncodeInput(const KvShape& shape, ConstByteSpan raw);
 
 // Converts n elements at src (dtype) to fp32.
 void LoadRow(const std::byte* src, DType dtype, size_t n, float* dst);

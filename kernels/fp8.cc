@@ -95,6 +95,7 @@ uint64_t Fp8ContainerBytes(const KvShape& shape) {
 }
 
 absl::StatusOr<uint64_t> EncodeFp8(const KvShape& shape, ConstByteSpan raw, ByteSpan out) {
+  if (auto st = CheckEncodeInput(shape, raw); !st.ok()) return st;
   const uint64_t rows = Rows(shape), width = RowWidth(shape);
   const size_t esize = DTypeSize(shape.dtype);
   if (MaxAbsBits(raw.data(), shape.dtype, shape.Elements()) >= NonFiniteAbsBits(shape.dtype)) {

@@ -356,6 +356,7 @@ void QuantEncodeSections(const QuantParams& p, const KvShape& shape, ConstByteSp
     // Sinks, K then V, stored as is.
     for (uint32_t kv = 0; kv < 2; ++kv) {
       const uint64_t n = uint64_t{d.sinks} * w * d.esize;
+      if (n == 0) continue;  // empty sections may have null data
       std::memcpy(sec[6].data() + (static_cast<uint64_t>(kv) * d.layers + l) * n,
                   raw.data() + RowOffset(d, kv, l, 0) * d.esize, n);
     }
@@ -426,6 +427,7 @@ absl::Status QuantDecodeSections(const QuantParams& p, const KvShape& shape,
   for (uint32_t l = 0; l < d.layers; ++l) {
     for (uint32_t kv = 0; kv < 2; ++kv) {
       const uint64_t n = uint64_t{d.sinks} * w * d.esize;
+      if (n == 0) continue;  // empty sections may have null data
       std::memcpy(out.data() + RowOffset(d, kv, l, 0) * d.esize,
                   sec[6].data() + (static_cast<uint64_t>(kv) * d.layers + l) * n, n);
     }
@@ -476,6 +478,7 @@ uint64_t QuantContainerMaxBytes(const QuantParams& p, const KvShape& shape) {
 
 absl::StatusOr<uint64_t> EncodeQuant(QuantParams p, const KvShape& shape, ConstByteSpan raw,
                                      ByteSpan out) {
+  if (auto st = CheckEncodeInput(shape, raw); !st.ok()) return st;
   if (auto st = ValidateQuantParams(p); !st.ok()) return st;
   if (auto st = CheckQuantShape(p, shape); !st.ok()) return st;
   auto fp32 = QuantNeedsFp32Scales(p, shape, raw);
