@@ -339,6 +339,7 @@ absl::Status DramTier::Commit(const EntryKey& key, const Extent& e, const EntryM
   entry->key = key;
   entry->extent = e;
   entry->meta = meta;
+  entry->meta.stored_bytes = e.length;  // always the committed length
   absl::MutexLock lock(&impl_->mu);
   auto in = impl_->inflight.find(e.offset);
   if (in == impl_->inflight.end()) {

@@ -129,6 +129,7 @@ TEST(DramTierTest, CommitPeekAcquireRelease) {
   ASSERT_TRUE(peek.has_value());
   EXPECT_EQ(peek->codec, "quant-k4v4");
   EXPECT_EQ(peek->crc32c, m.crc32c);
+  EXPECT_EQ(peek->stored_bytes, 10000u);
 
   const auto before = std::chrono::system_clock::now();
   auto lease = t->Acquire(Key(1), 0);
