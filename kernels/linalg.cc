@@ -97,8 +97,9 @@ absl::Status TridiagonalEigenvalues(int n, double* d, double* e) {
     double z = e[l];
     for (int k = l; k < m; ++k) {  // chase the bulge with Givens rotations
       const double r = std::sqrt(x * x + z * z);  // no overflow at covariance scales
-      const double c = r == 0 ? 1.0 : x / r;
-      const double s = r == 0 ? 0.0 : z / r;
+      const double inv = r == 0 ? 0.0 : 1.0 / r;
+      const double c = r == 0 ? 1.0 : x * inv;
+      const double s = z * inv;
       if (k > l) e[k - 1] = r;
       const double a = d[k], b = d[k + 1], f = e[k];
       d[k] = c * c * a + 2 * c * s * f + s * s * b;
@@ -163,6 +164,31 @@ void ShiftedTridiagonalSolve(int n, const double* d, const double* e, double lam
     x[i] = v / piv;
   }
 }
+
+// zt (n x count, vectors as columns) <- H_0 ... H_{n-3} zt; reflection k's vector is in
+// row k of `h` at columns k+1..n-1.
+AC_ALWAYS_INLINE void BackTransformBody(int n, int count, const double* h, const double* beta,
+                                        double* zt, double* dots) {
+  for (int k = n - 3; k >= 0; --k) {
+    if (beta[k] == 0) continue;
+    const double* hk = h + size_t(k) * n + k + 1;
+    std::fill(dots, dots + count, 0.0);
+    for (int i = 0; i < n - k - 1; ++i) {
+      const double hi = hk[i];
+      const double* row = zt + size_t(k + 1 + i) * count;
+      for (int v = 0; v < count; ++v) dots[v] += hi * row[v];
+    }
+    for (int v = 0; v < count; ++v) dots[v] *= beta[k];
+    for (int i = 0; i < n - k - 1; ++i) {
+      const double hi = hk[i];
+      double* row = zt + size_t(k + 1 + i) * count;
+      for (int v = 0; v < count; ++v) row[v] -= hi * dots[v];
+    }
+  }
+}
+AC_DISPATCH(void, BackTransform,
+            (int n, int count, const double* h, const double* beta, double* zt, double* dots),
+            BackTransformBody, (n, count, h, beta, zt, dots))
 
 }  // namespace
 
@@ -241,27 +267,24 @@ void SymmetricEigenSolver::Eigenvectors(int count, std::span<double> out) const 
       for (int i = 0; i < n; ++i) x[i] /= norm;
     }
   }
-  // Back-transform: v = H_0 H_1 ... H_{n-3} z, then canonical sign.
+  // Back-transform v = H_0 H_1 ... H_{n-3} z for all vectors at once, with the vectors
+  // as columns of zt (n x count) so both loops are axpys over vectors.
+  std::vector<double> zt(size_t(n) * count), dots(count);
+  for (int v = 0; v < count; ++v)
+    for (int i = 0; i < n; ++i) zt[size_t(i) * count + v] = z[size_t(v) * n + i];
+  BackTransform(n, count, householder_.data(), beta_.data(), zt.data(), dots.data());
   for (int v = 0; v < count; ++v) {
-    double* x = z.data() + size_t(v) * n;
-    for (int k = n - 3; k >= 0; --k) {
-      if (beta_[k] == 0) continue;
-      const double* h = householder_.data() + size_t(k) * n + k + 1;
-      double* y = x + k + 1;
-      double dot = 0;
-      for (int i = 0; i < n - k - 1; ++i) dot += h[i] * y[i];
-      dot *= beta_[k];
-      for (int i = 0; i < n - k - 1; ++i) y[i] -= dot * h[i];
-    }
     double norm2 = 0;
     int big = 0;
     for (int j = 0; j < n; ++j) {
-      norm2 += x[j] * x[j];
-      if (std::fabs(x[j]) > std::fabs(x[big])) big = j;
+      const double x = zt[size_t(j) * count + v];
+      norm2 += x * x;
+      if (std::fabs(x) > std::fabs(zt[size_t(big) * count + v])) big = j;
     }
-    const double scale = (x[big] < 0 ? -1.0 : 1.0) / std::sqrt(norm2);
+    // Canonical sign (largest-magnitude component positive) and unit norm.
+    const double scale = (zt[size_t(big) * count + v] < 0 ? -1.0 : 1.0) / std::sqrt(norm2);
     double* dst = out.data() + size_t(v) * n;
-    for (int j = 0; j < n; ++j) dst[j] = x[j] * scale;
+    for (int j = 0; j < n; ++j) dst[j] = zt[size_t(j) * count + v] * scale;
   }
 }
 

@@ -620,7 +620,7 @@ void DecodeSlab(const KvShape& s, uint64_t slab, const SlabView& v, ByteSpan out
     const GroupView& gv = v.groups[g];
     const uint32_t k = gv.rank;
     steps.resize(k);
-    std::memcpy(steps.data(), gv.steps, 4ull * k);
+    if (k > 0) std::memcpy(steps.data(), gv.steps, 4ull * k);
     basis.resize(size_t(k) * D);
     for (size_t i = 0; i < basis.size(); ++i) basis[i] = LoadHalf(gv.basis, i);
     BitReader br(gv.codes, gv.code_bytes);

@@ -68,7 +68,7 @@ TEST(Lowrank, RoundTripAllDtypesErrorFallsWithRatio) {
     s.dtype = dt;
     const auto raw = SyntheticKv(s, 1);
     double prev = 0;
-    for (int ratio : {8, 12, 16, 20}) {
+    for (int ratio : {8, 14, 20}) {
       auto blob = Encode(Lowrank(ratio), s, raw);
       ASSERT_TRUE(blob.ok()) << blob.status();
       std::vector<std::byte> out(s.Bytes());
@@ -87,10 +87,10 @@ TEST(Lowrank, RoundTripAllDtypesErrorFallsWithRatio) {
 }
 
 TEST(Lowrank, AchievedRatioWithinTenPercent) {
-  for (const KvShape& s : {kShape, KvShape{3, 256, 8, 128, DType::kFP16},
+  for (const KvShape& s : {kShape, KvShape{1, 256, 8, 128, DType::kFP16},
                            KvShape{1, 200, 2, 96, DType::kFP32}}) {
     const auto raw = SyntheticKv(s, 2);
-    for (int ratio = kLowrankMinRatio; ratio <= kLowrankMaxRatio; ratio += 2) {
+    for (int ratio = kLowrankMinRatio; ratio <= kLowrankMaxRatio; ratio += 3) {
       auto blob = Encode(Lowrank(ratio), s, raw);
       ASSERT_TRUE(blob.ok()) << blob.status();
       const double achieved = double(s.Bytes()) / double(blob->size());
@@ -298,7 +298,7 @@ TEST_F(CorruptBlob, RandomEditsNeverCrash) {
   std::mt19937 rng(9);
   const uint64_t header_end = sizeof(ContainerHeader);
   int rejected = 0;
-  for (int trial = 0; trial < 300; ++trial) {
+  for (int trial = 0; trial < 80; ++trial) {
     auto b = blob_;
     const int edits = 1 + trial % 4;
     for (int e = 0; e < edits; ++e) {
