@@ -204,7 +204,7 @@ int RunDaemon(ServerConfig cfg) {
   }
   if (!cfg.socket.empty()) ::chmod(cfg.socket.c_str(), 0600);
 
-  MetricsHttpServer http(&registry, [&service] { return true; });
+  MetricsHttpServer http(&registry, [&service] { return service.serving(); });
   int metrics_port = 0;
   if (!cfg.metrics_listen.empty()) {
     std::string host;

@@ -60,6 +60,7 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
 
   // Health answers serving=false once shutdown begins.
   void SetServing(bool serving) { serving_.store(serving); }
+  bool serving() const { return serving_.load(); }
   // Forgets put headers of reservations that expired more than a grace period ago.
   size_t ReapPending();
 

@@ -78,8 +78,7 @@ class DaemonProcess {
   std::string Start() {
     if (dir_.empty()) return "mkdtemp under /dev/shm failed";
     if (pid_ > 0) return "daemon already running";
-    const char* bin_dir = std::getenv("ADAPTCACHE_BIN_DIR");
-    std::string bin = std::string(bin_dir ? bin_dir : "build/bin") + "/adaptcached";
+    std::string bin = BinDir() + "/adaptcached";
     if (::access(bin.c_str(), X_OK) != 0) return "no executable at " + bin;
     std::error_code ec;
     std::filesystem::remove(ready_file(), ec);
@@ -157,6 +156,19 @@ class DaemonProcess {
     channel_.reset();
     ready_.clear();
     return Start();
+  }
+
+  // $ADAPTCACHE_BIN_DIR, else the build's bin/ (compiled in by
+  // tests/integration/CMakeLists.txt), else build/bin.
+  static std::string BinDir() {
+    if (const char* env = std::getenv("ADAPTCACHE_BIN_DIR"); env != nullptr && *env != '\0') {
+      return env;
+    }
+#ifdef ADAPTCACHE_DEFAULT_BIN_DIR
+    return ADAPTCACHE_DEFAULT_BIN_DIR;
+#else
+    return "build/bin";
+#endif
   }
 
   std::unique_ptr<adaptcache::v1::AdaptCache::Stub> NewStub() {

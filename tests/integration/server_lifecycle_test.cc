@@ -58,8 +58,7 @@ TEST(ServerLifecycleTest, RestartAfterKillReplacesStaleSocketAndStartsEmpty) {
 TEST(ServerLifecycleTest, SecondDaemonOnTheSameSocketIsRefused) {
   DaemonProcess first;
   ASSERT_EQ(first.Start(), "");
-  const char* bin_dir = std::getenv("ADAPTCACHE_BIN_DIR");
-  std::string cmd = std::string(bin_dir ? bin_dir : "build/bin") +
+  std::string cmd = DaemonProcess::BinDir() +
                     "/adaptcached --pool-size 8MiB --metrics-listen 127.0.0.1:0 --shm-dir " +
                     first.dir() + " --socket " + first.socket_path() + " > " + first.dir() +
                     "/second.log 2>&1";
