@@ -6,7 +6,7 @@ BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
 BIN="$BUILD/bin/server_bench"
 [ -x "$BIN" ] || { echo "missing $BIN (build it first)"; exit 1; }
-TABLE=$("$BIN")
+TABLE=$("$BIN" | grep "^|")  # the pool logs its set-up on stdout
 echo "$TABLE"
 mkdir -p bench/results
 {
