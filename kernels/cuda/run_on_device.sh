@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One device-machine session for the CUDA codec work (docs/cuda.md): GPU tests, one
+# benchmark, then compute-sanitizer memcheck (bench/scripts/60_cuda.sh).
+#
+# The binaries are built on the development machine (x86-64, CUDA 13 nvcc; the device
+# image has no gRPC/absl/GTest -dev packages) and carried with their Abseil shared
+# libraries: kernels/cuda/pack_for_device.sh fills .cudacarry/{bin,lib}. Run from the
+# repository root; writes logs and results under $OUT (default /tmp/ac_cuda_out).
+set -uo pipefail
+OUT=${OUT:-/tmp/ac_cuda_out}
+CARRY=${CARRY:-.cudacarry}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$PWD/$CARRY/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  nvcc --version | tail -2
+  lscpu | sed -n 's/^Model name: *//p'
+  ldd "$CARRY/bin/kernels_cuda_decode_tests" | grep "not found" || true
+} 2>&1 | tee "$OUT/machine.txt"
+
+rc=0
+for t in kernels_cuda_decode_tests kernels_cuda_encode_tests; do
+  timeout 150 "$CARRY/bin/$t" 2>&1 | tee -a "$OUT/tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[ seed|note|Failure|error|Expected|Which is|first"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+done
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  RESULTS_DIR="$OUT" CUDA_BENCH_REPS=${CUDA_BENCH_REPS:-20} timeout 240 bash bench/scripts/60_cuda.sh "$CARRY" \
+    > "$OUT/bench.log" 2>&1
+  echo "bench exit: $?"
+  tail -n 60 "$OUT/bench.log"
+fi
+if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$CARRY/bin/kernels_cuda_decode_tests" \
+    --gtest_filter='*OddShapes*:*PagedRandomSlots*:*BatchedMixedEntries*:*Corrupt*' > "$OUT/memcheck.log" 2>&1
+  echo "memcheck (decode) exit: $?" | tee -a "$OUT/memcheck.log"
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$CARRY/bin/kernels_cuda_encode_tests" --gtest_filter='*Edge*' >> "$OUT/memcheck.log" 2>&1
+  echo "memcheck (encode) exit: $?" | tee -a "$OUT/memcheck.log"
+  grep -E "ERROR SUMMARY|Invalid|out of bounds" "$OUT/memcheck.log" | sort | uniq -c | head
+fi
+
+exit $rc
