@@ -47,6 +47,7 @@ struct Args {
   std::string csv;
   size_t put_frame_kib = 1024;
   int window_kib = 0;
+  int frame_kib = 0;
   bool skip_lookup = false;
 };
 
@@ -54,6 +55,7 @@ ClientOptions Opts(const Args& a) {
   ClientOptions o;
   o.put_frame_bytes = a.put_frame_kib << 10;
   o.receive_window_bytes = a.window_kib << 10;
+  o.http2_max_frame_bytes = std::min((a.frame_kib << 10), (16 << 20) - 1);
   return o;
 }
 
@@ -279,6 +281,7 @@ int main(int argc, char** argv) {
   app.add_option("--csv", a.csv, "write rows as CSV here");
   app.add_option("--put-frame-kib", a.put_frame_kib, "client Put frame size")->capture_default_str();
   app.add_option("--window-kib", a.window_kib, "client HTTP/2 receive window (0 = gRPC default)");
+  app.add_option("--http2-frame-kib", a.frame_kib, "largest HTTP/2 frame the daemon may send (0 = gRPC default)");
   app.add_flag("--skip-lookup", a.skip_lookup, "only the throughput part");
   CLI11_PARSE(app, argc, argv);
 

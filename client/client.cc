@@ -298,6 +298,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   args.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);
   if (opts.receive_window_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, opts.receive_window_bytes);
+  if (opts.http2_max_frame_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, opts.http2_max_frame_bytes);
   auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
   auto core = std::make_shared<ClientCore>(target, opts, channel);
   std::unique_ptr<Client> c(new Client(core));

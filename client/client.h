@@ -50,6 +50,8 @@ struct ClientOptions {
   int max_receive_message_bytes = 64 << 20;
   // HTTP/2 receive window per stream (gRPC's "lookahead"); 0 keeps gRPC's default.
   int receive_window_bytes = 0;
+  // Largest HTTP/2 frame the server may send (16 KiB..16 MiB-1); 0 keeps gRPC's default.
+  int http2_max_frame_bytes = 0;
 };
 
 enum class Tier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };
