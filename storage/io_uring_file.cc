@@ -22,6 +22,9 @@ struct IoRing::Pending {
   bool flip = false;
   uint64_t flip_bit = 0;
   std::byte* buf = nullptr;
+  uint32_t len1 = 0;
+  std::byte* buf2 = nullptr;
+  iovec iov[2];
 };
 
 IoRing::IoRing(const IoRingOptions& opts) : opts_(opts) {}
@@ -99,6 +102,8 @@ absl::Status IoRing::Submit(Lane lane, std::span<const IoRequest> reqs, std::vec
     const IoRequest& r = reqs[i];
     auto* p = new Pending{std::move(callbacks[i]), lane};
     p->buf = r.buf;
+    p->len1 = r.len;
+    p->buf2 = r.buf2;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // cannot fail: lanes bound the SQ
     FaultDecision fd;
     if (opts_.faults) fd = opts_.faults->Decide(r.op, r.path ? *r.path : kNoPath);
@@ -147,6 +152,10 @@ absl::Status IoRing::Submit(Lane lane, std::span<const IoRequest> reqs, std::vec
         io_uring_prep_write_fixed(sqe, r.fd, r.buf, len, r.offset, r.buf_index);
       else
         io_uring_prep_write(sqe, r.fd, r.buf, len, r.offset);
+    } else if (r.buf2 != nullptr) {
+      p->iov[0] = {r.buf, r.len};
+      p->iov[1] = {r.buf2, r.len2};
+      io_uring_prep_readv(sqe, r.fd, p->iov, 2, r.offset);
     } else {
       if (registered_ && r.buf_index >= 0)
         io_uring_prep_read_fixed(sqe, r.fd, r.buf, len, r.offset, r.buf_index);
@@ -178,7 +187,10 @@ void IoRing::Finish(Pending* p, int res) {
   if (p->has_override) res = p->override_res;
   if (p->flip && res > 0) {
     const uint64_t bit = p->flip_bit % (uint64_t(res) * 8);
-    p->buf[bit / 8] ^= std::byte(1u << (bit % 8));
+    if (bit / 8 < p->len1 || p->buf2 == nullptr)
+      p->buf[bit / 8] ^= std::byte(1u << (bit % 8));
+    else
+      p->buf2[bit / 8 - p->len1] ^= std::byte(1u << (bit % 8));
   }
   if (p->cb) p->cb(res);
   const int li = static_cast<int>(p->lane);

@@ -59,6 +59,10 @@ struct IoRequest {
   uint64_t offset = 0;
   int buf_index = -1;                // registered buffer index, or -1
   const std::string* path = nullptr; // for fault-rule matching and messages
+  // Reads only: a second buffer filled after `buf` in the same operation (readv), so a
+  // record's header block and payload arrive in one device request.
+  std::byte* buf2 = nullptr;
+  uint32_t len2 = 0;
 };
 
 class IoRing {

@@ -41,6 +41,7 @@ struct SsdTier::Staged {
   PutReq req;
   SsdLocation loc;
   std::atomic<int> error{0};
+  int ios = 0;  // writes in flight (guarded by io_mu_)
 };
 
 // One read in flight (header block + payload chunks).
@@ -69,6 +70,12 @@ SsdTier::~SsdTier() {
   }
   q_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard<std::mutex> l(c_mu_);
+    c_stop_ = true;
+  }
+  c_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
   ring_.reset();  // waits for in-flight reads; their callbacks may still use index_
   for (Slot& s : slots_)
     if (s.fd >= 0) ::close(s.fd);
@@ -144,8 +151,11 @@ absl::Status SsdTier::PutSync(const EntryKey& key, ConstByteSpan container, cons
 }
 
 void SsdTier::Flush() {
-  std::unique_lock<std::mutex> l(q_mu_);
-  idle_cv_.wait(l, [&] { return queue_.empty() && !busy_; });
+  {
+    std::unique_lock<std::mutex> l(q_mu_);
+    idle_cv_.wait(l, [&] { return queue_.empty() && !busy_; });
+  }
+  DrainCommits();  // the writer hands its last batch over before it goes idle
 }
 
 void SsdTier::NoteAccess(const EntryKey& key) { admission_->NoteAccess(key); }
@@ -200,6 +210,7 @@ bool SsdTier::EnsureSpace(uint64_t bytes, std::vector<std::unique_ptr<Staged>>& 
     if (s.state == Slot::State::kActive && s.write_offset + bytes <= opts_.segment_bytes) return true;
   }
   CommitStaged(staged);
+  DrainCommits();  // sealing and reclaim look at the index state
   if (active_ >= 0) {
     std::lock_guard<std::mutex> m(mu_);
     if (slots_[active_].state == Slot::State::kActive) slots_[active_].state = Slot::State::kSealed;
@@ -257,7 +268,7 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
     if (fill < len) std::memset(buf.data + fill, 0, len - fill);
     {
       std::lock_guard<std::mutex> l(io_mu_);
-      ++ios_pending_;
+      ++raw->ios;
     }
     IoRequest r{IoOp::kWrite, s.fd, buf.data, static_cast<uint32_t>(len), st->loc.offset + off, buf.index, &s.path};
     std::vector<IoRing::Callback> cb;
@@ -269,7 +280,7 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
       ring_->ReleaseBuffer(buf);
       {
         std::lock_guard<std::mutex> l(io_mu_);
-        --ios_pending_;
+        --raw->ios;
       }
       io_cv_.notify_all();
     });
@@ -278,7 +289,7 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
       raw->error.compare_exchange_strong(expected, -EIO);
       ring_->ReleaseBuffer(buf);
       std::lock_guard<std::mutex> l(io_mu_);
-      --ios_pending_;
+      --raw->ios;
     }
   }
   {
@@ -292,8 +303,49 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
 void SsdTier::CommitStaged(std::vector<std::unique_ptr<Staged>>& staged) {
   if (staged.empty()) return;
   {
+    std::unique_lock<std::mutex> l(c_mu_);
+    c_idle_cv_.wait(l, [&] { return commit_q_.size() < kMaxCommitBacklog; });
+    commit_q_.push_back(std::move(staged));
+  }
+  staged.clear();
+  c_cv_.notify_one();
+}
+
+void SsdTier::DrainCommits() {
+  std::unique_lock<std::mutex> l(c_mu_);
+  c_idle_cv_.wait(l, [&] { return commit_q_.empty() && !c_busy_; });
+}
+
+void SsdTier::CommitterLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<Staged>> batch;
+    {
+      std::unique_lock<std::mutex> l(c_mu_);
+      c_cv_.wait(l, [&] { return c_stop_ || !commit_q_.empty(); });
+      if (commit_q_.empty()) return;
+      batch = std::move(commit_q_.front());
+      commit_q_.pop_front();
+      c_busy_ = true;
+    }
+    c_idle_cv_.notify_all();
+    CommitNow(batch);
+    {
+      std::lock_guard<std::mutex> l(c_mu_);
+      c_busy_ = false;
+    }
+    c_idle_cv_.notify_all();
+  }
+}
+
+// Waits for the batch's writes, fdatasyncs its segment, commits the index, acknowledges.
+void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
+  {
     std::unique_lock<std::mutex> l(io_mu_);
-    io_cv_.wait(l, [&] { return ios_pending_ == 0; });
+    io_cv_.wait(l, [&] {
+      for (auto& s : staged)
+        if (s->ios != 0) return false;
+      return true;
+    });
   }
   const uint32_t slot = staged.front()->loc.slot;
   const uint64_t seg = staged.front()->loc.segment_id;
@@ -325,7 +377,8 @@ void SsdTier::CommitStaged(std::vector<std::unique_ptr<Staged>>& staged) {
       std::vector<std::pair<EntryKey, SsdLocation>> puts;
       puts.reserve(staged.size());
       for (auto& s : staged) puts.emplace_back(s->req.key, s->loc);
-      IndexTail tail{staged.back()->loc.seq, slot, seg, slots_[slot].write_offset};
+      const SsdLocation& last = staged.back()->loc;
+      IndexTail tail{last.seq, slot, seg, last.offset + RecordBytes(last.payload_bytes)};
       result = index_->Commit(puts, {}, tail);
     }
   }
@@ -499,6 +552,7 @@ void SsdTier::ReclaimOldest() {
     reinserted_bytes += n;
   }
   CommitStaged(staged);
+  DrainCommits();
   // Everything still pointing at the victim becomes a miss; the slot is free again.
   std::vector<EntryKey> deletes;
   {
@@ -621,9 +675,13 @@ absl::Status SsdTier::ReadEntry(const EntryKey& key, const Entry& e, ByteSpan ds
     if (!ctx->staging) ctx->own = AlignedBuffer(kSsdBlock);
     ctx->hdr = ctx->staging ? ctx->staging->data : ctx->own.data();
     ctx->payload = dst.data();
-    reqs.push_back({IoOp::kRead, s.fd, ctx->hdr, static_cast<uint32_t>(kSsdBlock), e.loc.offset,
-                    ctx->staging ? ctx->staging->index : -1, &s.path});
-    for (uint64_t off = 0; off < padded; off += chunk)
+    // Header block and the first payload chunk in one readv; the rest in chunks.
+    const uint64_t first = std::min(padded, chunk);
+    IoRequest r0{IoOp::kRead, s.fd, ctx->hdr, static_cast<uint32_t>(kSsdBlock), e.loc.offset, -1, &s.path};
+    r0.buf2 = dst.data();
+    r0.len2 = static_cast<uint32_t>(first);
+    reqs.push_back(r0);
+    for (uint64_t off = first; off < padded; off += chunk)
       reqs.push_back({IoOp::kRead, s.fd, dst.data() + off, static_cast<uint32_t>(std::min(chunk, padded - off)),
                       e.loc.offset + kSsdBlock + off, -1, &s.path});
   } else {
@@ -643,7 +701,7 @@ absl::Status SsdTier::ReadEntry(const EntryKey& key, const Entry& e, ByteSpan ds
   ReadCtx* raw = ctx.get();
   std::vector<IoRing::Callback> cbs;
   for (const IoRequest& r : reqs) {
-    const int len = static_cast<int>(r.len);
+    const int len = static_cast<int>(r.len + r.len2);
     cbs.emplace_back([this, raw, len](int res) {
       if (res != len) {
         int expected = 0;

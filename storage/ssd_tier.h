@@ -3,7 +3,7 @@
 //
 // Contract
 //  - Put(key, container) queues a write and returns at once. `done` runs exactly once
-//    (on the writer thread) after the record is durable in the log (fdatasync) AND its
+//    (on the commit thread) after the record is durable in the log (fdatasync) AND its
 //    index entry is committed, or with the error that prevented it. A refused Put
 //    returns non-OK and `done` never runs: InvalidArgument (not a valid container / too
 //    large), ResourceExhausted (queue full, or write budget exhausted: IsOverBudget),
@@ -26,7 +26,7 @@
 //
 // Thread safety: every public method may be called concurrently from any thread, except
 // that the synchronous Get/PutSync/Flush must not be called from a completion callback.
-// Put callbacks run on the writer thread, GetAsync callbacks on the I/O completion
+// Put callbacks run on the commit thread, GetAsync callbacks on the I/O completion
 // thread: keep both short and do not call synchronous tier methods from them.
 #pragma once
 
@@ -221,9 +221,22 @@ class SsdTier {
   bool stop_ = false;
   std::thread writer_;
 
+  // Per-record I/O completion (Staged::ios) is signalled through io_cv_.
   std::mutex io_mu_;
   std::condition_variable io_cv_;
-  uint64_t ios_pending_ = 0;
+
+  // Group commit runs on its own thread so batch k's fdatasync + index commit overlap
+  // batch k+1's writes. At most kMaxCommitBacklog batches wait.
+  void CommitterLoop();
+  void CommitNow(std::vector<std::unique_ptr<Staged>>& staged);
+  void DrainCommits();
+  static constexpr size_t kMaxCommitBacklog = 2;
+  std::mutex c_mu_;
+  std::condition_variable c_cv_, c_idle_cv_;
+  std::deque<std::vector<std::unique_ptr<Staged>>> commit_q_;
+  bool c_busy_ = false;
+  bool c_stop_ = false;
+  std::thread committer_;
 };
 
 }  // namespace adaptcache

@@ -84,6 +84,7 @@ absl::Status SsdTier::OpenImpl() {
   }
   for (const auto& [k, e] : map_) stats_.live_payload_bytes += e.loc.payload_bytes;
   ResumeNewestSegment();
+  committer_ = std::thread([this] { CommitterLoop(); });
   writer_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
 }

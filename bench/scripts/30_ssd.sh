@@ -11,7 +11,7 @@ BIN=$BUILD/bin/ssd_bench
 command -v fio >/dev/null || { echo "30_ssd: fio not installed"; exit 1; }
 BASE=${SSD_BENCH_DIR:-/var/tmp}
 WORK=$(mktemp -d "$BASE/ac_ssd_bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap 'cp "$WORK/raw.txt" /tmp/ssd_bench_raw.txt 2>/dev/null; rm -rf "$WORK"' EXIT
 REPS=${SSD_BENCH_REPS:-3}
 GIB=${SSD_BENCH_GIB:-1}
 TOTAL=$((GIB << 30))
@@ -24,7 +24,7 @@ for spec in "1048576 16" "16777216 4"; do
   BS_K=$(( (E + 4096) / 1024 ))   # the tier writes one record (4 KiB header + entry) per I/O
   for rep in $(seq 1 "$REPS"); do
     rm -rf "$WORK/d"; mkdir -p "$WORK/d"
-    "$BIN" tier --dir "$WORK/d" --entry-bytes "$E" --total-bytes "$TOTAL" --qd "$QD" | sed "s/^/rep=$rep /" >> "$RAW"
+    "$BIN" tier --dir "$WORK/d" --entry-bytes "$E" --total-bytes "$TOTAL" --qd "$QD" | grep "mode=" | sed "s/^/rep=$rep /" >> "$RAW"
     rm -rf "$WORK/d"; mkdir -p "$WORK/d"
     for rw in write read; do
       extra=""; [ $rw = write ] && extra="--end_fsync=1"
@@ -35,12 +35,12 @@ for spec in "1048576 16" "16777216 4"; do
       echo "rep=$rep mode=fio_$rw entry_bytes=$E MBps=$(python3 -c "print(round($bw*$E/($E+4096)/1e6,1))")" >> "$RAW"
     done
     rm -rf "$WORK/d"; mkdir -p "$WORK/d"
-    "$BIN" blobdb --dir "$WORK/d" --entry-bytes "$E" --total-bytes "$TOTAL" --qd "$QD" | sed "s/^/rep=$rep /" >> "$RAW"
+    "$BIN" blobdb --dir "$WORK/d" --entry-bytes "$E" --total-bytes "$TOTAL" --qd "$QD" | grep "mode=" | sed "s/^/rep=$rep /" >> "$RAW"
     rm -rf "$WORK/d"
   done
 done
 rm -rf "$WORK/d"; mkdir -p "$WORK/d"
-"$BIN" restart --dir "$WORK/d" --entries 100000 --entry-bytes 1024 | sed "s/^/rep=1 /" >> "$RAW"
+"$BIN" restart --dir "$WORK/d" --entries 100000 --entry-bytes 1024 | grep "mode=" | sed "s/^/rep=1 /" >> "$RAW"
 rm -rf "$WORK/d"
 
 python3 - "$RAW" "$BUILD" "$GIB" "$REPS" <<'PY'
