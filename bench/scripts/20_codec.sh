@@ -38,7 +38,7 @@ run --reps "$REPS" --baseline --configs "$SUBSET" --csv "$tmp/base.csv" | tee "$
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine: throughput"
   echo "numbers are lower bounds when the load is above 1)."
   echo
-  echo "GB/s are of uncompressed KV (32 MiB per entry). ratio = raw bytes / container bytes"
+  echo "GB/s are of uncompressed KV (32 MiB per bf16 entry, 64 MiB in fp32). ratio = raw bytes / container bytes"
   echo "(exact, header included). max|err|/amax: largest absolute error over a 1/7 sample,"
   echo "relative to the largest |x| (drop configs report 1.0: dropped tokens decode to zero)."
   echo
