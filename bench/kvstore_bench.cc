@@ -84,21 +84,31 @@ struct Row {
   double gbps_median = 0, gbps_min = 0, gbps_max = 0;
 };
 
-// Runs `op(i)` for every entry, `reps` times; returns GB/s (1e9 bytes) per repetition.
-std::vector<double> Measure(int reps, int entries, uint64_t bytes_per_op, const std::function<void(int)>& op) {
-  std::vector<double> out;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < entries; ++i) op(i);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    out.push_back(static_cast<double>(bytes_per_op) * entries / s / 1e9);
-  }
-  return out;
-}
+// The variants of one phase (put or get) run interleaved: each repetition runs every
+// variant once, so load from other processes on the machine hits them alike.
+struct Variant {
+  std::string path;
+  std::function<void(int)> op;
+};
 
-Row MakeRow(std::string size, std::string op, std::string path, const std::vector<double>& v) {
-  return Row{std::move(size), std::move(op), std::move(path), Median(v), *std::min_element(v.begin(), v.end()),
-             *std::max_element(v.begin(), v.end())};
+void MeasurePhase(const std::string& size, const std::string& op, int reps, int entries, uint64_t bytes_per_op,
+                  const std::vector<Variant>& variants, const std::function<void(const std::string&)>& after_each,
+                  std::vector<Row>* rows) {
+  std::vector<std::vector<double>> gbps(variants.size());
+  for (int r = 0; r < reps; ++r) {
+    for (size_t v = 0; v < variants.size(); ++v) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < entries; ++i) variants[v].op(i);
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      gbps[v].push_back(static_cast<double>(bytes_per_op) * entries / s / 1e9);
+      after_each(variants[v].path);
+    }
+  }
+  for (size_t v = 0; v < variants.size(); ++v) {
+    const auto& g = gbps[v];
+    rows->push_back(Row{size, op, variants[v].path, Median(g), *std::min_element(g.begin(), g.end()),
+                        *std::max_element(g.begin(), g.end())});
+  }
 }
 
 void RunSize(const Args& a, const std::string& label, const KvShape& shape, int entries, std::vector<Row>* rows) {
@@ -143,49 +153,55 @@ void RunSize(const Args& a, const std::string& label, const KvShape& shape, int 
   };
 
   // Puts (the store overwrites the same keys each repetition).
-  rows->push_back(MakeRow(label, "put", "adaptcache grpc", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*c)->Put(spec(ns_grpc, i), raw[i]);
-    if (!r.ok()) Die("grpc put", r.status());
-  })));
-  rows->push_back(MakeRow(label, "put", "adaptcache shm", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*c)->PutShm(spec(ns_shm, i), raw[i]);
-    if (!r.ok()) Die("shm put", r.status());
-  })));
-  rows->push_back(MakeRow(label, "put", "redis tcp", Measure(a.reps, entries, bytes, [&](int i) {
-    if (auto st = (*redis)->Set(redis_keys[i], containers[i]); !st.ok()) Die("redis set", st);
-  })));
+  std::vector<Variant> puts = {
+      {"adaptcache grpc",
+       [&](int i) {
+         if (auto r = (*c)->Put(spec(ns_grpc, i), raw[i]); !r.ok()) Die("grpc put", r.status());
+       }},
+      {"adaptcache shm",
+       [&](int i) {
+         if (auto r = (*c)->PutShm(spec(ns_shm, i), raw[i]); !r.ok()) Die("shm put", r.status());
+       }},
+      {"redis tcp",
+       [&](int i) {
+         if (auto st = (*redis)->Set(redis_keys[i], containers[i]); !st.ok()) Die("redis set", st);
+       }},
+  };
   if (redis_unix) {
-    rows->push_back(MakeRow(label, "put", "redis unix", Measure(a.reps, entries, bytes, [&](int i) {
-      if (auto st = redis_unix->Set(redis_keys[i], containers[i]); !st.ok()) Die("redis set", st);
-    })));
+    puts.push_back({"redis unix", [&](int i) {
+                      if (auto st = redis_unix->Set(redis_keys[i], containers[i]); !st.ok()) Die("redis set", st);
+                    }});
   }
+  MeasurePhase(label, "put", a.reps, entries, bytes, puts, [](const std::string&) {}, rows);
 
   // Gets into the caller's buffer; the last entry's bytes are checked after each run.
-  rows->push_back(MakeRow(label, "get", "adaptcache grpc", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*c)->GetInto(ns_grpc, keys[i], buf);
-    if (!r.ok()) Die("grpc get", r.status());
-  })));
-  check(buf == containers[entries - 1], "grpc get");
-  rows->push_back(MakeRow(label, "get", "adaptcache shm", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*c)->GetShmInto(ns_shm, keys[i], buf);
-    if (!r.ok()) Die("shm get", r.status());
-  })));
-  check(buf == containers[entries - 1], "shm get");
-  rows->push_back(MakeRow(label, "get", "adaptcache shm rel=1", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*c1)->GetShmInto(ns_shm, keys[i], buf);
-    if (!r.ok()) Die("shm get", r.status());
-  })));
-  rows->push_back(MakeRow(label, "get", "redis tcp", Measure(a.reps, entries, bytes, [&](int i) {
-    auto r = (*redis)->GetInto(redis_keys[i], buf);
-    if (!r.ok()) Die("redis get", r.status());
-  })));
-  check(buf == containers[entries - 1], "redis get");
+  std::vector<Variant> gets = {
+      {"adaptcache grpc",
+       [&](int i) {
+         if (auto r = (*c)->GetInto(ns_grpc, keys[i], buf); !r.ok()) Die("grpc get", r.status());
+       }},
+      {"adaptcache shm",
+       [&](int i) {
+         if (auto r = (*c)->GetShmInto(ns_shm, keys[i], buf); !r.ok()) Die("shm get", r.status());
+       }},
+      {"adaptcache shm rel=1",
+       [&](int i) {
+         if (auto r = (*c1)->GetShmInto(ns_shm, keys[i], buf); !r.ok()) Die("shm get", r.status());
+       }},
+      {"redis tcp",
+       [&](int i) {
+         if (auto r = (*redis)->GetInto(redis_keys[i], buf); !r.ok()) Die("redis get", r.status());
+       }},
+  };
   if (redis_unix) {
-    rows->push_back(MakeRow(label, "get", "redis unix", Measure(a.reps, entries, bytes, [&](int i) {
-      auto r = redis_unix->GetInto(redis_keys[i], buf);
-      if (!r.ok()) Die("redis get", r.status());
-    })));
+    gets.push_back({"redis unix", [&](int i) {
+                      if (auto r = redis_unix->GetInto(redis_keys[i], buf); !r.ok()) Die("redis get", r.status());
+                    }});
   }
+  MeasurePhase(label, "get", a.reps, entries, bytes, gets, [&](const std::string& path) {
+    check(buf == containers[entries - 1], path.c_str());
+    std::fill(buf.begin(), buf.end(), std::byte{0});
+  }, rows);
   (void)(*c)->FlushReleases();
   if (auto r = (*c)->Delete(ns_grpc, keys); !r.ok()) Die("delete", r.status());
   if (auto r = (*c)->Delete(ns_shm, keys); !r.ok()) Die("delete", r.status());

@@ -47,10 +47,12 @@ done
 [ -f "$WORK/ready" ] || { echo "adaptcached did not start:"; cat "$WORK/daemon.log"; exit 1; }
 [ -S "$WORK/redis.sock" ] || { echo "redis-server did not start:"; cat "$WORK/redis.log"; exit 1; }
 
-ARGS=(--target "$WORK/ac.sock" --redis-port "$REDIS_PORT" --redis-unix "$WORK/redis.sock" --reps 5
+ARGS=(--target "$WORK/ac.sock" --redis-port "$REDIS_PORT" --redis-unix "$WORK/redis.sock" --reps 7
       --entries-1m 64 --entries-16m 16 --lookup-entries 100000 --lookup-calls 5000)
 mkdir -p bench/results
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 TABLE=$("$BIN/kvstore_bench" "${ARGS[@]}" --csv bench/results/kvstore.csv)
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "$TABLE"
 {
   echo "# KV store benchmark (issue 2): adaptcached vs Redis"
@@ -60,14 +62,19 @@ echo "$TABLE"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB RAM; $(uname -srm)"
   echo "- redis: $(redis-server --version | cut -d' ' -f1-3), \`--save '' --appendonly no\`; adaptcached pool $POOL (/dev/shm)"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER (other jobs share the machine)"
   echo
-  echo "GB/s = 1e9 raw tensor bytes per second, one client thread, medians of 5 repetitions"
+  echo "GB/s = 1e9 raw tensor bytes per second, one client thread, medians of 7 repetitions (the variants of a phase run interleaved in each repetition)"
   echo "over 64 distinct 1 MiB entries / 16 distinct 16 MiB entries (bf16, 8 KV heads x 128)."
   echo "Every Get lands in a caller-owned buffer and (adaptcache) is CRC-verified there;"
   echo "shm Get = Get(TRANSFER_SHM) lease + copy out of the mapping + CRC + release (batched"
   echo "by 16; 'rel=1' releases each lease with its own RPC). Redis stores the same container"
   echo "bytes; its GET reply is read straight into the caller buffer by a minimal RESP client."
   echo "The daemon, Redis and the client share the same 2 CPUs."
+  echo "The machine may be shared with other jobs (see the load average): figures then vary"
+  echo "2-3x between runs, so compare the ratios within one run. 'redis unix' is Redis over a"
+  echo "Unix socket, the like-for-like transport for adaptcached's UDS; the issue's baseline"
+  echo "is Redis over loopback TCP ('vs redis tcp')."
   echo
   echo "$TABLE"
 } > bench/results/kvstore.md
