@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> slots(uint64_t{kChunks} * shape.tokens);
     for (uint64_t t = 0; t < slots.size(); ++t) slots[t] = blocks[t / block] * block + t % block;
     CK(cudaMemcpy(dslots, slots.data(), slots.size() * 8, cudaMemcpyHostToDevice));
-    for (int c = 0; c < kChunks; ++c) slot_ptrs[c] = dslots + uint64_t{c} * shape.tokens;
+    for (int c = 0; c < kChunks; ++c) slot_ptrs[c] = dslots + static_cast<uint64_t>(c) * shape.tokens;
   }
   ac::cuda::PagedCache cache;
   cache.k_layers = dkl;
@@ -217,7 +217,10 @@ int main(int argc, char** argv) {
               "e2e_speedup,host_validate_ms,gpu_encode_gbs\n");
   for (const ac::CodecConfig& cfg : ac::DefaultConfigSpace()) {
     const std::string name = cfg.Name();
-    if (!only.empty() && name.find(only) == std::string::npos) continue;
+    if (!only.empty()) {  // comma-separated exact names
+      const std::string list = "," + only + ",";
+      if (list.find("," + name + ",") == std::string::npos) continue;
+    }
     const bool gpu_enc = cfg.family == ac::CodecId::kFp8 || cfg.family == ac::CodecId::kQuant;
     std::vector<std::vector<std::byte>> uniq(kUnique);
     double enc_gbs = 0;

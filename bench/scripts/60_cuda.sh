@@ -32,7 +32,7 @@ def lscpu():
     except Exception:
         return "unknown CPU"
 md = ["# GPU decode benchmark", "",
-      f"- date: {datetime.datetime.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')}",
+      f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
       f"- card: {kv['device'][0]}; host: {lscpu()}; {platform.system()} {platform.release()}",
       f"- command: `{sys.argv[3]}`",
       "- request: 16 chunks x (32 layers, 256 tokens, 8 KV heads, head_dim 128, bf16) = 512 MiB decoded",

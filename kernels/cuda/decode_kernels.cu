@@ -5,9 +5,13 @@
 //   big-Hadamard:    one (layer, token, head) V vector of a quant entry with head_dim > 256.
 // Threads own chunks of 8 consecutive elements of a row (16-byte stores for bf16/fp16).
 // Arithmetic is the CPU decoders' (device_math.cuh), so results are bit-identical.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/decode_desc.h"
 #include "kernels/cuda/device_math.cuh"
@@ -70,6 +74,36 @@ __device__ __forceinline__ void StoreChunk(uint8_t* dst, uint8_t dtype, int n, c
     return;
   }
   for (int i = 0; i < n; ++i) StoreElem(dst, dtype, i, y[i]);
+}
+
+// Exact float of a small code: 2^23 + q built from bits, minus 2^23 (no I2F, which is a
+// quarter-rate instruction).
+__device__ __forceinline__ float CodeToFloat(uint32_t q) {
+  return __fsub_rn(__uint_as_float(0x4b000000u | q), 8388608.0f);
+}
+
+// 8 values that cannot be NaN (validated fp8/quant without rotation: finite or +-inf),
+// converted by the hardware's packed RNE conversions, which agree with the CPU's bit
+// manipulation on every non-NaN input.
+__device__ __forceinline__ void StoreChunkHw(uint8_t* dst, uint8_t dtype, const float (&y)[8]) {
+  if (dtype == kFp32) {
+    StoreChunk(dst, dtype, 8, y);
+    return;
+  }
+  uint32_t p[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (dtype == kBf16) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(y[2 * i], y[2 * i + 1]);
+      memcpy(&p[i], &h, 4);
+    } else {
+      const __half2 h = __floats2half2_rn(y[2 * i], y[2 * i + 1]);
+      memcpy(&p[i], &h, 4);
+    }
+  }
+  uint8_t b[16];
+  memcpy(b, p, 16);
+  StoreBytes<16>(dst, b);
 }
 
 // Copies (same dtype: bit exact) or converts n elements of a row chunk.
@@ -287,6 +321,122 @@ __device__ __forceinline__ void DecodeChunk(const LaunchArgs& a, const EntryDesc
   if (dst != nullptr) StoreChunk(dst + uint64_t{c0} * oes, e.out_dtype, n, y);
 }
 
+// The hot path: full chunks of raw (2-byte dtypes), fp8 and quant rows (head_dim a
+// multiple of 8, rotation in registers). Loads of kRowBatch rows are issued before any
+// of them is used, so each thread keeps several independent loads in flight.
+constexpr int kRowBatch = 2;
+
+__device__ __forceinline__ bool FastPathEntry(const EntryDesc& e) {
+  switch (e.kind) {
+    case Kind::kRaw:
+      return e.in_dtype == e.out_dtype && e.in_dtype != kFp32;
+    case Kind::kFp8:
+      return true;
+    case Kind::kQuant:
+      return e.dim % 8 == 0 && !e.big_hadamard;
+    default:
+      return false;
+  }
+}
+
+__device__ __forceinline__ void FastRows(const LaunchArgs& a, const EntryDesc& e, uint32_t kv,
+                                         uint32_t l, uint32_t r, uint32_t r1, uint32_t rp,
+                                         uint32_t ch, KCache& kc) {
+  const uint32_t W = e.width, c0 = ch * 8;
+  const uint64_t slab = uint64_t{kv} * e.layers + l;
+  const uint32_t oes = DTypeBytes(e.out_dtype);
+  const bool fp32 = e.fp32_scales != 0;
+  const uint32_t bits = kv == 0 ? e.k_bits : e.v_bits;
+  const uint64_t rowb = kv == 0 ? e.krow : e.vrow;
+  const uint32_t mask = (1u << bits) - 1;
+  const uint32_t head = c0 / max(e.dim, 1u), g = (c0 % max(e.dim, 1u)) / max(e.vgroup, 1u);
+  for (; r < r1; r += kRowBatch * rp) {
+    uint8_t* dst[kRowBatch];
+    uint64_t w[kRowBatch];
+    uint4 raw[kRowBatch];
+    float s[kRowBatch], m[kRowBatch];
+#pragma unroll
+    for (int b = 0; b < kRowBatch; ++b) {
+      const uint32_t row = r + b * rp;
+      dst[b] = nullptr;
+      w[b] = 0;
+      s[b] = m[b] = 0.f;
+      if (row >= r1) continue;
+      const uint32_t t = e.kept != nullptr ? e.kept[row] : row;
+      dst[b] = RowOut(a, e, kv, l, t);
+      if (e.kind == Kind::kRaw) {
+        uint8_t buf[16];
+        LoadBytes<16>(e.sec[0] + ((slab * e.rows + row) * W + c0) * 2, buf);
+        memcpy(&raw[b], buf, 16);
+      } else if (e.kind == Kind::kFp8) {
+        const uint64_t rr = slab * e.rows + row;
+        uint8_t buf[8];
+        LoadBytes<8>(e.sec[0] + rr * W + c0, buf);
+        memcpy(&w[b], buf, 8);
+        s[b] = __uint_as_float(__ldg(reinterpret_cast<const uint32_t*>(e.sec[1]) + rr));
+      } else {
+        const uint32_t tq = row - e.sinks;
+        w[b] = LoadPacked(e.sec[kv] + (uint64_t{l} * e.qtokens + tq) * rowb + uint64_t{ch} * bits, bits);
+        if (kv == 1) {
+          const uint64_t si = (uint64_t{l} * e.qtokens + tq) * e.heads * e.vgroups + head * e.vgroups + g;
+          s[b] = LoadScale(e.sec[4], fp32, si);
+          m[b] = LoadScale(e.sec[5], fp32, si);
+        }
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kRowBatch; ++b) {
+      const uint32_t row = r + b * rp;
+      if (row >= r1) continue;
+      uint8_t* out = dst[b] != nullptr ? dst[b] + uint64_t{c0} * oes : nullptr;
+      if (e.kind == Kind::kRaw) {
+        if (out != nullptr) {
+          uint8_t buf[16];
+          memcpy(buf, &raw[b], 16);
+          StoreBytes<16>(out, buf);
+        }
+        continue;
+      }
+      float y[8];
+      if (e.kind == Kind::kFp8) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // E4M3 -> fp16 -> fp32 are exact conversions
+          const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+              static_cast<__nv_fp8x2_storage_t>(w[b] >> (16 * i)), __NV_E4M3);
+          const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+          y[2 * i] = __fmul_rn(f.x, s[b]);
+          y[2 * i + 1] = __fmul_rn(f.y, s[b]);
+        }
+      } else if (kv == 0) {
+        const int64_t blk = (row - e.sinks) / e.group;
+        if (blk != kc.block) {
+          const uint64_t si = (uint64_t{l} * e.blocks + blk) * W + c0;
+          LoadScales8(e.sec[2], fp32, si, 8, kc.s);
+          LoadScales8(e.sec[3], fp32, si, 8, kc.m);
+          kc.block = blk;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float q = CodeToFloat(static_cast<uint32_t>(w[b] >> (i * bits)) & mask);
+          y[i] = __fadd_rn(__fmul_rn(q, kc.s[i]), kc.m[i]);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float q = CodeToFloat(static_cast<uint32_t>(w[b] >> (i * bits)) & mask);
+          y[i] = __fadd_rn(__fmul_rn(q, s[b]), m[b]);
+        }
+        if (e.hadamard) {  // sums of +-inf can make NaN: keep the CPU's NaN rule
+          HadamardChunk(y, e.dim, ch % (e.dim / 8));
+          if (out != nullptr) StoreChunk(out, e.out_dtype, 8, y);
+          continue;
+        }
+      }
+      if (out != nullptr) StoreChunkHw(out, e.out_dtype, y);
+    }
+  }
+}
+
 // Drop, contiguous mode: writes +0.0 over the rows of tokens not in the kept list.
 __device__ void ZeroTile(const LaunchArgs& a, const EntryDesc& e, uint32_t local) {
   const uint32_t slab = local / e.zero_tiles, tile = local % e.zero_tiles;
@@ -313,7 +463,8 @@ __device__ void ZeroTile(const LaunchArgs& a, const EntryDesc& e, uint32_t local
   }
 }
 
-__global__ void __launch_bounds__(kRowsThreads) RowsKernel(const __grid_constant__ LaunchArgs a) {
+template <int kMinBlocks>
+__global__ void __launch_bounds__(kRowsThreads, kMinBlocks) RowsKernel(const __grid_constant__ LaunchArgs a) {
   const uint32_t task = blockIdx.x;
   const EntryDesc& e = a.e[FindEntry(a, task)];
   const uint32_t local = task - e.task_begin;
@@ -339,10 +490,18 @@ __global__ void __launch_bounds__(kRowsThreads) RowsKernel(const __grid_constant
     rr = 0;
     ch_step = blockDim.x;
   }
+  const bool fast = FastPathEntry(e);
   for (; ch < nch; ch += ch_step) {
     KCache kc;
-#pragma unroll 4
-    for (uint32_t r = r0 + rr; r < r1; r += rp) DecodeChunk(a, e, kv, l, r, ch, kc);
+    uint32_t r = r0 + rr;
+    if (fast && ch * 8 + 8 <= e.width) {
+      if (e.kind == Kind::kQuant) {
+        for (; r < r1 && r < e.sinks; r += rp) DecodeChunk(a, e, kv, l, r, ch, kc);
+      }
+      FastRows(a, e, kv, l, r, r1, rp, ch, kc);
+    } else {
+      for (; r < r1; r += rp) DecodeChunk(a, e, kv, l, r, ch, kc);
+    }
   }
 }
 
@@ -516,9 +675,20 @@ int LaunchDecode(KernelKind kind, const LaunchArgs& args, void* stream) {
   if (args.entries == 0 || args.total_tasks == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
   switch (kind) {
-    case KernelKind::kRows:
-      RowsKernel<<<args.total_tasks, kRowsThreads, 0, s>>>(args);
+    case KernelKind::kRows: {
+      // Register-capped (80 registers, 3 blocks per SM) unless AC_CUDA_ROWS_MIN_BLOCKS=1
+      // asks for the uncapped variant (benchmarking only; docs/cuda.md).
+      static const bool capped = [] {
+        const char* v = std::getenv("AC_CUDA_ROWS_MIN_BLOCKS");
+        return v == nullptr || v[0] != '1';
+      }();
+      if (capped) {
+        RowsKernel<3><<<args.total_tasks, kRowsThreads, 0, s>>>(args);
+      } else {
+        RowsKernel<1><<<args.total_tasks, kRowsThreads, 0, s>>>(args);
+      }
       break;
+    }
     case KernelKind::kBigHadamard: {
       uint32_t dim = 0;
       for (uint32_t i = 0; i < args.entries; ++i) dim = max(dim, args.e[i].dim);

@@ -4,10 +4,12 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -377,8 +379,20 @@ absl::Status PlanAndLaunch(std::span<const DeviceContainer> in, const LaunchArgs
                            const std::function<absl::Status(size_t, const KvShape&, EntryDesc&)>& bind,
                            cudaStream_t stream, const DecodeOptions& opts) {
   std::vector<Planned> plans(in.size());
+  std::vector<absl::Status> status(in.size());
+  // Validation reads every byte (CRC, code checks): spread entries over a few threads.
+  const size_t nthreads =
+      std::min<size_t>({in.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < in.size();) status[i] = PlanEntry(in[i], opts, plans[i]);
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < nthreads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
   for (size_t i = 0; i < in.size(); ++i) {
-    if (auto st = PlanEntry(in[i], opts, plans[i]); !st.ok()) {
+    if (const absl::Status& st = status[i]; !st.ok()) {
       return absl::Status(st.code(), absl::StrCat("entry ", i, ": ", std::string(st.message())));
     }
     const EntryDesc& d = plans[i].desc;

@@ -30,6 +30,11 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     > "$OUT/bench.log" 2>&1
   echo "bench exit: $?"
   tail -n 60 "$OUT/bench.log"
+  # Variant: uncapped rows kernel (more registers, fewer blocks/SM) on the hot configs.
+  AC_CUDA_ROWS_MIN_BLOCKS=1 timeout 120 "$CARRY/bin/cuda_decode_bench" --reps 20 \
+    --only raw,fp8,quant-k4v4-g64,quant-k2v2-g64,quant-k4v2-g64-h,drop-50+quant-k4v2-g64 \
+    > "$OUT/variant.log" 2>&1
+  echo "variant (uncapped registers):"; grep -v '^csv' "$OUT/variant.log" | tail -n 8
 fi
 if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
