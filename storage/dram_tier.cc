@@ -225,6 +225,10 @@ struct DramTier::Impl {
       if (!cur) break;
       Entry* victim = cur;
       cur = cur->lru_prev;
+      if (opts.on_evict) {
+        opts.on_evict(victim->key, victim->meta,
+                      ConstByteSpan(region->base() + victim->extent.offset, victim->extent.length));
+      }
       Unlink(index.find(victim->key));
       ++evictions;
       if (alloc.largest_free_extent() >= need) return alloc.Allocate(bytes);
@@ -517,6 +521,82 @@ DramTierStats DramTier::Stats() const {
 void DramTier::ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const {
   absl::ReaderMutexLock lock(&impl_->mu);
   for (const Entry* e : impl_->index) fn(e->key, e->meta);
+}
+
+std::optional<DramTier::EntryView> DramTier::Inspect(const EntryKey& key) const {
+  absl::ReaderMutexLock lock(&impl_->mu);
+  auto it = impl_->index.find(key);
+  if (it == impl_->index.end()) return std::nullopt;
+  return EntryView{(*it)->meta, (*it)->extent, (*it)->lease_count};
+}
+
+void DramTier::ForEachWithLeases(
+    const std::function<void(const EntryKey&, const EntryMeta&, uint32_t)>& fn) const {
+  absl::ReaderMutexLock lock(&impl_->mu);
+  for (const Entry* e : impl_->index) fn(e->key, e->meta, e->lease_count);
+}
+
+absl::Status DramTier::EraseIf(const EntryKey& key, std::optional<uint32_t> crc32c,
+                               bool require_unleased) {
+  absl::MutexLock lock(&impl_->mu);
+  auto it = impl_->index.find(key);
+  if (it == impl_->index.end()) return absl::NotFoundError("not in the DRAM tier");
+  if (require_unleased && (*it)->lease_count > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("DRAM entry is under ", (*it)->lease_count, " lease(s)"));
+  }
+  if (crc32c.has_value() && (*it)->meta.crc32c != *crc32c) {
+    return absl::AbortedError("DRAM entry changed (CRC differs)");
+  }
+  impl_->Unlink(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Lease> DramTier::LeaseAnonymous(const Extent& e, const EntryMeta& meta,
+                                               uint32_t lease_ms) {
+  Impl& m = *impl_;
+  const uint32_t ms =
+      std::min(lease_ms == 0 ? m.opts.default_lease_ms : lease_ms, m.opts.max_lease_ms);
+  auto entry = std::make_unique<Entry>();
+  entry->meta = meta;
+  absl::MutexLock lock(&m.mu);
+  auto in = m.inflight.find(e.offset);
+  if (in == m.inflight.end() || e.length == 0 || e.length > in->second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("anonymous lease of [", e.offset, ", +", e.length, "): not in flight"));
+  }
+  const Clock::time_point now = Clock::now();
+  if (m.leases.size() >= m.opts.max_leases) {
+    m.ReapLeases(now);
+    if (m.leases.size() >= m.opts.max_leases) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many outstanding DRAM leases (", m.opts.max_leases, ")"));
+    }
+  }
+  const uint64_t allocated = in->second;
+  m.inflight.erase(in);
+  m.inflight_bytes -= ExtentAllocator::AlignUp(allocated);
+  const uint64_t keep = ExtentAllocator::AlignUp(e.length);
+  const uint64_t had = ExtentAllocator::AlignUp(allocated);
+  if (had > keep) m.FreeExtent(Extent{e.offset + keep, had - keep});
+  // A zombie from birth: in no index or LRU list, freed by DropLease at its last lease.
+  Entry* raw = entry.release();
+  raw->extent = e;
+  raw->meta.stored_bytes = e.length;
+  raw->linked = false;
+  raw->lease_count = 1;
+  m.zombies.insert(raw);
+  m.zombie_bytes += raw->occupied();
+  const uint64_t id = m.next_id++;
+  const Clock::time_point expires = now + std::chrono::milliseconds(ms);
+  m.leases.emplace(id, Impl::LeaseRec{raw, expires});
+  m.lease_expiry.emplace(expires, id);
+  Lease lease;
+  lease.id = id;
+  lease.extent = e;
+  lease.meta = raw->meta;
+  lease.expires = std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
+  return lease;
 }
 
 }  // namespace adaptcache

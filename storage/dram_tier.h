@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@
 #include "storage/shm_region.h"
 
 namespace adaptcache {
+
+struct EntryMeta;
 
 struct DramTierOptions {
   uint64_t capacity_bytes = 1ull << 30;   // pool size; rounded up to the page size
@@ -44,6 +47,12 @@ struct DramTierOptions {
   uint64_t max_leases = 1 << 20;          // outstanding leases; beyond: ResourceExhausted
   uint32_t reservation_ms = 60'000;       // lifetime of an uncommitted reservation
   uint64_t max_reservation_bytes = 0;     // 0 = capacity/2
+  // Called for each LRU victim that Allocate/Reserve evicts, under the tier's lock and
+  // before the victim's extent can be reused; `bytes` are valid only during the call.
+  // Not called for Erase or replacement by Commit. Must be short and must not call the
+  // tier (the tier manager copies the bytes and queues them to SSD). Additive.
+  std::function<void(const EntryKey&, const EntryMeta&, std::span<const std::byte>)>
+      on_evict;
 };
 
 // Metadata kept per entry (small: the index holds it for every entry).
@@ -152,6 +161,27 @@ class DramTier {
 
   // Visits every committed entry (under the tier's lock: keep `fn` short).
   void ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const;
+
+  // ---- additive, for the tier manager (storage/tier_manager.h) ----
+  struct EntryView {
+    EntryMeta meta;
+    Extent extent;
+    uint32_t leases = 0;  // outstanding leases
+  };
+  // Metadata, extent and lease count without a lease and without touching LRU order.
+  std::optional<EntryView> Inspect(const EntryKey& key) const;
+  // Same as ForEach, with the lease count of each entry.
+  void ForEachWithLeases(
+      const std::function<void(const EntryKey&, const EntryMeta&, uint32_t leases)>& fn) const;
+  // Removes the entry only if it has no lease (FailedPrecondition otherwise) and, when
+  // given, its meta.crc32c equals `crc32c` (Aborted otherwise). NotFound if absent.
+  absl::Status EraseIf(const EntryKey& key, std::optional<uint32_t> crc32c,
+                       bool require_unleased);
+  // Leases an in-flight extent (from Allocate) as an anonymous entry that is in no
+  // index: readable through the lease like any entry, freed when the lease ends or
+  // expires. InvalidArgument if `e` is not in flight (nothing changes then).
+  absl::StatusOr<Lease> LeaseAnonymous(const Extent& e, const EntryMeta& meta,
+                                       uint32_t lease_ms);
 
  private:
   struct Impl;
