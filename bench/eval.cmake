@@ -1,0 +1,15 @@
+# Evaluation harness (docs/evaluation.md): trace generator, simulation-mode replay of every
+# policy, and (bench/eval/plot.py) curves and headline figures.
+add_library(ac_eval STATIC ${CMAKE_CURRENT_LIST_DIR}/eval/trace.cc ${CMAKE_CURRENT_LIST_DIR}/eval/profile.cc
+            ${CMAKE_CURRENT_LIST_DIR}/eval/sim.cc)
+target_include_directories(ac_eval PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(ac_eval PUBLIC ac_policy ac_kernels absl::strings absl::raw_hash_set)
+add_executable(eval_tracegen ${CMAKE_CURRENT_LIST_DIR}/eval/tracegen_main.cc)
+target_link_libraries(eval_tracegen PRIVATE ac_eval)
+add_executable(eval_sim ${CMAKE_CURRENT_LIST_DIR}/eval/eval_main.cc)
+target_link_libraries(eval_sim PRIVATE ac_eval)
+# Unit tests of the harness (built with the benchmarks; not part of the ASan build, which
+# turns benchmarks off).
+if(COMMAND ac_unit_test)
+  ac_unit_test(eval_harness_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval/eval_test.cc LIBS ac_eval)
+endif()

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Turns bench/results/eval_points.csv into quality-versus-delay plots and the headline
+figures (docs/evaluation.md, "Headline figures").
+
+usage: plot.py POINTS_CSV OUT_DIR
+
+Writes OUT_DIR/eval_<workload>.png (needs matplotlib; skipped with a note otherwise),
+OUT_DIR/eval_headline.csv and prints a markdown table (the caller puts it in eval.md).
+
+Definitions (per workload and DRAM size):
+  static frontier: the Pareto-optimal static-<config> points in (mean loss, mean delay),
+    joined by straight lines (a time-share of two neighbouring configs reaches any point
+    on the segment), defined only between its first and last point: no extrapolation.
+  delay saving at equal quality: for a policy point (q, d) with q inside the frontier's
+    loss range, frontier_delay(q) / d. Reported: the largest over the policy's alpha sweep.
+  quality gain at equal delay: for a point with d inside the frontier's delay range,
+    (frontier_loss(d) - q) / frontier_loss(d): the relative reduction of the expected
+    quality drop. Reported: the largest over the sweep (points where the frontier's loss
+    is 0 are skipped).
+"""
+import csv
+import sys
+from collections import defaultdict
+
+
+def frontier(points):
+    """Pareto points sorted by loss ascending, delay strictly descending."""
+    out = []
+    for q, d in sorted(points):
+        if not out or d < out[-1][1]:
+            out.append((q, d))
+    return out
+
+
+def interp(xs, ys, x):
+    for i in range(len(xs) - 1):
+        a, b = xs[i], xs[i + 1]
+        lo, hi = min(a, b), max(a, b)
+        if lo <= x <= hi:
+            if a == b:
+                return min(ys[i], ys[i + 1])
+            return ys[i] + (ys[i + 1] - ys[i]) * (x - a) / (b - a)
+    if len(xs) == 1 and xs[0] == x:
+        return ys[0]
+    return None
+
+
+def compare(front, pts):
+    """Best delay saving and quality gain of pts against a frontier, or None."""
+    fq = [p[0] for p in front]
+    fd = [p[1] for p in front]
+    best_saving, best_gain = None, None
+    for q, d in pts:
+        ds = interp(fq, fd, q)
+        if ds is not None and d > 0:
+            s = ds / d
+            best_saving = s if best_saving is None else max(best_saving, s)
+        qs = interp(fd, fq, d)
+        if qs is not None and qs > 0:
+            g = (qs - q) / qs
+            best_gain = g if best_gain is None else max(best_gain, g)
+    return best_saving, best_gain
+
+
+def fmt(x, pct=False):
+    if x is None:
+        return "n/a"
+    return f"{100 * x:+.0f}%" if pct else f"{x:.2f}x"
+
+
+def main():
+    src, out_dir = sys.argv[1], sys.argv[2]
+    rows = list(csv.DictReader(open(src)))
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["mode"], r["workload"], r["dram_frac"])].append(r)
+    heads = []
+    print("| mode | workload | DRAM (share of distinct KV) | DRAM GiB | adaptive vs best static: delay saving at equal quality | quality gain at equal delay | greedy vs best static: delay saving | quality gain | adaptive vs greedy: delay saving | quality gain | LRU-raw delay x oracle |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (mode, wl, frac), rs in sorted(by.items()):
+        if float(frac) == 0:
+            continue
+        stat = [(float(r["mean_loss"]), float(r["delay_x_oracle"])) for r in rs if r["kind"] == "static"]
+        ada = [(float(r["mean_loss"]), float(r["delay_x_oracle"])) for r in rs if r["kind"] == "adaptive"]
+        gre = [(float(r["mean_loss"]), float(r["delay_x_oracle"])) for r in rs if r["kind"] == "greedy"]
+        lru = [float(r["delay_x_oracle"]) for r in rs if r["kind"] == "lru"]
+        sf = frontier(stat)
+        a_s, a_g = compare(sf, ada)
+        g_s, g_g = compare(sf, gre)
+        ag_s, ag_g = compare(frontier(gre), ada)
+        heads.append(dict(mode=mode, workload=wl, dram_frac=frac, dram_gib=rs[0]["dram_gib"],
+                          adaptive_delay_saving=a_s, adaptive_quality_gain=a_g,
+                          greedy_delay_saving=g_s, greedy_quality_gain=g_g,
+                          adaptive_vs_greedy_delay_saving=ag_s, adaptive_vs_greedy_quality_gain=ag_g,
+                          lru_delay_x_oracle=lru[0] if lru else None))
+        print(f"| {mode} | {wl} | {float(frac):.2f} | {float(rs[0]['dram_gib']):.1f} | {fmt(a_s)} | {fmt(a_g, True)} | "
+              f"{fmt(g_s)} | {fmt(g_g, True)} | {fmt(ag_s)} | {fmt(ag_g, True)} | {lru[0]:.2f} |")
+    with open(f"{out_dir}/eval_headline.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(heads[0].keys()) if heads else ["mode"])
+        w.writeheader()
+        for h in heads:
+            w.writerow(h)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib missing: no PNG written; pip install -r bench/eval/requirements.txt)")
+        return
+    for (mode, wl) in sorted({(m, w) for (m, w, _) in by}):
+        fracs = sorted({fr for (m, w, fr) in by if m == mode and w == wl and float(fr) > 0}, key=float)
+        fig, axes = plt.subplots(1, len(fracs), figsize=(4.2 * len(fracs), 3.8), squeeze=False)
+        for ax, fr in zip(axes[0], fracs):
+            rs = by[(mode, wl, fr)]
+            pick = lambda k: sorted((float(r["delay_x_oracle"]), float(r["mean_loss"])) for r in rs if r["kind"] == k)
+            st = pick("static")
+            ax.scatter([p[0] for p in st], [p[1] for p in st], s=10, c="gray", label="static-<config>")
+            sf = frontier([(q, d) for d, q in st])
+            ax.plot([p[1] for p in sf], [p[0] for p in sf], c="gray", lw=1, label="best static (frontier)")
+            for k, c, m in (("greedy", "tab:orange", "s"), ("adaptive", "tab:blue", "o")):
+                pts = sorted(pick(k), key=lambda p: p[1])
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], c=c, marker=m, ms=4,
+                        label="greedy-downgrade" if k == "greedy" else "adaptcache")
+            lr = pick("lru")
+            ax.scatter([p[0] for p in lr], [p[1] for p in lr], c="tab:red", marker="x", label="lru-raw")
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=1e-3)
+            ax.set_xlabel("mean load delay / oracle")
+            ax.set_ylabel("mean expected quality drop")
+            ax.set_title(f"{wl}, DRAM {float(fr) * 100:.0f}% ({float(rs[0]['dram_gib']):.0f} GiB)")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{wl} ({mode} mode): quality vs delay (lower-left is better)")
+        fig.tight_layout()
+        fig.savefig(f"{out_dir}/eval_{wl}{'' if mode == 'sim' else '_' + mode}.png", dpi=110)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
