@@ -11,7 +11,7 @@ BIN=$BUILD/bin/ssd_bench
 command -v fio >/dev/null || { echo "30_ssd: fio not installed"; exit 1; }
 BASE=${SSD_BENCH_DIR:-/var/tmp}
 WORK=$(mktemp -d "$BASE/ac_ssd_bench.XXXXXX")
-trap 'cp "$WORK/raw.txt" /tmp/ssd_bench_raw.txt 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 REPS=${SSD_BENCH_REPS:-3}
 GIB=${SSD_BENCH_GIB:-1}
 TOTAL=$((GIB << 30))
