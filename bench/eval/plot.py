@@ -104,6 +104,7 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("\n(matplotlib missing: no PNG written; pip install -r bench/eval/requirements.txt)")
         return
@@ -125,6 +126,8 @@ def main():
             ax.scatter([p[0] for p in lr], [p[1] for p in lr], c="tab:red", marker="x", label="lru-raw")
             ax.set_xscale("log")
             ax.set_yscale("symlog", linthresh=1e-3)
+            ax.set_ylim(bottom=0)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("mean load delay / oracle")
             ax.set_ylabel("mean expected quality drop")
             ax.set_title(f"{wl}, DRAM {float(fr) * 100:.0f}% ({float(rs[0]['dram_gib']):.0f} GiB)")

@@ -57,5 +57,6 @@ echo "$TABLE"
   echo "$TABLE"
   echo
   echo "Plots: eval_chat.png, eval_docqa.png, eval_code.png. Every point: eval_points.csv. Per-config"
-  echo "ratios, CPU decode speeds and proxies: eval_profile.csv."
+  echo "ratios, CPU decode speeds and proxies: eval_profile.csv. What the figures mean and do not"
+  echo "mean: docs/evaluation.md (\"Results so far\")."
 } > "$OUT/eval.md"
