@@ -11,5 +11,6 @@ target_link_libraries(eval_sim PRIVATE ac_eval)
 # Unit tests of the harness (built with the benchmarks; not part of the ASan build, which
 # turns benchmarks off).
 if(COMMAND ac_unit_test)
+  include(GoogleTest)  # gtest_discover_tests needs the module in this directory scope
   ac_unit_test(eval_harness_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval/eval_test.cc LIBS ac_eval)
 endif()
