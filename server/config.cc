@@ -229,6 +229,38 @@ std::vector<Setting> BuildSettings() {
   s.push_back(BytesSetting("limits", "stream_chunk_bytes", "stream-chunk-bytes",
                            "Data frame size of streamed Gets (clients accept 4MiB by default)",
                            &ServerConfig::stream_chunk_bytes, 4 * kKiB, 4 * kMiB - 64 * kKiB));
+  s.push_back(BoolSetting("ssd", "enabled", "ssd-enabled",
+                          "Use the SSD tier when ssd.dir is set", &ServerConfig::ssd_enabled));
+  s.push_back(StringSetting("ssd", "dir", "ssd-dir",
+                            "SSD tier data directory (absolute; created if missing; a real "
+                            "filesystem with O_DIRECT, not tmpfs); \"\" = no SSD tier",
+                            &ServerConfig::ssd_dir, CheckAbsPathOrEmpty));
+  s.push_back(BytesSetting("ssd", "segment_bytes", "ssd-segment-bytes",
+                           "Size of each preallocated segment file (multiple of 4KiB); bounds "
+                           "the largest entry on SSD",
+                           &ServerConfig::ssd_segment_bytes, 1 * kMiB, 64 * kGiB));
+  s.push_back(UintSetting("ssd", "segment_count", "ssd-segment-count",
+                          "Number of segment files; SSD capacity = segment_bytes x count",
+                          &ServerConfig::ssd_segment_count, 3, 1u << 20));
+  s.push_back(BytesSetting("ssd", "write_budget", "ssd-write-budget",
+                           "SSD write budget in bytes per second (demotions over it are "
+                           "evictions); 0 = unlimited",
+                           &ServerConfig::ssd_write_budget, 0, 1ull << 50));
+  s.push_back(UintSetting("ssd", "admit_after_accesses", "ssd-admit-after-accesses",
+                          "Demote to SSD only entries accessed at least this often (1 = all; "
+                          "2 = on the second access)",
+                          &ServerConfig::ssd_admit_after_accesses, 1, 255));
+  s.push_back(UintSetting("ssd", "promote_after_hits", "ssd-promote-after-hits",
+                          "Copy an SSD entry back into DRAM on its N-th SSD hit; 0 = never "
+                          "(SSD hits are served from a temporary DRAM extent)",
+                          &ServerConfig::ssd_promote_after_hits, 0, 1'000'000));
+  s.push_back(BoolSetting("ssd", "demote_on_evict", "ssd-demote-on-evict",
+                          "Write DRAM LRU victims to SSD instead of dropping them",
+                          &ServerConfig::ssd_demote_on_evict));
+  s.push_back(BoolSetting("ssd", "index_sync", "ssd-index-sync",
+                          "fsync the SSD index log on every commit (survives power loss, "
+                          "slower); a process crash loses nothing either way",
+                          &ServerConfig::ssd_index_sync));
   s.push_back(StringSetting("codec", "default", "default-codec",
                             "Codec config for namespaces without their own", &ServerConfig::default_codec,
                             CheckCodec));
@@ -493,6 +525,9 @@ absl::Status Validate(const ServerConfig& cfg) {
   if (cfg.lease_default_ms > cfg.lease_max_ms) {
     return absl::InvalidArgumentError(absl::StrCat("[leases] default_ms (", cfg.lease_default_ms,
                                                    ") exceeds max_ms (", cfg.lease_max_ms, ")"));
+  }
+  if (cfg.ssd_segment_bytes % (4 * kKiB) != 0) {
+    return absl::InvalidArgumentError("[ssd] segment_bytes must be a multiple of 4KiB");
   }
   if (cfg.stream_chunk_bytes > cfg.max_frame_bytes) {
     return absl::InvalidArgumentError("[limits] stream_chunk_bytes exceeds max_frame_bytes");

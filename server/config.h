@@ -53,6 +53,17 @@ struct ServerConfig {
   uint32_t max_inflight_puts = 64;
   uint32_t max_batch_keys = 4096;           // keys per Lookup/Delete, ids per Release
   uint64_t stream_chunk_bytes = 1ull << 20;  // Get data frame size
+  // [ssd] (docs/operations.md "SSD tier")
+  bool ssd_enabled = true;                  // with ssd_dir set; false keeps DRAM only
+  std::string ssd_dir;                      // data directory; "" = no SSD tier
+  uint64_t ssd_segment_bytes = 256ull << 20;
+  uint32_t ssd_segment_count = 16;          // capacity = segment_bytes x segment_count
+  uint64_t ssd_write_budget = 0;            // bytes/s written to SSD; 0 = unlimited
+  uint32_t ssd_admit_after_accesses = 1;    // 2 = write to SSD only on the second access
+  uint32_t ssd_promote_after_hits = 2;      // SSD hits before an entry returns to DRAM
+  bool ssd_demote_on_evict = true;          // DRAM LRU victims go to SSD, else are lost
+  bool ssd_index_sync = false;              // fsync the index WAL per commit (power loss)
+  bool SsdOn() const { return ssd_enabled && !ssd_dir.empty(); }
   // [codec] and [namespaces."name"]
   std::string default_codec = "raw";
   std::map<std::string, NamespaceSettings> namespaces;

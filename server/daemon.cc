@@ -25,7 +25,10 @@
 #include "server/server_metrics.h"
 #include "server/service.h"
 #include "spdlog/spdlog.h"
+#include "kernels/codec.h"
+#include "server/tier_metrics.h"
 #include "storage/dram_tier.h"
+#include "storage/tier_manager.h"
 
 namespace adaptcache::server {
 namespace {
@@ -116,6 +119,29 @@ class Reaper {
   std::thread thread_;
 };
 
+SsdTierOptions SsdOptionsFrom(const ServerConfig& cfg) {
+  SsdTierOptions o;
+  o.dir = cfg.ssd_dir;
+  o.segment_bytes = cfg.ssd_segment_bytes;
+  o.segment_count = cfg.ssd_segment_count;
+  o.admission.admit_after_accesses = cfg.ssd_admit_after_accesses;
+  o.admission.write_budget_bytes_per_s = cfg.ssd_write_budget;
+  o.index_sync = cfg.ssd_index_sync;
+  return o;
+}
+
+// Full metadata (codec config name) for containers read back from SSD.
+absl::StatusOr<EntryMeta> DescribeWithCodec(ConstByteSpan container) {
+  auto meta = DescribeFromHeader(container);
+  if (!meta.ok()) return meta.status();
+  auto view = ParseContainer(container, /*verify_payload_crc=*/false);  // CRC checked above
+  if (!view.ok()) return view.status();
+  auto cfg = ConfigOf(*view);
+  if (!cfg.ok()) return cfg.status();
+  meta->codec = cfg->Name();
+  return meta;
+}
+
 }  // namespace
 
 void BlockShutdownSignals() {
@@ -157,24 +183,44 @@ int RunDaemon(ServerConfig cfg) {
   opts.max_lease_ms = cfg.lease_max_ms;
   opts.max_leases = cfg.max_leases;
   opts.reservation_ms = cfg.reservation_ms;
-  auto tier = DramTier::Create(opts);
-  if (!tier.ok()) {
-    spdlog::critical("cannot create the DRAM pool: {}", std::string(tier.status().message()));
+  TierManagerOptions topts;
+  topts.dram = opts;
+  if (cfg.SsdOn()) topts.ssd = SsdOptionsFrom(cfg);
+  topts.promote_after_hits = cfg.ssd_promote_after_hits;
+  topts.demote_on_evict = cfg.ssd_demote_on_evict;
+  topts.describe = DescribeWithCodec;
+  auto tm = TierManager::Create(std::move(topts));
+  if (!tm.ok()) {
+    spdlog::critical("cannot create the storage tiers: {}", std::string(tm.status().message()));
     return 1;
   }
-  const auto& ps = (*tier)->pool_status();
+  DramTier* const dram = (*tm)->dram();
+  if ((*tm)->ssd() != nullptr) {
+    const SsdTierStats ss = (*tm)->ssd()->Stats();
+    spdlog::info("SSD tier at '{}': {} segments of {} bytes, {} entries recovered{}", cfg.ssd_dir,
+                 ss.slots, cfg.ssd_segment_bytes, ss.entries,
+                 ss.rebuilt_index ? " (index rebuilt from the log)" : "");
+  } else {
+    spdlog::info("no SSD tier ({}): DRAM evictions are losses",
+                 cfg.ssd_dir.empty() ? "ssd.dir not set" : "ssd.enabled = false");
+  }
+  const auto& ps = dram->pool_status();
   spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",
-               (*tier)->shm_path(), (*tier)->pool_size(), (*tier)->pool_id(),
+               dram->shm_path(), dram->pool_size(), dram->pool_id(),
                ps.mlocked ? "yes" : "no (" + ps.mlock_error + ")",
                ps.huge_pages_effective ? "yes" : "no", ps.thp_shmem_mode);
 
   MetricsRegistry registry;
-  auto metrics = ServerMetrics::Create(&registry, tier->get());
+  auto metrics = ServerMetrics::Create(&registry, dram);
   if (!metrics.ok()) {
     spdlog::critical("metrics: {}", std::string(metrics.status().message()));
     return 1;
   }
-  CacheService service(cfg, tier->get(), metrics->get());
+  if (auto st = RegisterTierMetrics(&registry, tm->get()); !st.ok()) {
+    spdlog::critical("metrics: {}", std::string(st.message()));
+    return 1;
+  }
+  CacheService service(cfg, tm->get(), metrics->get());
 
   const int threads = cfg.threads != 0
                           ? static_cast<int>(cfg.threads)
@@ -218,7 +264,7 @@ int RunDaemon(ServerConfig cfg) {
     }
     metrics_port = *bound;
   }
-  Reaper reaper(tier->get(), &service, std::chrono::milliseconds(cfg.reap_interval_ms));
+  Reaper reaper(dram, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
 
   spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads", kVersion,
                cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " and ",
@@ -228,8 +274,9 @@ int RunDaemon(ServerConfig cfg) {
     auto st = WriteReadyFile(
         cfg.ready_file,
         absl::StrCat("pid=", ::getpid(), "\nsocket=", cfg.socket, "\ntcp_port=", tcp_port,
-                     "\nmetrics_port=", metrics_port, "\nshm_path=", (*tier)->shm_path(),
-                     "\npool_size=", (*tier)->pool_size(), "\npool_id=", (*tier)->pool_id(), "\n"));
+                     "\nmetrics_port=", metrics_port, "\nshm_path=", dram->shm_path(),
+                     "\npool_size=", dram->pool_size(), "\npool_id=", dram->pool_id(),
+                     "\nssd_dir=", (*tm)->ssd() ? cfg.ssd_dir : "", "\n"));
     if (!st.ok()) spdlog::error("{}", std::string(st.message()));
   }
 
@@ -248,7 +295,7 @@ int RunDaemon(ServerConfig cfg) {
   if (!cfg.socket.empty()) ::unlink(cfg.socket.c_str());
   if (!cfg.ready_file.empty()) ::unlink(cfg.ready_file.c_str());
   spdlog::info("stopped");
-  return 0;  // the reaper, the tier (unlinking the pool file) are destroyed on return
+  return 0;  // the reaper, then the tiers (SSD flushed, pool file unlinked) are destroyed
 }
 
 }  // namespace adaptcache::server

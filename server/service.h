@@ -1,11 +1,12 @@
-// The AdaptCache gRPC service (proto/adaptcache/v1/cache.proto) over the DRAM tier and
-// the codec library. docs/api.md documents every RPC, its validation and its status
+// The AdaptCache gRPC service (proto/adaptcache/v1/cache.proto) over the tier manager
+// (DRAM + optional SSD tier) and the codec library. docs/api.md documents every RPC, its validation and its status
 // codes.
 //
 // Put streams the raw tensor into a staging extent of the pool, encodes it into the
 // final extent and commits; ReservePut/CommitPut do the same from a client-written
 // reservation. Get hands out a lease (TRANSFER_SHM) or streams the container under an
-// internal lease, checking its CRC on the way. Nothing is committed unless the whole
+// internal lease, checking its CRC on the way; an SSD hit is first read into the pool
+// by the tier manager. Nothing is committed unless the whole
 // request validated, the stream carried exactly the shape's bytes, and encoding
 // succeeded; any failure frees what the request allocated.
 //
@@ -27,6 +28,7 @@
 #include "server/config.h"
 #include "server/server_metrics.h"
 #include "storage/dram_tier.h"
+#include "storage/tier_manager.h"
 
 namespace adaptcache::server {
 
@@ -35,7 +37,8 @@ grpc::Status ToGrpc(const absl::Status& st);
 
 class CacheService final : public adaptcache::v1::AdaptCache::Service {
  public:
-  CacheService(const ServerConfig& cfg, DramTier* tier, ServerMetrics* metrics);
+  // `tm` routes Lookup/Get/Delete/Stats and Put commits through DRAM and SSD.
+  CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics);
 
   grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
                       v1::LookupResponse* resp) override;
@@ -74,6 +77,7 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
     std::vector<float> token_importance;
     uint32_t probe_count = 0;
     std::vector<float> probe_queries;
+    bool durable = false;
   };
   struct PendingReservation {
     PutPlan plan;
@@ -85,14 +89,16 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
 
   absl::StatusOr<PutPlan> ValidateHeader(const v1::PutHeader& h) const;
   // Encodes `raw` into a new extent and commits it; fills `info`.
-  absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::EntryInfo* info);
+  absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::PutResponse* resp);
   absl::StatusOr<EntryKey> ParseKey(uint64_t ns_id, const std::string& bytes, int index) const;
-  void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info) const;
-  grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease,
-                           const EntryKey& key, grpc::ServerWriter<v1::GetResponse>* writer);
+  void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
+                     StorageTier tier = StorageTier::kDram) const;
+  grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease, const EntryKey& key,
+                           StorageTier found_in, grpc::ServerWriter<v1::GetResponse>* writer);
 
   const ServerConfig cfg_;
-  DramTier* const tier_;
+  TierManager* const tm_;
+  DramTier* const tier_;  // tm_->dram()
   ServerMetrics* const metrics_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> serving_{true};

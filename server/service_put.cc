@@ -137,13 +137,14 @@ absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::Put
   if (!AllFinite(h.probe_queries())) {
     return absl::InvalidArgumentError("probe_queries holds NaN or infinity");
   }
+  plan.durable = h.durable();
   plan.probe_count = h.probe_count();
   plan.probe_queries.assign(h.probe_queries().begin(), h.probe_queries().end());
   return plan;
 }
 
 absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw,
-                                           v1::EntryInfo* info) {
+                                           v1::PutResponse* resp) {
   const uint64_t max = MaxEncodedBytes(plan.codec, plan.shape);
   auto out = tier_->Allocate(max);
   if (!out.ok()) return out.status();
@@ -166,9 +167,13 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   meta.crc32c = Crc32c(dst.data(), *n);  // whole container, as EntryInfo promises
   meta.est_quality_loss = 0.f;          // no quality model yet
   meta.stored_bytes = *n;
-  if (auto st = tier_->Commit(plan.key, Extent{out->offset, *n}, meta); !st.ok()) return st;
+  TierPutOptions popts;
+  popts.durable = plan.durable && tm_->ssd() != nullptr;
+  auto put = tm_->CommitPut(plan.key, Extent{out->offset, *n}, meta, popts);
+  if (!put.ok()) return put.status();
   guard.Disarm();
-  FillEntryInfo(meta, *n, info);
+  FillEntryInfo(meta, *n, resp->mutable_entry());
+  resp->set_durable(put->durable);
   metrics_->CountPut(meta.raw_bytes, *n);
   return absl::OkStatus();
 }
@@ -220,7 +225,7 @@ grpc::Status CacheService::Put(grpc::ServerContext* ctx,
     return scope.Finish(Invalid(absl::StrCat("stream ended after ", got, " of the shape's ",
                                              raw_bytes, " bytes")));
   }
-  auto st = EncodeAndCommit(*plan, dst, resp->mutable_entry());
+  auto st = EncodeAndCommit(*plan, dst, resp);
   return scope.Finish(ToGrpc(st));
 }
 
@@ -287,7 +292,7 @@ grpc::Status CacheService::CommitPut(grpc::ServerContext*, const v1::CommitPutRe
     return scope.Finish(grpc::Status(grpc::StatusCode::INTERNAL, "reservation shorter than asked"));
   }
   ConstByteSpan raw = tier_->Bytes(*extent).first(pending.length);
-  return scope.Finish(ToGrpc(EncodeAndCommit(pending.plan, raw, resp->mutable_entry())));
+  return scope.Finish(ToGrpc(EncodeAndCommit(pending.plan, raw, resp)));
 }
 
 size_t CacheService::ReapPending() {

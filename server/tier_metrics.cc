@@ -1,0 +1,175 @@
+#include "server/tier_metrics.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace adaptcache::server {
+namespace {
+
+// The children the collector sets, resolved once at registration.
+struct TierGauges {
+  Counter* hits[2];
+  Gauge* entries[2];
+  Gauge* bytes[2];
+  Gauge* capacity[2];
+  Counter* demotions[5];  // queued, done, failed, clean, refused
+  Counter* promotions;
+  Counter* anonymous;
+  Counter* lost;
+  Counter* misses;
+  Gauge* demoting_bytes;
+  Gauge* masters;
+  Counter* ssd_read_bytes;
+  Counter* ssd_user_written;
+  Counter* ssd_device_written;
+  Counter* ssd_device_read;
+  Gauge* lat[4];  // write p50, p99, read p50, p99 (seconds)
+  Counter* reclaimed;
+  Counter* reinserted;
+  Counter* dropped_on_reclaim;
+  Counter* checksum_failures;
+  Counter* io_errors;
+  Counter* rejected[3];  // cold, budget, queue_full
+  Gauge* segments[3];    // total, in_use, failed
+  Gauge* write_amp;
+};
+
+}  // namespace
+
+absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
+  auto g = std::make_shared<TierGauges>();
+  const char* tiers[2] = {"dram", "ssd"};
+  auto counter = [&](const char* name, const char* help, std::vector<std::string> labels,
+                     std::vector<std::vector<std::string>> values,
+                     std::vector<Counter**> out) -> absl::Status {
+    auto f = r->AddCounter(name, help, std::move(labels));
+    if (!f.ok()) return f.status();
+    for (size_t i = 0; i < out.size(); ++i) {
+      auto c = (*f)->WithLabels(values.empty() ? std::vector<std::string>{} : values[i]);
+      if (!c.ok()) return c.status();
+      *out[i] = *c;
+    }
+    return absl::OkStatus();
+  };
+  auto gauge = [&](const char* name, const char* help, std::vector<std::string> labels,
+                   std::vector<std::vector<std::string>> values,
+                   std::vector<Gauge**> out) -> absl::Status {
+    auto f = r->AddGauge(name, help, std::move(labels));
+    if (!f.ok()) return f.status();
+    for (size_t i = 0; i < out.size(); ++i) {
+      auto c = (*f)->WithLabels(values.empty() ? std::vector<std::string>{} : values[i]);
+      if (!c.ok()) return c.status();
+      *out[i] = *c;
+    }
+    return absl::OkStatus();
+  };
+#define AC_TRY(expr)                      \
+  if (auto st = (expr); !st.ok()) return st
+  AC_TRY(counter("adaptcache_tier_hits_total", "Gets served, by the tier the entry was found in.",
+                 {"tier"}, {{tiers[0]}, {tiers[1]}}, {&g->hits[0], &g->hits[1]}));
+  AC_TRY(counter("adaptcache_tier_misses_total", "Gets that found the entry in no tier.", {}, {},
+                 {&g->misses}));
+  AC_TRY(gauge("adaptcache_tier_entries", "Entries per tier (an entry may be in both).", {"tier"},
+               {{tiers[0]}, {tiers[1]}}, {&g->entries[0], &g->entries[1]}));
+  AC_TRY(gauge("adaptcache_tier_bytes", "Container bytes stored per tier.", {"tier"},
+               {{tiers[0]}, {tiers[1]}}, {&g->bytes[0], &g->bytes[1]}));
+  AC_TRY(gauge("adaptcache_tier_capacity_bytes", "Usable capacity per tier.", {"tier"},
+               {{tiers[0]}, {tiers[1]}}, {&g->capacity[0], &g->capacity[1]}));
+  AC_TRY(counter("adaptcache_tier_demotions_total",
+                 "DRAM LRU victims by outcome: queued to SSD, done (durable), failed, clean "
+                 "(already on SSD), refused (admission, budget or queue: evicted).",
+                 {"result"}, {{"queued"}, {"done"}, {"failed"}, {"clean"}, {"refused"}},
+                 {&g->demotions[0], &g->demotions[1], &g->demotions[2], &g->demotions[3],
+                  &g->demotions[4]}));
+  AC_TRY(counter("adaptcache_tier_promotions_total", "SSD entries committed back into DRAM.", {},
+                 {}, {&g->promotions}));
+  AC_TRY(counter("adaptcache_tier_ssd_temp_leases_total",
+                 "SSD hits served from a temporary DRAM extent (not promoted).", {}, {},
+                 {&g->anonymous}));
+  AC_TRY(counter("adaptcache_tier_evictions_lost_total",
+                 "DRAM victims dropped with no SSD copy (SSD off or demotion disabled).", {}, {},
+                 {&g->lost}));
+  AC_TRY(gauge("adaptcache_tier_demoting_bytes", "Bytes of demotions in flight to SSD.", {}, {},
+               {&g->demoting_bytes}));
+  AC_TRY(gauge("adaptcache_tier_master_entries",
+               "Entries with a lossy DRAM copy and a master copy on SSD.", {}, {}, {&g->masters}));
+  AC_TRY(counter("adaptcache_ssd_read_bytes_total", "Container bytes read from SSD by Gets and "
+                 "promotions.", {}, {}, {&g->ssd_read_bytes}));
+  AC_TRY(counter("adaptcache_ssd_written_bytes_total",
+                 "Bytes written to SSD: user = container bytes committed, device = everything "
+                 "written to segment files (headers, padding, reinsertions).",
+                 {"kind"}, {{"user"}, {"device"}}, {&g->ssd_user_written, &g->ssd_device_written}));
+  AC_TRY(counter("adaptcache_ssd_device_read_bytes_total", "Bytes read from segment files.", {},
+                 {}, {&g->ssd_device_read}));
+  AC_TRY(gauge("adaptcache_ssd_latency_seconds",
+               "SSD write (queued to durable and indexed) and read latency quantiles "
+               "(power-of-two bucket upper bounds).",
+               {"op", "quantile"}, {{"write", "0.5"}, {"write", "0.99"}, {"read", "0.5"}, {"read", "0.99"}},
+               {&g->lat[0], &g->lat[1], &g->lat[2], &g->lat[3]}));
+  AC_TRY(counter("adaptcache_ssd_segments_reclaimed_total", "Segments reclaimed (FIFO).", {}, {},
+                 {&g->reclaimed}));
+  AC_TRY(counter("adaptcache_ssd_reinserted_entries_total",
+                 "Hot entries rewritten before their segment was reclaimed.", {}, {},
+                 {&g->reinserted}));
+  AC_TRY(counter("adaptcache_ssd_dropped_on_reclaim_total",
+                 "Entries lost when their segment was reclaimed.", {}, {}, {&g->dropped_on_reclaim}));
+  AC_TRY(counter("adaptcache_ssd_checksum_failures_total",
+                 "SSD reads or scans whose checksum failed (served as misses).", {}, {},
+                 {&g->checksum_failures}));
+  AC_TRY(counter("adaptcache_ssd_io_errors_total", "SSD I/O errors (segment taken out of service).",
+                 {}, {}, {&g->io_errors}));
+  AC_TRY(counter("adaptcache_ssd_rejected_total", "SSD writes refused, by reason.", {"reason"},
+                 {{"cold"}, {"budget"}, {"queue_full"}},
+                 {&g->rejected[0], &g->rejected[1], &g->rejected[2]}));
+  AC_TRY(gauge("adaptcache_ssd_segments", "SSD segment files by state.", {"state"},
+               {{"total"}, {"in_use"}, {"failed"}},
+               {&g->segments[0], &g->segments[1], &g->segments[2]}));
+  AC_TRY(gauge("adaptcache_ssd_write_amplification",
+               "Device bytes written per user byte committed.", {}, {}, {&g->write_amp}));
+#undef AC_TRY
+
+  r->AddCollector([g, tm] {
+    const TierManagerStats s = tm->Stats();
+    g->hits[0]->Set(s.dram_hits);
+    g->hits[1]->Set(s.ssd_hits);
+    g->misses->Set(s.misses);
+    g->entries[0]->Set(static_cast<double>(s.dram.entries));
+    g->bytes[0]->Set(static_cast<double>(s.dram.entry_bytes));
+    g->capacity[0]->Set(static_cast<double>(s.dram.capacity_bytes));
+    const uint64_t dem[5] = {s.demotions_queued, s.demotions_done, s.demotions_failed,
+                             s.demotions_clean, s.demotions_refused};
+    for (int i = 0; i < 5; ++i) g->demotions[i]->Set(dem[i]);
+    g->promotions->Set(s.promotions);
+    g->anonymous->Set(s.anonymous_leases);
+    g->lost->Set(s.evictions_lost);
+    g->demoting_bytes->Set(static_cast<double>(s.demoting_bytes));
+    g->masters->Set(static_cast<double>(s.master_entries));
+    g->ssd_read_bytes->Set(s.ssd_read_bytes);
+    if (!s.ssd) return;
+    const SsdTierStats& d = *s.ssd;
+    g->entries[1]->Set(static_cast<double>(d.entries));
+    g->bytes[1]->Set(static_cast<double>(d.live_payload_bytes));
+    g->capacity[1]->Set(static_cast<double>(d.capacity_bytes));
+    g->ssd_user_written->Set(d.user_bytes_written);
+    g->ssd_device_written->Set(d.device_bytes_written);
+    g->ssd_device_read->Set(d.device_bytes_read);
+    const uint64_t lat[4] = {d.write_p50_us, d.write_p99_us, d.read_p50_us, d.read_p99_us};
+    for (int i = 0; i < 4; ++i) g->lat[i]->Set(static_cast<double>(lat[i]) * 1e-6);
+    g->reclaimed->Set(d.segments_reclaimed);
+    g->reinserted->Set(d.reinserted_entries);
+    g->dropped_on_reclaim->Set(d.dropped_on_reclaim);
+    g->checksum_failures->Set(d.checksum_failures);
+    g->io_errors->Set(d.io_errors);
+    g->rejected[0]->Set(d.rejected_cold);
+    g->rejected[1]->Set(d.rejected_budget);
+    g->rejected[2]->Set(d.rejected_queue_full);
+    g->segments[0]->Set(static_cast<double>(d.slots));
+    g->segments[1]->Set(static_cast<double>(d.slots_in_use));
+    g->segments[2]->Set(static_cast<double>(d.slots_failed));
+    g->write_amp->Set(d.write_amplification);
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace adaptcache::server
