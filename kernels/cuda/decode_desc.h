@@ -32,6 +32,9 @@ struct EntryDesc {
   uint8_t in_dtype, out_dtype;  // DType codes
   uint8_t k_bits, v_bits, hadamard, fp32_scales;
   uint8_t big_hadamard;   // V rotation done by the shared-memory kernel (head_dim > 256)
+  // rows kernel: the tile's compressed bytes are staged in shared memory (cp.async) and
+  // each thread decodes 16-element chunks (fp8, quant with head_dim % 16 == 0)
+  uint8_t staged;
   // lowrank
   uint32_t lr_max_rank;   // largest rank of any group (sizes shared memory)
   uint8_t lr_stage_basis; // basis staged in shared memory
@@ -53,7 +56,7 @@ struct LaunchArgs {
   uint64_t block_stride = 0;  // elements between blocks
   uint64_t num_slots = 0;     // num_blocks * block_size
   uint32_t* bad_slots = nullptr;
-  uint32_t lowrank_smem = 0;  // dynamic shared memory of the lowrank kernel
+  uint32_t smem = 0;  // dynamic shared memory of the launch (rows, lowrank kernels)
   EntryDesc e[kMaxEntriesPerLaunch];
 };
 

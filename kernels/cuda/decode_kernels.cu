@@ -437,6 +437,8 @@ __device__ __forceinline__ void FastRows(const LaunchArgs& a, const EntryDesc& e
   }
 }
 
+#include "kernels/cuda/decode_staged.cuh"  // NOLINT(build/include): needs the helpers above
+
 // Drop, contiguous mode: writes +0.0 over the rows of tokens not in the kept list.
 __device__ void ZeroTile(const LaunchArgs& a, const EntryDesc& e, uint32_t local) {
   const uint32_t slab = local / e.zero_tiles, tile = local % e.zero_tiles;
@@ -465,6 +467,7 @@ __device__ void ZeroTile(const LaunchArgs& a, const EntryDesc& e, uint32_t local
 
 template <int kMinBlocks>
 __global__ void __launch_bounds__(kRowsThreads, kMinBlocks) RowsKernel(const __grid_constant__ LaunchArgs a) {
+  extern __shared__ __align__(16) uint8_t rows_smem[];
   const uint32_t task = blockIdx.x;
   const EntryDesc& e = a.e[FindEntry(a, task)];
   const uint32_t local = task - e.task_begin;
@@ -476,6 +479,10 @@ __global__ void __launch_bounds__(kRowsThreads, kMinBlocks) RowsKernel(const __g
   const uint32_t slab = local / e.tiles, tile = local % e.tiles;
   const uint32_t kv = slab / e.layers, l = slab % e.layers;
   const uint32_t r0 = tile * e.tile_rows, r1 = min(r0 + e.tile_rows, e.rows);
+  if (e.staged) {
+    StagedTile(a, e, kv, l, r0, r1, rows_smem);
+    return;
+  }
   const uint32_t nch = (e.width + 7) / 8;
   uint32_t ch, ch_step, rr, rp;
   if (nch <= blockDim.x) {
@@ -676,16 +683,27 @@ int LaunchDecode(KernelKind kind, const LaunchArgs& args, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (kind) {
     case KernelKind::kRows: {
-      // Register-capped (80 registers, 3 blocks per SM) unless AC_CUDA_ROWS_MIN_BLOCKS=1
-      // asks for the uncapped variant (benchmarking only; docs/cuda.md).
-      static const bool capped = [] {
+      // 3 blocks per SM (80 registers) unless AC_CUDA_ROWS_MIN_BLOCKS=2 or 4 asks for
+      // another register cap (benchmarking only; docs/cuda.md).
+      static const int min_blocks = [] {
         const char* v = std::getenv("AC_CUDA_ROWS_MIN_BLOCKS");
-        return v == nullptr || v[0] != '1';
+        return v == nullptr ? 3 : (v[0] == '2' ? 2 : (v[0] == '4' ? 4 : 3));
       }();
-      if (capped) {
-        RowsKernel<3><<<args.total_tasks, kRowsThreads, 0, s>>>(args);
+      const void* fn = min_blocks == 2   ? reinterpret_cast<const void*>(&RowsKernel<2>)
+                       : min_blocks == 4 ? reinterpret_cast<const void*>(&RowsKernel<4>)
+                                         : reinterpret_cast<const void*>(&RowsKernel<3>);
+      const size_t smem = args.smem;
+      if (smem > 48 * 1024) {
+        cudaError_t err = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+        if (err != cudaSuccess) return err;
+      }
+      if (min_blocks == 2) {
+        RowsKernel<2><<<args.total_tasks, kRowsThreads, smem, s>>>(args);
+      } else if (min_blocks == 4) {
+        RowsKernel<4><<<args.total_tasks, kRowsThreads, smem, s>>>(args);
       } else {
-        RowsKernel<1><<<args.total_tasks, kRowsThreads, 0, s>>>(args);
+        RowsKernel<3><<<args.total_tasks, kRowsThreads, smem, s>>>(args);
       }
       break;
     }
@@ -703,7 +721,7 @@ int LaunchDecode(KernelKind kind, const LaunchArgs& args, void* stream) {
       break;
     }
     case KernelKind::kLowrank: {
-      const size_t smem = args.lowrank_smem;
+      const size_t smem = args.smem;
       if (smem > 48 * 1024) {
         cudaError_t err = cudaFuncSetAttribute(LowrankKernel,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,

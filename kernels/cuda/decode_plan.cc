@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -35,6 +36,56 @@ absl::Status Corrupt(const std::string& family, const std::string& what) {
 uint32_t TileRows(uint32_t width) { return std::clamp<uint32_t>(16384 / width, 1, 64); }
 
 uint32_t Ceil(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+uint64_t Align16(uint64_t n) { return (n + 15) & ~uint64_t{15}; }
+
+// Benchmark knobs (docs/cuda.md): AC_CUDA_ROWS_STAGE=0 keeps every entry on the
+// unstaged path, AC_CUDA_ROWS_TILE=N sets the rows per staged tile.
+bool StageEnabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("AC_CUDA_ROWS_STAGE");
+    return v == nullptr || v[0] != '0';
+  }();
+  return on;
+}
+uint32_t StagedTileRows(uint32_t width) {
+  static const uint32_t forced = [] {
+    const char* v = std::getenv("AC_CUDA_ROWS_TILE");
+    return v == nullptr ? 0u : static_cast<uint32_t>(std::clamp(std::atoi(v), 0, 64));
+  }();
+  return forced != 0 ? forced : std::clamp<uint32_t>(32768 / width, 1, 64);
+}
+constexpr uint64_t kMaxStagedSmem = 96 * 1024;
+
+// Decides whether a rows entry decodes through shared-memory staging (fp8, or quant with
+// head_dim % 16 == 0 and the rotation in registers) and returns the dynamic shared memory
+// its tiles need (0 when not staged). The layout is the kernel's (decode_kernels.cu,
+// StagedTile): [tile_rows row pointers][codes][scales][mins], each 16-byte aligned.
+uint32_t PlanStaging(EntryDesc& d) {
+  d.staged = 0;
+  if (!StageEnabled() || d.width % 16 != 0) return 0;
+  uint64_t rowb = 0, scale_bytes = 0;
+  const uint32_t T = StagedTileRows(d.width);
+  if (d.kind == Kind::kFp8) {
+    rowb = d.width;
+    scale_bytes = Align16(4ull * T);
+  } else if (d.kind == Kind::kQuant && d.dim % 16 == 0 && !d.big_hadamard) {
+    const uint64_t ss = d.fp32_scales ? 4 : 2;
+    rowb = std::max(d.krow, d.vrow);
+    const uint64_t kvals = std::min<uint64_t>(d.blocks, (T - 1) / d.group + 2) * d.width;
+    // K: scales and mins as staged, plus fp32 copies when they are fp16.
+    const uint64_t k = 2 * Align16(kvals * ss) + (ss == 2 ? 2 * Align16(kvals * 4) : 0);
+    const uint64_t v = 2 * Align16(uint64_t{T} * d.heads * d.vgroups * ss);
+    scale_bytes = std::max(k, v);
+  } else {
+    return 0;
+  }
+  const uint64_t smem = Align16(8ull * T) + Align16(rowb * T) + scale_bytes;
+  if (smem > kMaxStagedSmem) return 0;
+  d.staged = 1;
+  d.tile_rows = T;
+  return static_cast<uint32_t>(smem);
+}
 
 // What one container turns into: a descriptor per kernel it needs.
 struct Planned {
@@ -343,7 +394,7 @@ class Batcher {
     e = d;
     e.task_begin = args_.total_tasks;
     args_.total_tasks += static_cast<uint32_t>(tasks);
-    args_.lowrank_smem = std::max(args_.lowrank_smem, smem);
+    args_.smem = std::max(args_.smem, smem);
     return absl::OkStatus();
   }
 
@@ -365,7 +416,7 @@ class Batcher {
     args_ = base_;
     args_.entries = 0;
     args_.total_tasks = 0;
-    args_.lowrank_smem = 0;
+    args_.smem = 0;
   }
   KernelKind kind_;
   LaunchArgs base_;
@@ -406,11 +457,12 @@ absl::Status PlanAndLaunch(std::span<const DeviceContainer> in, const LaunchArgs
   for (Planned& p : plans) {
     EntryDesc& d = p.desc;
     if (p.rows) {
+      const uint32_t smem = PlanStaging(d);
       d.tiles = Ceil(d.rows, d.tile_rows);
       const bool zero = d.kept != nullptr && !base.paged && d.rows < d.tokens;
       d.zero_tiles = zero ? Ceil(d.tokens, d.tile_rows) : 0;
       const uint64_t tasks = 2ull * d.layers * (uint64_t{d.tiles} + d.zero_tiles);
-      if (auto st = rows.Add(d, tasks, 0); !st.ok()) return st;
+      if (auto st = rows.Add(d, tasks, smem); !st.ok()) return st;
     }
     if (p.big_hadamard) {
       const uint64_t tasks = uint64_t{d.layers} * (d.rows - d.sinks) * d.heads;
