@@ -101,6 +101,8 @@ grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest*
       prefix = false;
       continue;
     }
+    (loc.tier == StorageTier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
+        .fetch_add(1, std::memory_order_relaxed);
     // An SSD entry not read since a restart has no shape yet (docs/api.md).
     FillEntryInfo(loc.meta, loc.meta.stored_bytes, info, loc.tier);
     if (prefix) ++prefix_hits;
@@ -239,16 +241,15 @@ grpc::Status CacheService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
   dram->set_capacity_bytes(s.capacity_bytes);
   dram->set_used_bytes(s.used_bytes);
   dram->set_entries(s.entries);
-  dram->set_hits(metrics_->hits());
   const TierManagerStats ts = tm_->Stats();
-  dram->set_hits(ts.dram_hits);
+  dram->set_hits(ts.dram_hits + lookup_hits_dram_.load(std::memory_order_relaxed));
   if (ts.ssd) {
     auto* ssd = resp->add_tiers();
     ssd->set_tier(v1::TIER_SSD);
     ssd->set_capacity_bytes(ts.ssd->capacity_bytes);
     ssd->set_used_bytes(ts.ssd->live_payload_bytes);
     ssd->set_entries(ts.ssd->entries);
-    ssd->set_hits(ts.ssd_hits);
+    ssd->set_hits(ts.ssd_hits + lookup_hits_ssd_.load(std::memory_order_relaxed));
   }
   resp->set_lookups(metrics_->lookups());
   resp->set_misses(metrics_->misses());

@@ -103,6 +103,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> serving_{true};
   std::atomic<int64_t> inflight_puts_{0};
+  // Lookup keys found, by tier (TierStats.hits = these + Gets served from the tier).
+  std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0};
 
   std::mutex pending_mu_;
   absl::flat_hash_map<uint64_t, PendingReservation> pending_;  // by reservation id
