@@ -683,12 +683,18 @@ int LaunchDecode(KernelKind kind, const LaunchArgs& args, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (kind) {
     case KernelKind::kRows: {
-      // 3 blocks per SM (80 registers) unless AC_CUDA_ROWS_MIN_BLOCKS=2 or 4 asks for
-      // another register cap (benchmarking only; docs/cuda.md).
-      static const int min_blocks = [] {
+      // Register cap by what the launch decodes (measured on an H100, docs/cuda.md):
+      // staged fp8 runs best at 2 blocks per SM (no spills), everything else at 4.
+      // AC_CUDA_ROWS_MIN_BLOCKS=2, 3 or 4 forces one (benchmarking only).
+      static const int forced = [] {
         const char* v = std::getenv("AC_CUDA_ROWS_MIN_BLOCKS");
-        return v == nullptr ? 3 : (v[0] == '2' ? 2 : (v[0] == '4' ? 4 : 3));
+        return v == nullptr ? 0 : (v[0] == '2' ? 2 : (v[0] == '3' ? 3 : (v[0] == '4' ? 4 : 0)));
       }();
+      bool all_fp8 = true;
+      for (uint32_t i = 0; i < args.entries; ++i) {
+        all_fp8 = all_fp8 && args.e[i].kind == Kind::kFp8 && args.e[i].staged;
+      }
+      const int min_blocks = forced != 0 ? forced : (all_fp8 ? 2 : 4);
       const void* fn = min_blocks == 2   ? reinterpret_cast<const void*>(&RowsKernel<2>)
                        : min_blocks == 4 ? reinterpret_cast<const void*>(&RowsKernel<4>)
                                          : reinterpret_cast<const void*>(&RowsKernel<3>);
