@@ -199,7 +199,7 @@ int RunDaemon(ServerConfig cfg) {
     const SsdTierStats ss = (*tm)->ssd()->Stats();
     spdlog::info("SSD tier at '{}': {} segments of {} bytes, {} entries recovered{}", cfg.ssd_dir,
                  ss.slots, cfg.ssd_segment_bytes, ss.entries,
-                 ss.rebuilt_index ? " (index rebuilt from the log)" : "");
+                 ss.rebuilt_index && ss.entries > 0 ? " (index rebuilt from the log)" : "");
   } else {
     spdlog::info("no SSD tier ({}): DRAM evictions are losses",
                  cfg.ssd_dir.empty() ? "ssd.dir not set" : "ssd.enabled = false");
