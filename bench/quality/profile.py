@@ -416,7 +416,7 @@ def write_report(args, res, rows, fails, cal):
         for c in cal["curves"]:
             lines.append(f"- {c['family']}: " + ", ".join(f"({x:.4g}, {y:.4g})" for x, y in c["points"]))
     if not args.no_plot:
-        png = plot(args, rows, stem + ".png")
+        png = plot(args, rows, stem + ".png", res["records"], cal)
         if png:
             lines += ["", f"![size vs quality]({os.path.basename(png)})"]
     with open(stem + ".md", "w") as f:
@@ -424,7 +424,7 @@ def write_report(args, res, rows, fails, cal):
     return stem + ".md"
 
 
-def plot(args, rows, path):
+def plot(args, rows, path, records=(), cal=None):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -432,7 +432,7 @@ def plot(args, rows, path):
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5))
     colors = {"raw": "k", "fp8": "tab:blue", "quant": "tab:orange", "drop": "tab:green", "lowrank": "tab:red"}
     for ax, key, label in ((axes[0], "top1", "top-1 agreement with full KV"),
                            (axes[1], "d_nll", "NLL increase (nats/token)")):
@@ -443,7 +443,21 @@ def plot(args, rows, path):
         ax.set_xlabel("size ratio (stored / fp16)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{args.tag}: size vs quality per codec config")
+    # Per-context proxy vs loss, with the fitted calibration curves.
+    ax = axes[2]
+    key = {"top1": "loss_top1", "kl": "loss_kl", "nll": "loss_nll"}[args.metric]
+    for r in records:
+        if r["family"] != "raw":
+            ax.scatter(r["proxy"], r[key], s=6, alpha=0.4, color=colors.get(r["family"], "gray"))
+    for c in (cal or {}).get("curves", []):
+        xs, ys = zip(*([(0.0, 0.0)] + [tuple(p) for p in c["points"]]))
+        ax.plot(xs, ys, color=colors.get(c.get("family"), "gray"), label=c.get("family"))
+    ax.set_xlabel("proxy (mean over the context's entries)")
+    ax.set_ylabel(f"quality drop ({args.metric})")
+    ax.grid(alpha=0.3)
+    if cal:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{args.tag}: size vs quality per codec config; proxy vs quality drop with calibration")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
