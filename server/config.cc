@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <charconv>
 #include <cerrno>
 #include <cstring>
@@ -14,7 +15,10 @@
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include "absl/strings/ascii.h"  // [policy] settings
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/key.h"
 #include "common/kv_shape.h"
 #include "kernels/codec.h"
@@ -264,6 +268,65 @@ std::vector<Setting> BuildSettings() {
   s.push_back(StringSetting("codec", "default", "default-codec",
                             "Codec config for namespaces without their own", &ServerConfig::default_codec,
                             CheckCodec));
+  // [policy] (server/policy_runner.h)
+  s.push_back(StringSetting(
+      "policy", "name", "policy",
+      "Placement policy run by the mover: none, adaptive, lru-raw, greedy-downgrade or "
+      "static:<config>",
+      &ServerConfig::policy, [](const std::string& v) -> absl::Status {
+        if (v == "none" || v == "adaptive" || v == "lru-raw" || v == "greedy-downgrade") {
+          return absl::OkStatus();
+        }
+        if (v.rfind("static:", 0) == 0) return ParseCodecConfig(v.substr(7)).status();
+        return absl::InvalidArgumentError(
+            "must be none, adaptive, lru-raw, greedy-downgrade or static:<config>");
+      }));
+  s.push_back(StringSetting("policy", "configs", "policy-configs",
+                            "Comma-separated codec configs the policy may choose (raw always); "
+                            "\"\" = the default config space",
+                            &ServerConfig::policy_configs, [](const std::string& v) {
+                              for (absl::string_view n : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+                                auto c = ParseCodecConfig(std::string(absl::StripAsciiWhitespace(n)));
+                                if (!c.ok()) return c.status();
+                              }
+                              return absl::OkStatus();
+                            }));
+  auto number = [](bool allow_inf) {
+    return [allow_inf](const std::string& v) -> absl::Status {
+      double d = 0;
+      if ((allow_inf && v == "inf") || (absl::SimpleAtod(v, &d) && std::isfinite(d))) {
+        return absl::OkStatus();
+      }
+      return absl::InvalidArgumentError(allow_inf ? "must be a number or \"inf\""
+                                                  : "must be a finite number");
+    };
+  };
+  s.push_back(StringSetting("policy", "alpha", "policy-alpha",
+                            "Delay seconds one unit of expected quality loss is worth (>= 0)",
+                            &ServerConfig::policy_alpha, number(false)));
+  s.push_back(StringSetting("policy", "max_loss", "policy-max-loss",
+                            "Largest expected quality loss any entry may be stored at",
+                            &ServerConfig::policy_max_loss, number(true)));
+  s.push_back(StringSetting("policy", "avg_loss", "policy-avg-loss",
+                            "Access-weighted average loss budget (alpha is searched); < 0 = none",
+                            &ServerConfig::policy_avg_loss, number(false)));
+  s.push_back(StringSetting("policy", "calibration", "policy-calibration",
+                            "Calibration JSON mapping quality proxies to expected loss "
+                            "(docs/optimizer.md); \"\" = the proxy itself",
+                            &ServerConfig::policy_calibration, CheckAbsPathOrEmpty));
+  s.push_back(UintSetting("policy", "interval_ms", "policy-interval-ms",
+                          "Re-plan and move every this many milliseconds",
+                          &ServerConfig::policy_interval_ms, 10, 86'400'000));
+  s.push_back(BytesSetting("policy", "cpu_budget", "mover-cpu-budget",
+                           "Raw bytes per second the mover may transcode or estimate; 0 = "
+                           "unlimited",
+                           &ServerConfig::mover_cpu_budget, 0, 1ull << 50));
+  s.push_back(BytesSetting("policy", "ssd_write_budget", "mover-ssd-write-budget",
+                           "Bytes per second the mover may write to SSD; 0 = unlimited",
+                           &ServerConfig::mover_ssd_write_budget, 0, 1ull << 50));
+  s.push_back(BoolSetting("policy", "keep_master", "mover-keep-master",
+                          "Keep an entry's lossless copy on SSD when compressing it in DRAM",
+                          &ServerConfig::mover_keep_master));
   return s;
 }
 

@@ -67,6 +67,17 @@ struct ServerConfig {
   // [codec] and [namespaces."name"]
   std::string default_codec = "raw";
   std::map<std::string, NamespaceSettings> namespaces;
+  // [policy] placement policy and mover (server/policy_runner.h, docs/optimizer.md)
+  std::string policy = "none";        // none|adaptive|lru-raw|greedy-downgrade|static:<config>
+  std::string policy_configs;         // comma-separated config space; "" = the default space
+  std::string policy_alpha = "1";     // seconds of delay worth one unit of expected loss
+  std::string policy_max_loss = "inf";  // per-entry loss ceiling
+  std::string policy_avg_loss = "-1";   // access-weighted mean loss budget; < 0 = none
+  std::string policy_calibration;     // calibration JSON; "" = loss is the proxy
+  uint32_t policy_interval_ms = 5000;
+  uint64_t mover_cpu_budget = 0;      // raw bytes/s transcoded or estimated; 0 = unlimited
+  uint64_t mover_ssd_write_budget = 0;  // bytes/s the mover writes to SSD; 0 = unlimited
+  bool mover_keep_master = true;      // keep the lossless copy on SSD when compressing
 
   // The codec name for a namespace: its own setting, else the default.
   const std::string& CodecFor(std::string_view ns) const;

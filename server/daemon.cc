@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
+#include "server/policy_runner.h"
 #include "server/server_metrics.h"
 #include "server/service.h"
 #include "spdlog/spdlog.h"
@@ -219,6 +220,20 @@ int RunDaemon(ServerConfig cfg) {
   if (auto st = RegisterTierMetrics(&registry, tm->get()); !st.ok()) {
     spdlog::critical("metrics: {}", std::string(st.message()));
     return 1;
+  }
+  // The placement policy and mover (server/policy_runner.h); destroyed after the
+  // gRPC server has stopped, so no request thread is left calling NoteAccess.
+  std::unique_ptr<PolicyRunner> policy_runner;
+  if (cfg.policy != "none") {
+    auto popts = PolicyRunnerOptionsFrom(cfg);
+    auto runner = popts.ok() ? PolicyRunner::Create(*popts, tm->get(), &registry)
+                             : absl::StatusOr<std::unique_ptr<PolicyRunner>>(popts.status());
+    if (!runner.ok()) {
+      spdlog::critical("policy: {}", std::string(runner.status().message()));
+      return 1;
+    }
+    policy_runner = std::move(*runner);
+    spdlog::info("placement policy {} every {} ms", cfg.policy, cfg.policy_interval_ms);
   }
   CacheService service(cfg, tm->get(), metrics->get());
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/key.h"
+#include "server/policy_runner.h"
 
 namespace adaptcache::server {
 namespace {
@@ -134,6 +135,7 @@ grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* r
     return scope.Finish(ToGrpc(tl.status()));
   }
   metrics_->CountGet(true);
+  NoteAccess(*key);  // placement policy statistics (no-op without a policy)
   const Lease* lease = &tl->lease;
   LeaseGuard guard(tier_, lease->id);
   if (!shm) return scope.Finish(StreamEntry(ctx, *lease, *key, tl->found_in, writer));

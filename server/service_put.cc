@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/key.h"
+#include "server/policy_runner.h"
 #include "server/service.h"
 
 namespace adaptcache::server {
@@ -175,6 +176,7 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   FillEntryInfo(meta, *n, resp->mutable_entry());
   resp->set_durable(put->durable);
   metrics_->CountPut(meta.raw_bytes, *n);
+  NoteAccess(plan.key);  // placement policy statistics (no-op without a policy)
   return absl::OkStatus();
 }
 

@@ -1,0 +1,148 @@
+// The policy runner: the daemon's placement loop (DESIGN.md §7, docs/optimizer.md
+// "The mover"). Every `interval` a background thread
+//   1. snapshots the entries (TierManager::ForEach + Locate: shape, config, tier, CRC,
+//      leases, master copy) and their decayed access frequencies (policy/access_stats,
+//      fed by NoteAccess() on the request path),
+//   2. estimates per-entry, per-config quality losses for entries it has not estimated
+//      yet (or whose bytes changed), hottest first, under the CPU budget: the best copy
+//      (ReadBest) is decoded and every config of the config space is encoded, decoded
+//      and compared with it (kernels/quality_proxy.h), the proxy mapped through the
+//      calibration file when configured (policy/quality_model.h). The loss of config c
+//      for an entry whose best copy is already lossy (no master) is that copy's own
+//      estimate plus the proxy of c relative to it. Measured container sizes per
+//      (shape, config) feed the size classes,
+//   3. runs the configured policy (adaptive = AdaptiveOptimizer, lru-raw, static:<cfg>,
+//      greedy-downgrade) on a PolicyInput whose capacities are fractions of the tiers'
+//      (room for Put staging and SSD garbage collection). Entries not yet estimated or
+//      under lease are pinned (kept as they are); configs whose loss is unknown for an
+//      entry get a prohibitive loss (lossless options only),
+//   4. hands the plan to the Mover (server/mover.h), which executes it under the CPU
+//      and SSD-write budgets, never on a leased entry and never blocking Put/Get.
+// Counters (plans, plan time, objective, moves by kind and result, estimates, bytes)
+// are exported through the metrics registry.
+//
+// Thread safety: NoteAccess() may be called from any thread. RunOnce() must not run
+// concurrently with itself (the background thread calls it; tests call it directly
+// with interval 0). The destructor stops and joins the thread; callers must stop
+// request threads that call NoteAccess() before destroying the runner.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "common/key.h"
+#include "kernels/codec.h"
+#include "policy/access_stats.h"
+#include "policy/quality_model.h"
+#include "policy/types.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/mover.h"
+#include "storage/tier_manager.h"
+
+namespace adaptcache::server {
+
+// Records one access for the installed runner's statistics; a no-op when the daemon
+// runs no policy. Cheap: one sharded-map update.
+void NoteAccess(const EntryKey& key);
+
+struct PolicyRunnerOptions {
+  // "adaptive", "lru-raw", "greedy-downgrade" or "static:<config name>".
+  std::string policy = "adaptive";
+  // The config space; empty = DefaultConfigSpace(). raw is always included, and so is
+  // the static policy's config. Configs found on entries are added as seen (<= 64).
+  std::vector<std::string> configs;
+  policy::QualityBudget budget;      // applies to every namespace
+  std::string calibration_file;      // "" = loss is the proxy itself
+  policy::DelayModelOptions delay;
+  std::chrono::milliseconds interval{5000};  // 0 = no thread (call RunOnce)
+  double dram_fraction = 0.85;       // of the pool the plan may fill
+  double ssd_fraction = 0.9;         // of the SSD capacity the plan may fill
+  uint32_t estimates_per_plan = 256; // entries estimated per cycle at most
+  int64_t half_life_ns = 600'000'000'000;
+  MoverOptions mover;
+};
+
+// The runner's options from the daemon config; InvalidArgument on a bad policy name,
+// config list or number.
+absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& cfg);
+
+// Totals of the last cycle, for tests and the log.
+struct CycleReport {
+  uint64_t entries = 0;      // in the plan input
+  uint64_t pinned = 0;       // leased or not yet estimated (kept as they are)
+  uint64_t estimated = 0;    // entries estimated in this cycle
+  uint64_t estimate_errors = 0;
+  double plan_seconds = 0;
+  policy::PlanTotals totals;
+  MoverReport moves;
+};
+
+class PolicyRunner {
+ public:
+  // Loads the calibration file, builds the policy, registers metrics (registry may be
+  // null), installs the NoteAccess hook, and starts the thread (interval > 0).
+  static absl::StatusOr<std::unique_ptr<PolicyRunner>> Create(PolicyRunnerOptions opts,
+                                                              TierManager* tm,
+                                                              MetricsRegistry* registry);
+  ~PolicyRunner();
+  PolicyRunner(const PolicyRunner&) = delete;
+  PolicyRunner& operator=(const PolicyRunner&) = delete;
+
+  // One snapshot -> estimate -> plan -> move cycle.
+  absl::StatusOr<CycleReport> RunOnce();
+
+  policy::AccessStats* access_stats() { return stats_.get(); }
+  const std::vector<std::string>& config_names() const { return config_names_; }
+
+ private:
+  struct Estimate {
+    std::vector<float> qloss;     // by config index; NaN = not evaluated / not applicable
+    std::vector<uint32_t> crcs;   // container CRCs this estimate describes
+    float base = 0;               // loss of the copy estimated from (0 if lossless)
+  };
+  using ShapeKey = std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint8_t>;
+  struct Metrics;
+
+  PolicyRunner(PolicyRunnerOptions opts, TierManager* tm);
+  absl::Status Init(MetricsRegistry* registry);
+  void Loop();
+  int ConfigIndex(const std::string& name);  // adds names seen on entries; -1 if full/bad
+  absl::Status EstimateEntry(const EntryKey& key, Estimate* out, uint64_t* cost);
+  std::vector<uint64_t>& SizesFor(const KvShape& shape);
+  void Publish(const CycleReport& r, bool ok);
+
+  PolicyRunnerOptions opts_;
+  TierManager* const tm_;
+  std::unique_ptr<policy::AccessStats> stats_;
+  policy::QualityModel quality_;
+  std::unique_ptr<policy::Policy> policy_;
+  std::unique_ptr<Mover> mover_;
+  std::unique_ptr<Metrics> metrics_;
+
+  // Planning state (the planning thread only).
+  std::vector<std::string> config_names_;
+  std::vector<CodecConfig> configs_;
+  absl::flat_hash_map<std::string, int> config_index_;
+  absl::flat_hash_map<EntryKey, Estimate> estimates_;
+  std::map<ShapeKey, std::vector<uint64_t>> sizes_;  // measured container sizes; 0 = n/a
+  uint64_t quality_epoch_ = 1;
+
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace adaptcache::server
