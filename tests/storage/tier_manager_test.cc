@@ -338,7 +338,9 @@ TEST_F(TierManagerTest, MoverPrimitivesAndForEach) {
   tm_->ForEach([&](const TierEntry& e) {
     (e.tier == StorageTier::kDram ? dram : ssd)++;
     EXPECT_EQ(e.leases, 0u);
-    if (e.key == KeyOf(1)) EXPECT_TRUE(e.on_ssd);
+    if (e.key == KeyOf(1)) {
+      EXPECT_TRUE(e.on_ssd);
+    }
   });
   EXPECT_EQ(dram, 2);  // 0 and 1
   EXPECT_EQ(ssd, 1);   // 2
