@@ -44,7 +44,7 @@ for (mode, e), m in sorted(med.items(), key=lambda x: (x[0][1], x[0][0])):
     for k, v in m.items():
         csv.append(f"{mode},{e},{k},{v}")
     if "p50_us" in m:
-        out.append(f"| {e >> 10} KiB | {mode} | {m['p50_us']:.0f} | {m['p99_us']:.0f} |")
+        out.append(f"| {e >> 10} KiB | {mode} | {m['p50_us']:.1f} | {m['p99_us']:.1f} |")
 out += ["", "| entry | Put with DRAM full | MB/s (call) | MB/s (until durable) | demoted | lost |", "| --- | --- | --- | --- | --- | --- |"]
 for (mode, e), m in sorted(med.items(), key=lambda x: (x[0][1], x[0][0])):
     if "MBps" in m:
