@@ -14,3 +14,8 @@ if(COMMAND ac_unit_test)
   include(GoogleTest)  # gtest_discover_tests needs the module in this directory scope
   ac_unit_test(eval_harness_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval/eval_test.cc LIBS ac_eval)
 endif()
+# Daemon-replay mode: replays traces against a real adaptcached per policy.
+if(TARGET ac_client)
+  add_executable(eval_replay ${CMAKE_CURRENT_LIST_DIR}/eval/replay_daemon.cc)
+  target_link_libraries(eval_replay PRIVATE ac_eval ac_client)
+endif()

@@ -1,0 +1,379 @@
+// eval_replay: daemon-replay mode of the evaluation (docs/evaluation.md). For each
+// workload and policy it starts a real adaptcached (small DRAM pool, SSD tier in a temp
+// directory, --policy <p>), replays a trace through the client library and measures, per
+// request: Lookup + GetShm/CopyOut + CPU Decode of the reused prefix (wall clock), plus
+// modelled GPU decode (bench/results/cuda_decode.csv, scaled to the entry size) and
+// recompute of everything after the first miss (DelayModel per-token prefill time).
+// Quality = token-weighted est_quality_loss the daemon reports for the entries served.
+// Entries are scaled down ([layers][chunk_tokens][kv_heads][head_dim] bf16) to fit a
+// small machine; the data is the synthetic KV of bench/eval/profile.h.
+// The "oracle" is the same daemon with a pool holding everything and no policy (raw).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "bench/eval/profile.h"
+#include "bench/eval/sim.h"
+#include "bench/eval/trace.h"
+#include "client/client.h"
+#include "kernels/codec.h"
+#include "policy/delay_model.h"
+
+namespace adaptcache::eval {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string daemon = "build/bin/adaptcached";
+  std::vector<Workload> workloads = {Workload::kChat, Workload::kDocQa, Workload::kCode};
+  std::vector<std::string> policies = {"oracle", "lru-raw", "static:fp8", "static:quant-k4v4-g64",
+                                       "static:quant-k2v2-g64", "greedy-downgrade", "adaptive"};
+  std::string configs = "fp8,quant-k4v4-g64,quant-k2v2-g64,drop-50+quant-k4v4-g64";
+  uint32_t requests = 300;
+  double warmup = 0.3;  // share of requests replayed before measuring
+  double scale = 0.1;   // trace population scale
+  uint32_t layers = 2, chunk_tokens = 64, kv_heads = 4, head_dim = 64;
+  double dram_frac = 0.15;  // DRAM pool / distinct chunk bytes of the trace
+  double alpha = 0.01;
+  uint32_t interval_ms = 200;
+  uint32_t settle_ms = 1500;  // after warm-up, for the mover to act
+  std::string cuda_csv = "bench/results/cuda_decode.csv";
+  std::string out_csv = "bench/results/eval_daemon.csv";
+  std::string calibration;
+};
+
+// GPU decode GB/s per config name from cuda_decode.csv (empty when absent).
+std::map<std::string, double> ReadCudaDecode(const std::string& path) {
+  std::map<std::string, double> out;
+  std::ifstream in(path);
+  std::string line;
+  bool table = false;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    if (!table) { table = !f.empty() && f[0] == "config"; continue; }
+    double gbs;
+    if (f.size() >= 4 && absl::SimpleAtod(f[3], &gbs) && gbs > 0) out[f[0]] = gbs;
+  }
+  return out;
+}
+
+class Daemon {
+ public:
+  ~Daemon() { Stop(); }
+  absl::Status Start(const std::string& bin, uint64_t pool_bytes, std::vector<std::string> extra) {
+    char shm[] = "/dev/shm/ac-evalreplay-XXXXXX";
+    char ssd[] = "/var/tmp/ac-evalreplay-ssd-XXXXXX";
+    if (!::mkdtemp(shm) || !::mkdtemp(ssd)) return absl::InternalError("mkdtemp failed");
+    shm_ = shm; ssd_ = ssd;
+    const std::string ready = shm_ + "/ready", log = shm_ + "/log";
+    std::vector<std::string> a = {bin, "--socket", shm_ + "/sock", "--metrics-listen", "127.0.0.1:0",
+                                  "--pool-size", std::to_string(pool_bytes), "--shm-dir", shm_,
+                                  "--pool-name", "evalreplay", "--ready-file", ready, "--log-level", "warn",
+                                  "--ssd-dir", ssd_, "--ssd-segment-bytes", "8MiB",
+                                  "--ssd-segment-count", "32"};
+    for (auto& e : extra) a.push_back(e);
+    pid_ = ::fork();
+    if (pid_ < 0) return absl::InternalError("fork failed");
+    if (pid_ == 0) {
+      FILE* f = std::fopen(log.c_str(), "a");
+      if (f) { ::dup2(fileno(f), 1); ::dup2(fileno(f), 2); }
+      std::vector<char*> argv;
+      for (auto& s : a) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return absl::InternalError(absl::StrCat("daemon exited at start: ", Log()));
+      }
+      if (std::filesystem::exists(ready)) {
+        auto c = client::Client::Connect("unix://" + shm_ + "/sock");
+        if (c.ok()) { client_ = std::move(*c); return absl::OkStatus(); }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return absl::DeadlineExceededError(absl::StrCat("daemon not ready: ", Log()));
+  }
+  std::string Log() const {
+    std::ifstream in(shm_ + "/log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // False when the daemon died on its own.
+  bool Alive() { int st; return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0; }
+  void Stop() {
+    client_.reset();
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st;
+      ::waitpid(pid_, &st, 0);
+      pid_ = -1;
+    }
+    std::error_code ec;
+    if (!shm_.empty()) std::filesystem::remove_all(shm_, ec);
+    if (!ssd_.empty()) std::filesystem::remove_all(ssd_, ec);
+    shm_.clear(); ssd_.clear();
+  }
+  client::Client* client() { return client_.get(); }
+
+ private:
+  pid_t pid_ = -1;
+  std::string shm_, ssd_;
+  std::unique_ptr<client::Client> client_;
+};
+
+struct Row {
+  std::string workload, policy;
+  uint32_t measured = 0;
+  double med_delay = 0, mean_delay = 0, med_fetch = 0, mean_fetch = 0, mean_gpu = 0, mean_recompute = 0,
+         mean_cold = 0, mean_loss = 0;
+  double hit_share = 0, dram_share = 0, get_fail_share = 0;
+  uint64_t reads = 0, put_errors = 0, bad_bytes = 0;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Key128 KeyOf(uint64_t id) { return Key128{id * 0x9E3779B97F4A7C15ull + 1, id}; }
+
+absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string& policy, uint64_t pool,
+                           const KvShape& shape, const std::vector<std::vector<std::byte>>& tmpl,
+                           const std::map<std::string, double>& cuda, const policy::DelayModel& dm) {
+  Daemon d;
+  std::vector<std::string> extra;
+  if (policy != "oracle") {
+    extra = {"--policy", policy, "--policy-interval-ms", std::to_string(a.interval_ms),
+             "--policy-alpha", absl::StrCat(a.alpha)};
+    std::string cfgs = a.configs;
+    if (policy.rfind("static:", 0) == 0 && cfgs.find(policy.substr(7)) == std::string::npos) {
+      cfgs += "," + policy.substr(7);
+    }
+    extra.push_back("--policy-configs");
+    extra.push_back(cfgs);
+    if (!a.calibration.empty()) { extra.push_back("--policy-calibration"); extra.push_back(a.calibration); }
+  }
+  if (auto st = d.Start(a.daemon, pool, extra); !st.ok()) return st;
+  client::Client* c = d.client();
+  const std::string ns = "eval";
+  Row row;
+  row.workload = WorkloadName(trace.workload);
+  row.policy = policy;
+  const size_t warm = static_cast<size_t>(trace.requests.size() * a.warmup);
+  std::set<uint64_t> seen;
+  std::vector<double> delays, fetches, gpu, rec, cold, loss;
+  uint64_t hits = 0, dram_hits = 0, get_fail = 0;
+  std::vector<std::byte> container(shape.Bytes() + (1 << 20)), decoded(shape.Bytes());
+  for (size_t ri = 0; ri < trace.requests.size(); ++ri) {
+    if (ri == warm && a.settle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.settle_ms));
+    const TraceRequest& r = trace.requests[ri];
+    std::vector<Key128> keys;
+    for (const auto& ch : r.context) keys.push_back(KeyOf(ch.id));
+    const auto t0 = Clock::now();
+    double gpu_s = 0, loss_tok = 0, tok = 0;
+    size_t served = 0;
+    uint64_t req_dram = 0;
+    std::vector<bool> stored(keys.size(), false);  // as Lookup reported, minus failed Gets
+    if (!keys.empty()) {
+      auto lr = c->Lookup(ns, keys);
+      if (!lr.ok()) return absl::InternalError(absl::StrCat("Lookup: ", lr.status().ToString(), "\n", d.Log()));
+      for (size_t i = 0; i < keys.size() && i < lr->entries.size(); ++i) stored[i] = lr->entries[i].hit();
+      for (; served < lr->prefix_hits; ++served) {
+        auto le = c->GetShm(ns, keys[served]);
+        // Moved or evicted since Lookup: a miss from here on.
+        if (!le.ok()) { ++get_fail; stored[served] = false; break; }
+        auto n = le->CopyOut(container);
+        if (!n.ok()) { ++get_fail; stored[served] = false; break; }
+        const client::EntryInfo info = le->info();
+        le->Release();
+        if (auto st = Decode(std::span<const std::byte>(container.data(), *n), decoded); !st.ok()) {
+          ++row.bad_bytes;
+          break;
+        }
+        if (info.raw_bytes != shape.Bytes()) { ++row.bad_bytes; break; }
+        // Lossless entries must decode to exactly the bytes put.
+        if (info.codec == "raw" &&
+            !std::equal(decoded.begin(), decoded.end(), tmpl[TemplateOf(r.context[served].id, tmpl.size())].begin())) {
+          ++row.bad_bytes;
+          break;
+        }
+        if (info.tier == client::Tier::kDram) ++req_dram;
+        if (info.codec != "raw") {
+          auto it = cuda.find(info.codec);
+          const double gbs = it != cuda.end() ? it->second * 1e9
+                                              : dm.options().decode_Bps[static_cast<int>(
+                                                    ParseCodecConfig(info.codec).value_or(CodecConfig{}).family)];
+          gpu_s += dm.options().decode_launch_s + (gbs > 0 ? info.raw_bytes / gbs : 0);
+        }
+        loss_tok += info.est_quality_loss * r.context[served].tokens;
+      }
+    }
+    const double fetch_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    double rec_s = 0, cold_s = 0;
+    for (size_t i = 0; i < r.context.size(); ++i) {
+      tok += r.context[i].tokens;
+      if (i < served) continue;
+      (seen.count(r.context[i].id) ? rec_s : cold_s) += dm.MissCost(r.context[i].tokens);
+    }
+    // Store what was recomputed plus the request's own chunks (raw; the policy decides).
+    std::vector<TraceChunk> to_put;
+    for (size_t i = served; i < r.context.size(); ++i) {
+      if (!stored[i]) to_put.push_back(r.context[i]);
+    }
+    to_put.insert(to_put.end(), r.puts.begin(), r.puts.end());
+    for (const auto& ch : to_put) {
+      client::PutSpec spec;
+      spec.ns = ns;
+      spec.key = KeyOf(ch.id);
+      spec.shape = shape;
+      auto p = c->Put(spec, tmpl[TemplateOf(ch.id, tmpl.size())]);
+      if (!p.ok()) ++row.put_errors;
+    }
+    for (const auto& ch : r.context) seen.insert(ch.id);
+    for (const auto& ch : r.puts) seen.insert(ch.id);
+    if (ri < warm) continue;
+    row.reads += r.context.size();
+    hits += served;
+    dram_hits += req_dram;
+    delays.push_back(fetch_s + gpu_s + rec_s);
+    fetches.push_back(fetch_s);
+    gpu.push_back(gpu_s);
+    rec.push_back(rec_s);
+    cold.push_back(cold_s);
+    loss.push_back(tok > 0 ? loss_tok / tok : 0);
+  }
+  if (!d.Alive()) return absl::InternalError(absl::StrCat("daemon died during replay:\n", d.Log()));
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0 : s / v.size();
+  };
+  row.measured = delays.size();
+  row.med_delay = Median(delays);
+  row.mean_delay = mean(delays);
+  row.med_fetch = Median(fetches);
+  row.mean_fetch = mean(fetches);
+  row.mean_gpu = mean(gpu);
+  row.mean_recompute = mean(rec);
+  row.mean_cold = mean(cold);
+  row.mean_loss = mean(loss);
+  row.hit_share = row.reads ? double(hits) / row.reads : 0;
+  row.dram_share = row.reads ? double(dram_hits) / row.reads : 0;
+  row.get_fail_share = row.reads ? double(get_fail) / row.reads : 0;
+  return row;
+}
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: eval_replay [--daemon BIN] [--workloads chat,docqa,code] [--policies p,p]\n"
+               "  [--requests N] [--scale S] [--dram-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
+               "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE]\n");
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) return Usage();
+    const std::string v = argv[++i];
+    bool ok = true;
+    if (k == "--daemon") a.daemon = v;
+    else if (k == "--workloads") {
+      a.workloads.clear();
+      for (absl::string_view w : absl::StrSplit(v, ',')) {
+        auto p = ParseWorkload(std::string(w));
+        if (!p.ok()) return Usage();
+        a.workloads.push_back(*p);
+      }
+    } else if (k == "--policies") {
+      std::vector<std::string> ps = absl::StrSplit(v, ',');
+      a.policies = std::move(ps);
+    }
+    else if (k == "--requests") ok = absl::SimpleAtoi(v, &a.requests) && a.requests > 0;
+    else if (k == "--scale") ok = absl::SimpleAtod(v, &a.scale) && a.scale > 0;
+    else if (k == "--dram-frac") ok = absl::SimpleAtod(v, &a.dram_frac) && a.dram_frac > 0;
+    else if (k == "--alpha") ok = absl::SimpleAtod(v, &a.alpha) && a.alpha > 0;
+    else if (k == "--interval-ms") ok = absl::SimpleAtoi(v, &a.interval_ms) && a.interval_ms > 0;
+    else if (k == "--settle-ms") ok = absl::SimpleAtoi(v, &a.settle_ms);
+    else if (k == "--cuda-csv") a.cuda_csv = v;
+    else if (k == "--calibration") a.calibration = v;
+    else if (k == "--out-csv") a.out_csv = v;
+    else return Usage();
+    if (!ok) { std::fprintf(stderr, "bad value for %s: %s\n", k.c_str(), v.c_str()); return 2; }
+  }
+  const KvShape shape{a.layers, a.chunk_tokens, a.kv_heads, a.head_dim, DType::kBF16};
+  std::vector<std::vector<std::byte>> tmpl;
+  for (uint32_t t = 0; t < 8; ++t) tmpl.push_back(SyntheticKv(shape, t, 7));
+  const auto cuda = ReadCudaDecode(a.cuda_csv);
+  const policy::DelayModel dm;
+  std::ofstream csv(a.out_csv);
+  csv << "workload,policy,requests_measured,median_delay_ms,mean_delay_ms,median_fetch_ms,mean_fetch_ms,"
+         "mean_gpu_decode_ms,mean_recompute_ms,mean_cold_ms,mean_quality_loss,hit_share,dram_hit_share,"
+         "get_after_lookup_miss_share,put_errors,bad_bytes,pool_bytes,entry_bytes,cuda_csv\n";
+  int failures = 0;
+  for (Workload w : a.workloads) {
+    TraceOptions to;
+    to.workload = w;
+    to.requests = a.requests;
+    to.chunk_tokens = a.chunk_tokens;
+    to.scale = a.scale;
+    auto trace = GenerateTrace(to);
+    if (!trace.ok()) { std::fprintf(stderr, "%s\n", trace.status().ToString().c_str()); return 1; }
+    const TraceSummary sum = Summarize(*trace);
+    const uint64_t working = sum.distinct_chunks * shape.Bytes();
+    const uint64_t pool = std::max<uint64_t>(static_cast<uint64_t>(working * a.dram_frac), 2ull << 20);
+    std::fprintf(stderr, "%s: %lu requests, %lu distinct chunks (%.1f MiB raw), pool %.1f MiB\n",
+                 WorkloadName(w), (unsigned long)sum.requests, (unsigned long)sum.distinct_chunks,
+                 working / 1048576.0, pool / 1048576.0);
+    for (const std::string& p : a.policies) {
+      const uint64_t pb = p == "oracle" ? working * 2 + (16ull << 20) : pool;
+      const auto t0 = Clock::now();
+      auto row = RunOne(a, *trace, p, pb, shape, tmpl, cuda, dm);
+      if (!row.ok()) {
+        std::fprintf(stderr, "%s %s FAILED: %s\n", WorkloadName(w), p.c_str(), row.status().ToString().c_str());
+        ++failures;
+        continue;
+      }
+      std::fprintf(stderr, "  %-24s median %.3f ms  mean %.3f ms  loss %.4f  hit %.2f  (%.1f s)\n", p.c_str(),
+                   row->med_delay * 1e3, row->mean_delay * 1e3, row->mean_loss, row->hit_share,
+                   std::chrono::duration<double>(Clock::now() - t0).count());
+      csv << row->workload << ',' << row->policy << ',' << row->measured << ',' << row->med_delay * 1e3 << ','
+          << row->mean_delay * 1e3 << ',' << row->med_fetch * 1e3 << ',' << row->mean_fetch * 1e3 << ','
+          << row->mean_gpu * 1e3 << ',' << row->mean_recompute * 1e3 << ',' << row->mean_cold * 1e3 << ','
+          << row->mean_loss << ',' << row->hit_share << ',' << row->dram_share << ',' << row->get_fail_share
+          << ',' << row->put_errors << ',' << row->bad_bytes << ',' << pb << ',' << shape.Bytes() << ','
+          << (cuda.empty() ? "absent" : "used") << '\n';
+      csv.flush();
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace adaptcache::eval
+
+int main(int argc, char** argv) { return adaptcache::eval::Main(argc, argv); }
