@@ -1,13 +1,16 @@
 #include "server/config.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <charconv>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -145,6 +148,14 @@ absl::Status CheckAbsPath(const std::string& v) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSsdDir(const std::string& v) {
+  if (v == "auto") return absl::OkStatus();
+  if (!v.empty() && v.front() != '/') {
+    return absl::InvalidArgumentError("must be an absolute path, \"auto\" or \"\"");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckPoolName(const std::string& v) {
   if (v.empty() || v.size() > 64) return absl::InvalidArgumentError("must be 1..64 characters");
   for (char ch : v) {
@@ -234,18 +245,22 @@ std::vector<Setting> BuildSettings() {
                            "Data frame size of streamed Gets (clients accept 4MiB by default)",
                            &ServerConfig::stream_chunk_bytes, 4 * kKiB, 4 * kMiB - 64 * kKiB));
   s.push_back(BoolSetting("ssd", "enabled", "ssd-enabled",
-                          "Use the SSD tier when ssd.dir is set", &ServerConfig::ssd_enabled));
+                          "Use the SSD tier (false = DRAM only)", &ServerConfig::ssd_enabled));
   s.push_back(StringSetting("ssd", "dir", "ssd-dir",
                             "SSD tier data directory (absolute; created if missing; a real "
-                            "filesystem with O_DIRECT, not tmpfs); \"\" = no SSD tier",
-                            &ServerConfig::ssd_dir, CheckAbsPathOrEmpty));
+                            "filesystem with O_DIRECT, not tmpfs); auto = $XDG_STATE_HOME/"
+                            "adaptcache or ~/.local/state/adaptcache (root: /var/lib/adaptcache)"
+                            "; \"\" = no SSD tier",
+                            &ServerConfig::ssd_dir, CheckSsdDir));
   s.push_back(BytesSetting("ssd", "segment_bytes", "ssd-segment-bytes",
                            "Size of each preallocated segment file (multiple of 4KiB); bounds "
                            "the largest entry on SSD",
                            &ServerConfig::ssd_segment_bytes, 1 * kMiB, 64 * kGiB));
   s.push_back(UintSetting("ssd", "segment_count", "ssd-segment-count",
-                          "Number of segment files; SSD capacity = segment_bytes x count",
-                          &ServerConfig::ssd_segment_count, 3, 1u << 20));
+                          "Number of segment files (>= 3); SSD capacity = segment_bytes x "
+                          "count; 0 = auto: min(4GiB, 10% of the free disk space) / "
+                          "segment_bytes, at most 16 (an existing directory keeps its count)",
+                          &ServerConfig::ssd_segment_count, 0, 1u << 20));
   s.push_back(BytesSetting("ssd", "write_budget", "ssd-write-budget",
                            "SSD write budget in bytes per second (demotions over it are "
                            "evictions); 0 = unlimited",
@@ -265,6 +280,14 @@ std::vector<Setting> BuildSettings() {
                           "fsync the SSD index log on every commit (survives power loss, "
                           "slower); a process crash loses nothing either way",
                           &ServerConfig::ssd_index_sync));
+  s.push_back(BoolSetting("ssd", "flush_on_shutdown", "ssd-flush-on-shutdown",
+                          "On SIGTERM/SIGINT write DRAM entries that have no SSD copy to SSD "
+                          "(bounded by flush_timeout_ms) so a restart is warm for them too",
+                          &ServerConfig::ssd_flush_on_shutdown));
+  s.push_back(UintSetting("ssd", "flush_timeout_ms", "ssd-flush-timeout-ms",
+                          "Time limit of the shutdown flush; entries not written by then are "
+                          "lost",
+                          &ServerConfig::ssd_flush_timeout_ms, 0, kDayMs));
   s.push_back(StringSetting("codec", "default", "default-codec",
                             "Codec config for namespaces without their own", &ServerConfig::default_codec,
                             CheckCodec));
@@ -592,6 +615,9 @@ absl::Status Validate(const ServerConfig& cfg) {
   if (cfg.ssd_segment_bytes % (4 * kKiB) != 0) {
     return absl::InvalidArgumentError("[ssd] segment_bytes must be a multiple of 4KiB");
   }
+  if (cfg.ssd_segment_count == 1 || cfg.ssd_segment_count == 2) {
+    return absl::InvalidArgumentError("[ssd] segment_count must be 0 (auto) or at least 3");
+  }
   if (cfg.stream_chunk_bytes > cfg.max_frame_bytes) {
     return absl::InvalidArgumentError("[limits] stream_chunk_bytes exceeds max_frame_bytes");
   }
@@ -620,6 +646,69 @@ absl::StatusOr<uint64_t> AutoPoolBytes(const std::string& shm_dir) {
   bytes = std::min<uint64_t>(bytes, uint64_t{vfs.f_bavail} * vfs.f_frsize);
   bytes = std::max(bytes, kAutoMinPoolBytes);
   return bytes / (2 * kMiB) * (2 * kMiB);
+}
+
+absl::StatusOr<std::string> DefaultSsdDir() {
+  if (::geteuid() == 0) return std::string("/var/lib/adaptcache");
+  const char* xdg = std::getenv("XDG_STATE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return absl::StrCat(xdg, "/adaptcache");
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] == '/') return absl::StrCat(home, "/.local/state/adaptcache");
+  return absl::FailedPreconditionError(
+      "cannot choose the SSD directory: neither XDG_STATE_HOME nor HOME is an absolute path; "
+      "set --ssd-dir PATH (or --ssd-dir \"\" for no SSD tier)");
+}
+
+absl::StatusOr<uint32_t> AutoSsdSegmentCount(const std::string& dir, uint64_t segment_bytes,
+                                             uint32_t configured) {
+  namespace fs = std::filesystem;
+  constexpr uint32_t kAutoMaxSegments = 16;
+  constexpr uint64_t kAutoMaxBytes = 4 * kGiB;
+  if (segment_bytes == 0) return absl::InvalidArgumentError("segment_bytes is 0");
+  std::error_code ec;
+  // Segment files already there: their space is in use by us, not lost.
+  uint32_t existing = 0;
+  uint64_t existing_bytes = 0;
+  if (fs::is_directory(dir, ec)) {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("segment-", 0) == 0 && name.size() > 4 &&
+          name.compare(name.size() - 4, 4, ".log") == 0) {
+        ++existing;
+        existing_bytes += e.file_size(ec);
+      }
+    }
+  }
+  if (configured == 0 && existing >= 3) return existing;
+  fs::path probe(dir);
+  while (!probe.empty() && !fs::exists(probe, ec)) probe = probe.parent_path();
+  if (probe.empty()) probe = "/";
+  struct statvfs vfs {};
+  if (::statvfs(probe.c_str(), &vfs) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ssd dir ", dir, ": statvfs(", probe.string(), "): ", std::strerror(errno)));
+  }
+  const uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  if (configured != 0) {
+    const uint64_t need = configured * segment_bytes;
+    if (need > free_bytes + existing_bytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "[ssd] ", configured, " segments of ", FormatByteSize(segment_bytes), " need ",
+          FormatByteSize(need), " but ", probe.string(), " has ", free_bytes,
+          " bytes free; lower --ssd-segment-count or --ssd-segment-bytes, or --ssd-dir \"\""));
+    }
+    return configured;
+  }
+  const uint64_t budget = std::min(kAutoMaxBytes, (free_bytes + existing_bytes) / 10);
+  const uint64_t count = std::min<uint64_t>(kAutoMaxSegments, budget / segment_bytes);
+  if (count < 3) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "[ssd] auto size: 10% of the free space of ", probe.string(), " (", free_bytes,
+        " bytes free) holds fewer than 3 segments of ", FormatByteSize(segment_bytes),
+        "; set --ssd-segment-bytes smaller, --ssd-segment-count, another --ssd-dir, or "
+        "--ssd-dir \"\" for no SSD tier"));
+  }
+  return static_cast<uint32_t>(count);
 }
 
 std::string ToToml(const ServerConfig& cfg) {

@@ -54,15 +54,17 @@ struct ServerConfig {
   uint32_t max_batch_keys = 4096;           // keys per Lookup/Delete, ids per Release
   uint64_t stream_chunk_bytes = 1ull << 20;  // Get data frame size
   // [ssd] (docs/operations.md "SSD tier")
-  bool ssd_enabled = true;                  // with ssd_dir set; false keeps DRAM only
-  std::string ssd_dir;                      // data directory; "" = no SSD tier
+  bool ssd_enabled = true;                  // false keeps DRAM only
+  std::string ssd_dir = "auto";             // "auto" = DefaultSsdDir(); "" = no SSD tier
   uint64_t ssd_segment_bytes = 256ull << 20;
-  uint32_t ssd_segment_count = 16;          // capacity = segment_bytes x segment_count
+  uint32_t ssd_segment_count = 0;           // 0 = auto (AutoSsdSegmentCount); else >= 3
   uint64_t ssd_write_budget = 0;            // bytes/s written to SSD; 0 = unlimited
   uint32_t ssd_admit_after_accesses = 1;    // 2 = write to SSD only on the second access
   uint32_t ssd_promote_after_hits = 2;      // SSD hits before an entry returns to DRAM
   bool ssd_demote_on_evict = true;          // DRAM LRU victims go to SSD, else are lost
   bool ssd_index_sync = false;              // fsync the index WAL per commit (power loss)
+  bool ssd_flush_on_shutdown = true;        // write DRAM-only entries to SSD on SIGTERM
+  uint32_t ssd_flush_timeout_ms = 10'000;   // bound of that flush
   bool SsdOn() const { return ssd_enabled && !ssd_dir.empty(); }
   // [codec] and [namespaces."name"]
   std::string default_codec = "raw";
@@ -113,6 +115,20 @@ absl::Status Validate(const ServerConfig& cfg);
 // 25% of MemTotal, capped by the free space of shm_dir, at least 64 MiB, rounded down
 // to 2 MiB. Reads /proc/meminfo and statvfs(shm_dir).
 absl::StatusOr<uint64_t> AutoPoolBytes(const std::string& shm_dir);
+
+// The SSD directory used for ssd_dir = "auto": $XDG_STATE_HOME/adaptcache, else
+// $HOME/.local/state/adaptcache, for root /var/lib/adaptcache. Error if neither
+// XDG_STATE_HOME nor HOME is an absolute path (non-root).
+absl::StatusOr<std::string> DefaultSsdDir();
+
+// Segment count for segment_count = 0 (auto). If `dir` already holds segment files
+// (segment-NNNNN.log) from an earlier run, their count (so a restart reopens the same
+// layout). Otherwise min(4GiB, 10% of the free space of dir's filesystem) /
+// segment_bytes, capped at 16. With `configured` != 0, checks that the segments still
+// missing fit in the free space. FailedPrecondition (saying what to change) when fewer
+// than 3 segments fit. `dir` need not exist yet (its nearest existing parent is used).
+absl::StatusOr<uint32_t> AutoSsdSegmentCount(const std::string& dir, uint64_t segment_bytes,
+                                             uint32_t configured);
 
 // The effective config as a TOML document (loads back with ApplyToml).
 std::string ToToml(const ServerConfig& cfg);

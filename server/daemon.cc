@@ -131,6 +131,42 @@ SsdTierOptions SsdOptionsFrom(const ServerConfig& cfg) {
   return o;
 }
 
+// Turns ssd_dir "auto" and segment_count 0 into the directory and count to use.
+absl::Status ResolveSsd(ServerConfig& cfg) {
+  if (cfg.ssd_dir == "auto") {
+    auto dir = DefaultSsdDir();
+    if (!dir.ok()) return dir.status();
+    cfg.ssd_dir = *dir;
+  }
+  auto count = AutoSsdSegmentCount(cfg.ssd_dir, cfg.ssd_segment_bytes, cfg.ssd_segment_count);
+  if (!count.ok()) return count.status();
+  cfg.ssd_segment_count = *count;
+  return absl::OkStatus();
+}
+
+// Writes DRAM-only entries to SSD, bounded by [ssd] flush_timeout_ms; logs progress.
+void FlushDramToSsd(TierManager* tm, const ServerConfig& cfg) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(cfg.ssd_flush_timeout_ms);
+  auto last_log = start;
+  const SsdFlushResult r = tm->FlushToSsd(deadline, [&](const SsdFlushResult& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_log < std::chrono::seconds(1)) return;
+    last_log = now;
+    spdlog::info("shutdown flush: {} of {} DRAM-only entries written to SSD ({} bytes)",
+                 p.written, p.candidates, p.written_bytes);
+  });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const uint64_t lost = r.candidates - r.written;
+  auto level = lost > 0 ? spdlog::level::warn : spdlog::level::info;
+  spdlog::log(level, "shutdown flush: {} of {} DRAM-only entries written to SSD ({} bytes) in "
+              "{:.2f} s{}{}", r.written, r.candidates, r.written_bytes, secs,
+              r.failed > 0 ? absl::StrCat("; ", r.failed, " failed or changed") : "",
+              r.timed_out ? absl::StrCat("; stopped at the ", cfg.ssd_flush_timeout_ms,
+                                         " ms limit, the rest are lost")
+                          : "");
+}
+
 // Full metadata (codec config name) for containers read back from SSD.
 absl::StatusOr<EntryMeta> DescribeWithCodec(ConstByteSpan container) {
   auto meta = DescribeFromHeader(container);
@@ -186,7 +222,13 @@ int RunDaemon(ServerConfig cfg) {
   opts.reservation_ms = cfg.reservation_ms;
   TierManagerOptions topts;
   topts.dram = opts;
-  if (cfg.SsdOn()) topts.ssd = SsdOptionsFrom(cfg);
+  if (cfg.SsdOn()) {
+    if (auto st = ResolveSsd(cfg); !st.ok()) {
+      spdlog::critical("SSD tier: {}", std::string(st.message()));
+      return 1;
+    }
+    topts.ssd = SsdOptionsFrom(cfg);
+  }
   topts.promote_after_hits = cfg.ssd_promote_after_hits;
   topts.demote_on_evict = cfg.ssd_demote_on_evict;
   topts.describe = DescribeWithCodec;
@@ -203,7 +245,7 @@ int RunDaemon(ServerConfig cfg) {
                  ss.rebuilt_index && ss.entries > 0 ? " (index rebuilt from the log)" : "");
   } else {
     spdlog::info("no SSD tier ({}): DRAM evictions are losses",
-                 cfg.ssd_dir.empty() ? "ssd.dir not set" : "ssd.enabled = false");
+                 cfg.ssd_dir.empty() ? "ssd.dir = \"\"" : "ssd.enabled = false");
   }
   const auto& ps = dram->pool_status();
   spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",
@@ -306,6 +348,8 @@ int RunDaemon(ServerConfig cfg) {
   service.SetServing(false);
   server->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
   server->Wait();
+  policy_runner.reset();  // no mover moves entries while they are flushed
+  if ((*tm)->ssd() != nullptr && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tm->get(), cfg);
   http.Stop();
   if (!cfg.socket.empty()) ::unlink(cfg.socket.c_str());
   if (!cfg.ready_file.empty()) ::unlink(cfg.ready_file.c_str());

@@ -142,6 +142,15 @@ struct TierEntry {
   uint32_t ssd_hits = 0;
 };
 
+// What FlushToSsd did.
+struct SsdFlushResult {
+  uint64_t candidates = 0;  // DRAM entries with no identical SSD copy
+  uint64_t written = 0;     // ... now durable on SSD
+  uint64_t written_bytes = 0;
+  uint64_t failed = 0;      // SSD refused or failed (full, I/O error) or entry changed
+  bool timed_out = false;   // the deadline passed before every candidate was tried
+};
+
 struct TierManagerStats {
   DramTierStats dram;
   std::optional<SsdTierStats> ssd;
@@ -209,6 +218,14 @@ class TierManager {
   // tier lock while `fn` runs, so `fn` may call the manager; entries changing during
   // the walk may be missed or reported twice.
   void ForEach(const std::function<void(const TierEntry&)>& fn) const;
+
+  // Writes every DRAM entry that has no identical SSD copy to SSD (durably, bypassing
+  // admission and budget), keeping the DRAM copy; stops at `deadline`. Used on a clean
+  // shutdown so a restart is warm for DRAM-only entries too. `progress` (optional) is
+  // called after each entry. Entries that change meanwhile are never left with a stale
+  // SSD copy. No-op without an SSD tier.
+  SsdFlushResult FlushToSsd(std::chrono::steady_clock::time_point deadline,
+                            const std::function<void(const SsdFlushResult&)>& progress = {});
 
   TierManagerStats Stats() const;
 

@@ -51,6 +51,58 @@ absl::Status TierManager::Demote(const EntryKey& key, bool bypass_admission) {
   return absl::OkStatus();
 }
 
+SsdFlushResult TierManager::FlushToSsd(std::chrono::steady_clock::time_point deadline,
+                                      const std::function<void(const SsdFlushResult&)>& progress) {
+  SsdFlushResult r;
+  if (!ssd_) return r;
+  std::vector<std::pair<EntryKey, uint32_t>> todo;  // key, DRAM crc
+  ForEach([&](const TierEntry& e) {
+    if (e.tier != StorageTier::kDram) return;
+    if (e.on_ssd) {
+      auto info = ssd_->Lookup(e.key);
+      if (info && info->payload_crc32c == e.crc32c) return;  // twin (or master) on SSD
+      if (info && e.ssd_master) return;  // lossy DRAM copy over a master: keep the master
+    }
+    todo.emplace_back(e.key, e.crc32c);
+  });
+  r.candidates = todo.size();
+  for (const auto& [key, crc] : todo) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      r.timed_out = true;
+      break;
+    }
+    auto lease = dram_->Acquire(key, kInternalLeaseMs);
+    if (!lease.ok() || lease->meta.crc32c != crc) {  // gone or changed: nothing to save
+      if (lease.ok()) dram_->Release(lease->id);
+      ++r.failed;
+      continue;
+    }
+    InternalLease guard(dram_.get(), lease->id);
+    SsdPutOptions o;
+    o.bypass_admission = true;
+    const ConstByteSpan bytes = dram_->Bytes(lease->extent);
+    if (auto st = SsdPutDurable(key, bytes, o); !st.ok()) {
+      ++r.failed;
+      if (progress) progress(r);
+      continue;
+    }
+    Stripe& s = StripeOf(key);
+    std::lock_guard<std::mutex> sl(s.mu);
+    auto now = dram_->Peek(key);
+    if (!now || now->crc32c != crc) {
+      EraseSsdCopy(key, now ? std::optional<uint32_t>(now->crc32c) : std::nullopt);
+      ++r.failed;
+    } else {
+      std::lock_guard<std::mutex> l(mu_);
+      RememberSsdLocked(key, lease->meta, false);
+      ++r.written;
+      r.written_bytes += bytes.size();
+    }
+    if (progress) progress(r);
+  }
+  return r;
+}
+
 absl::Status TierManager::Promote(const EntryKey& key) {
   if (dram_->Peek(key)) return absl::OkStatus();
   if (!ssd_) return absl::NotFoundError("not in DRAM and no SSD tier");

@@ -2,8 +2,9 @@
 //
 // DaemonProcess forks and execs $ADAPTCACHE_BIN_DIR/adaptcached on a private temporary
 // directory under /dev/shm (socket, pool file, ready file and log all live there), with
-// a small pool (64 MiB by default) and an ephemeral metrics port. Start() returns once
-// the daemon has written its ready file and answered Health; Stop() sends SIGTERM and
+// a small pool (64 MiB by default), an ephemeral metrics port and no SSD tier (unless
+// extra_args name --ssd-dir/--ssd-enabled or config_toml has an [ssd] section).
+// Start() returns once the daemon has written its ready file and answered Health; Stop() sends SIGTERM and
 // returns the exit status; Restart() stops and starts it again on the same directory.
 // The destructor kills a still-running daemon (SIGKILL after a grace period) and
 // removes the directory. On a failed start the daemon's log is part of the error.
@@ -94,6 +95,14 @@ class DaemonProcess {
       std::ofstream(dir_ + "/adaptcached.toml") << opts_.config_toml;
       args.push_back("--config");
       args.push_back(dir_ + "/adaptcached.toml");
+    }
+    // No SSD tier unless the test sets one up: the daemon's default directory is shared
+    // (~/.local/state/adaptcache) and parallel tests must never share or fill it.
+    bool ssd_set = opts_.config_toml.find("[ssd]") != std::string::npos;
+    for (const auto& a : opts_.extra_args) ssd_set |= a == "--ssd-dir" || a == "--ssd-enabled";
+    if (!ssd_set) {
+      args.push_back("--ssd-dir");
+      args.push_back("");
     }
     for (const auto& a : opts_.extra_args) args.push_back(a);
 

@@ -27,6 +27,10 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(cfg.tcp_listen, "");
   EXPECT_EQ(cfg.pool_bytes, 0u);  // auto
   EXPECT_EQ(cfg.CodecFor("anything"), "raw");
+  EXPECT_TRUE(cfg.SsdOn());  // SSD tier on by default, directory and size chosen at start
+  EXPECT_EQ(cfg.ssd_dir, "auto");
+  EXPECT_EQ(cfg.ssd_segment_count, 0u);
+  EXPECT_TRUE(cfg.ssd_flush_on_shutdown);
 }
 
 TEST(ConfigTest, ParseByteSize) {
@@ -211,6 +215,59 @@ TEST(ConfigTest, AutoPoolSize) {
   EXPECT_GE(*bytes, 64ull << 20);
   EXPECT_EQ(*bytes % (2 << 20), 0u);
   EXPECT_FALSE(AutoPoolBytes("/nonexistent-dir").ok());
+}
+
+TEST(ConfigTest, SsdDirSettings) {
+  auto off = Parse({"--ssd-dir", ""});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->config.SsdOn());
+  auto disabled = Parse({"--ssd-enabled", "false"});
+  ASSERT_TRUE(disabled.ok()) << disabled.status();
+  EXPECT_FALSE(disabled->config.SsdOn());
+  ServerConfig cfg;
+  EXPECT_TRUE(ApplyToml("[ssd]\nenabled = false\n", "t", cfg).ok());
+  EXPECT_FALSE(cfg.SsdOn());
+  EXPECT_FALSE(Parse({"--ssd-dir", "relative/dir"}).ok());
+  EXPECT_FALSE(Parse({"--ssd-segment-count", "2"}).ok());
+  auto flush = Parse({"--ssd-flush-on-shutdown", "false", "--ssd-flush-timeout-ms", "500"});
+  ASSERT_TRUE(flush.ok()) << flush.status();
+  EXPECT_FALSE(flush->config.ssd_flush_on_shutdown);
+  EXPECT_EQ(flush->config.ssd_flush_timeout_ms, 500u);
+}
+
+TEST(ConfigTest, DefaultSsdDir) {
+  auto dir = DefaultSsdDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(dir->front(), '/');
+  EXPECT_NE(dir->find("adaptcache"), std::string::npos);
+}
+
+TEST(ConfigTest, AutoSsdSegmentCount) {
+  char tmpl[] = "/tmp/ac-config-ssd-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  // A directory that does not exist yet is sized from its parent's filesystem; the
+  // auto size is at most 4GiB, so 2GiB segments never reach 3: a clear error.
+  auto big = AutoSsdSegmentCount(dir + "/new", 2ull << 30, 0);
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("fewer than 3 segments"), std::string::npos);
+  // More than the disk holds, when asked explicitly: refused.
+  EXPECT_FALSE(AutoSsdSegmentCount(dir, 64ull << 30, 1u << 20).ok());
+  // Auto on a directory of an earlier run keeps its segment count.
+  for (int i = 0; i < 5; ++i) {
+    std::ofstream(dir + "/segment-0000" + std::to_string(i) + ".log") << "x";
+  }
+  auto kept = AutoSsdSegmentCount(dir, 1ull << 20, 0);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, 5u);
+  for (int i = 0; i < 5; ++i) std::remove((dir + "/segment-0000" + std::to_string(i) + ".log").c_str());
+  // Small segments on an empty directory: between 3 and 16.
+  auto fresh = AutoSsdSegmentCount(dir, 1ull << 20, 0);
+  if (fresh.ok()) {
+    EXPECT_GE(*fresh, 3u);
+    EXPECT_LE(*fresh, 16u);
+  }
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
