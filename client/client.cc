@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -113,14 +114,18 @@ std::string_view TierName(Tier t) {
   return "unknown";
 }
 
-absl::Status VerifyContainer(std::span<const std::byte> container, const EntryInfo& info) {
+namespace {
+
+// VerifyContainer given `crc`, the CRC32C of `container` that the caller computed while
+// copying it (one pass while the bytes are still in cache, not a second trip through memory).
+absl::Status VerifyCopied(std::span<const std::byte> container, const EntryInfo& info, uint32_t crc) {
   if (container.size() != info.stored_bytes) {
     return absl::DataLossError(absl::StrCat("container is ", container.size(), " bytes, entry says ",
                                             info.stored_bytes));
   }
   // One pass over the bytes: the entry's CRC covers the whole container (header
   // included), so matching it proves both the content and that this is the same entry.
-  if (Crc32c(container.data(), container.size()) != info.payload_crc32c) {
+  if (crc != info.payload_crc32c) {
     return absl::DataLossError("container checksum differs from the entry's (torn copy or reused slot)");
   }
   auto view = ParseContainer(container, /*verify_payload_crc=*/false);
@@ -129,6 +134,13 @@ absl::Status VerifyContainer(std::span<const std::byte> container, const EntryIn
     return absl::DataLossError("container shape differs from the entry's");
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status VerifyContainer(std::span<const std::byte> container, const EntryInfo& info) {
+  if (container.size() != info.stored_bytes) return VerifyCopied(container, info, 0);
+  return VerifyCopied(container, info, Crc32c(container.data(), container.size()));
 }
 
 // State shared by a Client and its LeasedEntry objects.
@@ -142,6 +154,14 @@ class ClientCore {
     if (opts_.rpc_timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + opts_.rpc_timeout);
   }
   v1::AdaptCache::Stub* stub() { return stub_.get(); }
+  // Get as a stream of undecoded frames, so data frames can be copied straight into the
+  // caller's buffer (the generated stub would copy each one into a std::string first).
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> RawGet(grpc::ClientContext* ctx, const v1::GetRequest& req) {
+    const grpc::internal::RpcMethod method(get_method_.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING,
+                                           channel_);
+    return std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>>(
+        grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel_.get(), method, ctx, req));
+  }
   const ClientOptions& opts() const { return opts_; }
   const std::string& target() const { return target_; }
 
@@ -233,6 +253,7 @@ class ClientCore {
 
   const std::string target_;
   const ClientOptions opts_;
+  const std::string get_method_ = absl::StrCat("/", v1::AdaptCache::service_full_name(), "/Get");
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AdaptCache::Stub> stub_;
   std::mutex map_mu_;
@@ -276,9 +297,16 @@ absl::StatusOr<size_t> LeasedEntry::CopyOut(std::span<std::byte> out) const {
     return absl::InvalidArgumentError(
         absl::StrCat("buffer is ", out.size(), " bytes; entry needs ", bytes_.size()));
   }
-  std::memcpy(out.data(), bytes_.data(), bytes_.size());
-  // Verify the copy, not the pool: the pool may change under us once the lease ends.
-  if (auto st = VerifyContainer(out.first(bytes_.size()), info_); !st.ok()) {
+  // Verify the copy, not the pool: the pool may change under us once the lease ends. The CRC
+  // runs over each chunk just copied, while it is still in cache.
+  constexpr size_t kChunk = 256 << 10;
+  uint32_t crc = 0;
+  for (size_t off = 0; off < bytes_.size(); off += kChunk) {
+    const size_t n = std::min(kChunk, bytes_.size() - off);
+    std::memcpy(out.data() + off, bytes_.data() + off, n);
+    crc = Crc32cExtend(crc, out.data() + off, n);
+  }
+  if (auto st = VerifyCopied(out.first(bytes_.size()), info_, crc); !st.ok()) {
     return absl::NotFoundError(absl::StrCat("entry changed while copying (lease expired?): ", st.message()));
   }
   return bytes_.size();
@@ -297,7 +325,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);
-  if (opts.receive_window_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, opts.receive_window_bytes);
+  if (opts.receive_window_bytes > 0) {
+    // gRPC 1.51 sizes the window from its BDP estimate while BDP probing is on, ignoring the
+    // lookahead; an explicit window therefore turns probing off.
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, opts.receive_window_bytes);
+  }
   if (opts.http2_max_frame_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, opts.http2_max_frame_bytes);
   auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
   auto core = std::make_shared<ClientCore>(target, opts, channel);
@@ -414,7 +447,46 @@ absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec, std::span<const st
 
 namespace {
 
-// Reads a streamed Get; `sink` is asked for the destination once the entry is known.
+// A data-only GetResponse frame is field 5 (`data`, length-delimited) and nothing else.
+constexpr uint8_t kDataTag = (5 << 3) | 2;
+
+// If `bb` is a data-only frame, copies its payload to `dst + *got` (at most `room` bytes)
+// and returns true; sets *err on a payload larger than `room`. Returns false, touching
+// nothing, for any other frame (the caller then decodes it as a message).
+bool CopyDataFrame(grpc::ByteBuffer* bb, std::byte* dst, uint64_t room, uint64_t* got, absl::Status* err) {
+  std::vector<grpc::Slice> slices;
+  if (!bb->Dump(&slices).ok() || slices.empty()) return false;
+  const auto* p = slices[0].begin();
+  const size_t first = slices[0].size();
+  if (first < 2 || p[0] != kDataTag) return false;
+  uint64_t len = 0;
+  size_t h = 1;
+  for (int shift = 0; h < first && shift < 64; shift += 7) {
+    const uint8_t b = p[h++];
+    len |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      if (h + len != bb->Length()) return false;  // other fields follow: decode normally
+      if (len > room) {
+        *err = absl::DataLossError("server streamed more bytes than the entry holds");
+        return true;
+      }
+      std::byte* out = dst + *got;
+      size_t skip = h;
+      for (const auto& sl : slices) {
+        const size_t n = sl.size() - std::min(skip, sl.size());
+        std::memcpy(out, sl.begin() + (sl.size() - n), n);
+        out += n;
+        skip -= std::min(skip, sl.size());
+      }
+      *got += len;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Reads a streamed Get; `sink` is asked for the destination once the entry is known. Data
+// frames land in the destination with one copy out of gRPC's receive buffers.
 absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, const Key128& key,
                                     const std::function<absl::StatusOr<std::span<std::byte>>(const EntryInfo&)>& sink) {
   if (auto st = ValidateNamespace(ns); !st.ok()) return st;
@@ -424,13 +496,25 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
   req.set_transfer(v1::TRANSFER_STREAM);
   grpc::ClientContext ctx;
   core->Prepare(&ctx);
-  auto reader = core->stub()->Get(&ctx, req);
+  auto reader = core->RawGet(&ctx, req);
+  grpc::ByteBuffer bb;
   v1::GetResponse frame;
   std::optional<EntryInfo> info;
   std::span<std::byte> dst;
   uint64_t got = 0;
+  uint32_t crc = 0;  // of dst[0, got), extended frame by frame while each is in cache
   absl::Status local;
-  while (local.ok() && reader->Read(&frame)) {
+  while (local.ok() && reader->Read(&bb)) {
+    const uint64_t before = got;
+    if (info.has_value() && CopyDataFrame(&bb, dst.data(), info->stored_bytes - got, &got, &local)) {
+      crc = Crc32cExtend(crc, dst.data() + before, got - before);
+      continue;
+    }
+    frame.Clear();
+    if (!grpc::SerializationTraits<v1::GetResponse>::Deserialize(&bb, &frame).ok()) {
+      local = absl::InternalError("Get stream frame does not parse");
+      break;
+    }
     if (!info.has_value()) {
       if (!frame.has_entry()) {
         local = absl::InternalError("Get stream did not start with the entry");
@@ -459,6 +543,7 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
       break;
     }
     std::memcpy(dst.data() + got, data.data(), data.size());
+    crc = Crc32cExtend(crc, dst.data() + got, data.size());
     got += data.size();
   }
   if (!local.ok()) {
@@ -471,7 +556,7 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
   if (got != info->stored_bytes) {
     return absl::DataLossError(absl::StrCat("Get stream delivered ", got, " of ", info->stored_bytes, " bytes"));
   }
-  if (auto st = VerifyContainer(dst.first(got), *info); !st.ok()) return st;
+  if (auto st = VerifyCopied(dst.first(got), *info, crc); !st.ok()) return st;
   return *info;
 }
 

@@ -34,7 +34,7 @@ free_port() {
 POOL=${KVSTORE_POOL:-2GiB}
 "$BIN/adaptcached" --socket "$WORK/ac.sock" --metrics-listen 127.0.0.1:0 --pool-size "$POOL" \
   --max-entry-bytes 32MiB --shm-dir "$WORK" --pool-name bench --ready-file "$WORK/ready" \
-  --log-level warn >"$WORK/daemon.log" 2>&1 &
+  --ssd-enabled false --log-level warn >"$WORK/daemon.log" 2>&1 &  # DRAM only, as issue 2 measures
 DAEMON_PID=$!
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --unixsocket "$WORK/redis.sock" --unixsocketperm 700 \
