@@ -30,6 +30,7 @@
 // thread: keep both short and do not call synchronous tier methods from them.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -132,6 +133,10 @@ class SsdTier {
   absl::Status GetAsync(const EntryKey& key, ByteSpan dst, GetCallback done);
 
   std::optional<SsdEntryInfo> Lookup(const EntryKey& key) const;
+  // Reads only the first 64 bytes of the entry's container (its header: shape, codec),
+  // checking the record header (key, sequence, segment) but not the payload CRC: for
+  // metadata only, never for serving bytes. NotFound on a miss or a mismatch.
+  absl::StatusOr<std::array<std::byte, 64>> ReadContainerHead(const EntryKey& key) const;
   bool Contains(const EntryKey& key) const { return Lookup(key).has_value(); }
   // Removes the entry from the index (NotFound if absent). Its record becomes garbage.
   absl::Status Erase(const EntryKey& key);

@@ -1,5 +1,5 @@
 // SsdTier::Open and recovery: slot files, index load, catch-up scan past the index tail,
-// full rebuild from the log when the index is missing.
+// full rebuild from the log when the index is missing. Also ReadContainerHead.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -314,6 +314,38 @@ void SsdTier::ResumeNewestSegment() {
     slots_[newest].state = Slot::State::kActive;
     active_ = newest;
   }
+}
+
+absl::StatusOr<std::array<std::byte, 64>> SsdTier::ReadContainerHead(const EntryKey& key) const {
+  SsdLocation loc;
+  int fd = -1;
+  const std::string* path = nullptr;
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return absl::NotFoundError("ssd: miss");
+    loc = it->second.loc;
+    const Slot& s = slots_[loc.slot];
+    if (s.state == Slot::State::kFailed || s.segment_id != loc.segment_id || s.fd < 0)
+      return absl::NotFoundError("ssd: segment gone");
+    fd = s.fd;
+    path = &s.path;
+  }
+  // The slot may be reused meanwhile: the record header check below then fails.
+  AlignedBuffer buf(2 * kSsdBlock);
+  IoRequest r{IoOp::kRead, fd, buf.data(), static_cast<uint32_t>(2 * kSsdBlock), loc.offset, -1, path};
+  auto n = ring_->RunSync(IoRing::Lane::kRead, r);
+  if (!n.ok()) return n.status();
+  if (*n < static_cast<int>(kSsdBlock + 64)) return absl::DataLossError("ssd: short header read");
+  RecordHeader h;
+  const bool ok = ValidateRecordHeader(std::span<const std::byte>(buf.data(), kSsdBlock), &h).ok() &&
+                  h.ns == key.ns && h.key_lo == key.key.lo && h.key_hi == key.key.hi && h.seq == loc.seq &&
+                  h.segment_id == loc.segment_id && h.payload_bytes == loc.payload_bytes &&
+                  h.payload_crc32c == loc.payload_crc32c && loc.payload_bytes >= 64;
+  if (!ok) return absl::NotFoundError("ssd: record header mismatch");
+  std::array<std::byte, 64> head;
+  std::memcpy(head.data(), buf.data() + kSsdBlock, head.size());
+  return head;
 }
 
 }  // namespace adaptcache

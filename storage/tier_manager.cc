@@ -238,7 +238,7 @@ Location TierManager::Locate(const EntryKey& key) const {
   Location loc;
   auto dm = dram_->Peek(key);
   const auto info = ssd_ ? ssd_->Lookup(key) : std::nullopt;
-  std::lock_guard<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l(mu_);
   auto sm = ssd_meta_.find(key);
   if (dm) {
     loc.tier = StorageTier::kDram;
@@ -261,7 +261,42 @@ Location TierManager::Locate(const EntryKey& key) const {
                                 &loc.meta_complete);
   if (sm == ssd_meta_.end()) loc.meta_complete = false;
   loc.ssd_master = loc.meta_complete && sm->second.master;
+  if (!loc.meta_complete) {
+    l.unlock();  // no I/O under mu_
+    const_cast<TierManager*>(this)->LearnSsdHead(key, *info, &loc);
+  }
   return loc;
+}
+
+void TierManager::LearnSsdHead(const EntryKey& key, const SsdEntryInfo& info, Location* loc) {
+  auto head = ssd_->ReadContainerHead(key);
+  if (!head.ok()) return;  // stays incomplete; a Get reports the truth
+  // PeekHeader wants the whole container; the same header checks on 64 bytes.
+  ContainerHeader h;
+  static_assert(sizeof(h) == std::tuple_size_v<std::array<std::byte, 64>>);
+  std::memcpy(&h, head->data(), sizeof(h));
+  if (h.magic != kContainerMagic || h.version != kContainerVersion ||
+      h.header_bytes != sizeof(h) || Crc32c(head->data(), 60) != h.header_crc32c ||
+      h.total_bytes != info.payload_bytes || h.codec != info.codec) {
+    return;
+  }
+  auto dtype = DTypeFromCode(h.dtype);
+  if (!dtype.ok()) return;
+  const KvShape shape{h.layers, h.tokens, h.kv_heads, h.head_dim, *dtype};
+  if (!ValidateShape(shape).ok()) return;
+  EntryMeta meta = loc->meta;
+  meta.shape = shape;
+  meta.raw_bytes = meta.shape.Bytes();
+  meta.crc32c = info.payload_crc32c;
+  loc->meta = meta;
+  loc->meta_complete = true;
+  // Cached so the next Lookup needs no read. The codec is the family name until a full
+  // read (Get) learns the config name, which then replaces this.
+  std::lock_guard<std::mutex> l(mu_);
+  auto now = ssd_->Lookup(key);
+  if (ssd_meta_.count(key) == 0 && now && now->payload_crc32c == info.payload_crc32c) {
+    RememberSsdLocked(key, meta, false);
+  }
 }
 
 absl::Status TierManager::SsdPutDurable(const EntryKey& key, ConstByteSpan bytes,

@@ -20,7 +20,8 @@
 //    master; evicting the DRAM copy leaves the master (which then serves).
 //  - Restart: the SSD tier reopens warm; DRAM starts empty. Metadata of SSD entries that
 //    the manager has not seen since the restart (shape, codec config name) is learned on
-//    their first read; until then Lookup reports the tier, codec family, sizes and CRC.
+//    their first read; before that, Lookup reads the entry's 64-byte container header
+//    once (shape, codec family; cached) and reports that.
 //
 // Consistency: a mutation of a key (Put commit, Delete, Replace, Evict, promotion
 // commit) takes a striped per-key mutex for a short, I/O-free critical section and bumps
@@ -258,6 +259,9 @@ class TierManager {
   void RememberSsdLocked(const EntryKey& key, const EntryMeta& meta, bool master);
   EntryMeta SsdMetaToEntryMeta(const SsdMeta& m, const SsdEntryInfo& info, bool* complete) const;
   uint16_t InternCodecLocked(const std::string& name);
+  // Fills loc->meta (shape) of an SSD entry not read since restart from its container
+  // header (a 8 KiB read) and caches it. Leaves loc as is on any failure. Not under mu_.
+  void LearnSsdHead(const EntryKey& key, const SsdEntryInfo& info, Location* loc);
   // Reads the SSD copy into a fresh DRAM extent; returns the extent and its meta.
   absl::StatusOr<std::pair<Extent, EntryMeta>> ReadSsdIntoDram(const EntryKey& key,
                                                                SsdEntryInfo* info);

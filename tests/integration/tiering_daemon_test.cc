@@ -197,6 +197,24 @@ TEST_F(TieringDaemonTest, SigkillRestartKeepsDurablePuts) {
     EXPECT_TRUE(r.durable()) << i;
   }
   Restart(/*crash=*/true);
+  {
+    // Before any Get: Lookup reads the container header from SSD and reports the shape.
+    v1::LookupRequest req;
+    req.set_namespace_(kNs);
+    for (int i = 0; i < kN; ++i) req.add_keys(TestKey(i));
+    grpc::ClientContext ctx;
+    WithDeadline(&ctx);
+    v1::LookupResponse resp;
+    ASSERT_TRUE(stub_->Lookup(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.entries_size(), kN);
+    for (int i = 0; i < kN; ++i) {
+      EXPECT_EQ(resp.entries(i).tier(), v1::TIER_SSD) << i;
+      EXPECT_EQ(resp.entries(i).shape().tokens(), SmallShape().tokens()) << i;
+      EXPECT_EQ(resp.entries(i).shape().layers(), SmallShape().layers()) << i;
+      EXPECT_EQ(resp.entries(i).raw_bytes(), ShapeBytes(SmallShape())) << i;
+      EXPECT_EQ(resp.entries(i).codec(), "raw") << i;
+    }
+  }
   for (int i = 0; i < kN; ++i) {
     std::string raw;
     v1::EntryInfo info;

@@ -282,7 +282,7 @@ TEST_F(TierManagerTest, MasterCopyOnSsdWhileLossyCopyServesFromDram) {
   EXPECT_TRUE(seen);
 }
 
-TEST_F(TierManagerTest, RestartIsWarmAndLearnsMetadataOnRead) {
+TEST_F(TierManagerTest, RestartIsWarmAndLookupReadsTheContainerHeader) {
   Open(Options(/*promote_after=*/1));
   for (int i = 0; i < 12; ++i) {
     auto r = Put(i, /*durable=*/true);
@@ -294,7 +294,10 @@ TEST_F(TierManagerTest, RestartIsWarmAndLearnsMetadataOnRead) {
   for (int i = 0; i < 12; ++i) {
     Location loc = tm_->Locate(KeyOf(i));
     ASSERT_EQ(loc.tier, StorageTier::kSsd) << i;
-    EXPECT_FALSE(loc.meta_complete);
+    // Not read yet: Locate read the 64-byte container header from SSD for the shape.
+    EXPECT_TRUE(loc.meta_complete);
+    EXPECT_EQ(loc.meta.shape.tokens, 16u);
+    EXPECT_EQ(loc.meta.raw_bytes, loc.meta.shape.Bytes());
     EXPECT_EQ(loc.meta.codec, "raw");
     StorageTier where{};
     EXPECT_EQ(Read(KeyOf(i), &where), MakeContainer(i)) << i;
