@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -31,6 +32,7 @@
 #include "bench/eval/sim.h"
 #include "bench/eval/trace.h"
 #include "client/client.h"
+#include "httplib.h"
 #include "kernels/codec.h"
 #include "policy/delay_model.h"
 
@@ -43,13 +45,17 @@ struct Args {
   std::string daemon = "build/bin/adaptcached";
   std::vector<Workload> workloads = {Workload::kChat, Workload::kDocQa, Workload::kCode};
   std::vector<std::string> policies = {"oracle", "lru-raw", "static:fp8", "static:quant-k4v4-g64",
-                                       "static:quant-k2v2-g64", "greedy-downgrade", "adaptive"};
+                                       "static:quant-k2v2-g64", "greedy-downgrade", "adaptive",
+                                       "adaptive@0.0001"};
   std::string configs = "fp8,quant-k4v4-g64,quant-k2v2-g64,drop-50+quant-k4v4-g64";
   uint32_t requests = 300;
   double warmup = 0.3;  // share of requests replayed before measuring
   double scale = 0.1;   // trace population scale
-  uint32_t layers = 2, chunk_tokens = 64, kv_heads = 4, head_dim = 64;
+  // chunk_tokens >= 128: the chat generator's tail draw Range(512, 6 * chunk_tokens) is
+  // inverted below ~86 tokens and yields millions of chunks (bench/eval/trace.cc).
+  uint32_t layers = 2, chunk_tokens = 128, kv_heads = 2, head_dim = 64;
   double dram_frac = 0.15;  // DRAM pool / distinct chunk bytes of the trace
+  double ssd_frac = 0.35;   // SSD tier (4 MiB segments, at least 3) / distinct chunk bytes
   double alpha = 0.01;
   uint32_t interval_ms = 200;
   uint32_t settle_ms = 1500;  // after warm-up, for the mover to act
@@ -76,7 +82,8 @@ std::map<std::string, double> ReadCudaDecode(const std::string& path) {
 class Daemon {
  public:
   ~Daemon() { Stop(); }
-  absl::Status Start(const std::string& bin, uint64_t pool_bytes, std::vector<std::string> extra) {
+  absl::Status Start(const std::string& bin, uint64_t pool_bytes, uint32_t ssd_segments,
+                     std::vector<std::string> extra) {
     char shm[] = "/dev/shm/ac-evalreplay-XXXXXX";
     char ssd[] = "/var/tmp/ac-evalreplay-ssd-XXXXXX";
     if (!::mkdtemp(shm) || !::mkdtemp(ssd)) return absl::InternalError("mkdtemp failed");
@@ -85,8 +92,8 @@ class Daemon {
     std::vector<std::string> a = {bin, "--socket", shm_ + "/sock", "--metrics-listen", "127.0.0.1:0",
                                   "--pool-size", std::to_string(pool_bytes), "--shm-dir", shm_,
                                   "--pool-name", "evalreplay", "--ready-file", ready, "--log-level", "warn",
-                                  "--ssd-dir", ssd_, "--ssd-segment-bytes", "8MiB",
-                                  "--ssd-segment-count", "32"};
+                                  "--ssd-dir", ssd_, "--ssd-segment-bytes", "4MiB",
+                                  "--ssd-segment-count", std::to_string(ssd_segments)};
     for (auto& e : extra) a.push_back(e);
     pid_ = ::fork();
     if (pid_ < 0) return absl::InternalError("fork failed");
@@ -136,6 +143,37 @@ class Daemon {
     shm_.clear(); ssd_.clear();
   }
   client::Client* client() { return client_.get(); }
+  // The daemon's mover counters (/metrics lines adaptcache_mover_{plans,moves,
+  // quality_estimates}_total with a non-zero value), joined by ';'.
+  std::string MoverCounters() const {
+    std::ifstream in(shm_ + "/ready");
+    std::string line;
+    int port = 0;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, "metrics_port=") && !absl::SimpleAtoi(line.substr(13), &port)) port = 0;
+    }
+    if (port == 0) return "no metrics port";
+    httplib::Client http("127.0.0.1", port);
+    auto res = http.Get("/metrics");
+    if (!res || res->status != 200) return "metrics unavailable";
+    std::string out;
+    std::istringstream body(res->body);
+    while (std::getline(body, line)) {
+      if (!absl::StartsWith(line, "adaptcache_mover_plans_total") &&
+          !absl::StartsWith(line, "adaptcache_mover_moves_total") &&
+          !absl::StartsWith(line, "adaptcache_mover_quality_estimates_total")) {
+        continue;
+      }
+      const auto sp = line.rfind(' ');
+      double v = 0;
+      if (sp == std::string::npos || !absl::SimpleAtod(line.substr(sp + 1), &v) || v == 0) continue;
+      std::string name = line.substr(std::string("adaptcache_mover_").size());
+      for (char& ch : name) if (ch == ',' || ch == '"') ch = ch == ',' ? '/' : '\'';
+      if (!out.empty()) out += ';';
+      out += name;
+    }
+    return out.empty() ? "none" : out;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -150,6 +188,7 @@ struct Row {
          mean_cold = 0, mean_loss = 0;
   double hit_share = 0, dram_share = 0, get_fail_share = 0;
   uint64_t reads = 0, put_errors = 0, bad_bytes = 0;
+  std::string mover;  // mover counters at the end of the run
 };
 
 double Median(std::vector<double> v) {
@@ -161,13 +200,16 @@ double Median(std::vector<double> v) {
 Key128 KeyOf(uint64_t id) { return Key128{id * 0x9E3779B97F4A7C15ull + 1, id}; }
 
 absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string& policy, uint64_t pool,
+                           uint32_t ssd_segments,
                            const KvShape& shape, const std::vector<std::vector<std::byte>>& tmpl,
                            const std::map<std::string, double>& cuda, const policy::DelayModel& dm) {
   Daemon d;
   std::vector<std::string> extra;
   if (policy != "oracle") {
-    extra = {"--policy", policy, "--policy-interval-ms", std::to_string(a.interval_ms),
-             "--policy-alpha", absl::StrCat(a.alpha)};
+    // "<policy>@<alpha>" overrides --alpha for that run.
+    const auto at = policy.find('@');
+    extra = {"--policy", policy.substr(0, at), "--policy-interval-ms", std::to_string(a.interval_ms),
+             "--policy-alpha", at == std::string::npos ? absl::StrCat(a.alpha) : policy.substr(at + 1)};
     std::string cfgs = a.configs;
     if (policy.rfind("static:", 0) == 0 && cfgs.find(policy.substr(7)) == std::string::npos) {
       cfgs += "," + policy.substr(7);
@@ -176,7 +218,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     extra.push_back(cfgs);
     if (!a.calibration.empty()) { extra.push_back("--policy-calibration"); extra.push_back(a.calibration); }
   }
-  if (auto st = d.Start(a.daemon, pool, extra); !st.ok()) return st;
+  if (auto st = d.Start(a.daemon, pool, ssd_segments, extra); !st.ok()) return st;
   client::Client* c = d.client();
   const std::string ns = "eval";
   Row row;
@@ -266,6 +308,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     loss.push_back(tok > 0 ? loss_tok / tok : 0);
   }
   if (!d.Alive()) return absl::InternalError(absl::StrCat("daemon died during replay:\n", d.Log()));
+  row.mover = policy == "oracle" ? "no policy" : d.MoverCounters();
   auto mean = [](const std::vector<double>& v) {
     double s = 0;
     for (double x : v) s += x;
@@ -289,7 +332,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
 int Usage() {
   std::fprintf(stderr,
                "usage: eval_replay [--daemon BIN] [--workloads chat,docqa,code] [--policies p,p]\n"
-               "  [--requests N] [--scale S] [--dram-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
+               "  [--requests N] [--scale S] [--dram-frac F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
                "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE]\n");
   return 2;
 }
@@ -316,6 +359,7 @@ int Main(int argc, char** argv) {
     else if (k == "--requests") ok = absl::SimpleAtoi(v, &a.requests) && a.requests > 0;
     else if (k == "--scale") ok = absl::SimpleAtod(v, &a.scale) && a.scale > 0;
     else if (k == "--dram-frac") ok = absl::SimpleAtod(v, &a.dram_frac) && a.dram_frac > 0;
+    else if (k == "--ssd-frac") ok = absl::SimpleAtod(v, &a.ssd_frac) && a.ssd_frac > 0;
     else if (k == "--alpha") ok = absl::SimpleAtod(v, &a.alpha) && a.alpha > 0;
     else if (k == "--interval-ms") ok = absl::SimpleAtoi(v, &a.interval_ms) && a.interval_ms > 0;
     else if (k == "--settle-ms") ok = absl::SimpleAtoi(v, &a.settle_ms);
@@ -333,7 +377,7 @@ int Main(int argc, char** argv) {
   std::ofstream csv(a.out_csv);
   csv << "workload,policy,requests_measured,median_delay_ms,mean_delay_ms,median_fetch_ms,mean_fetch_ms,"
          "mean_gpu_decode_ms,mean_recompute_ms,mean_cold_ms,mean_quality_loss,hit_share,dram_hit_share,"
-         "get_after_lookup_miss_share,put_errors,bad_bytes,pool_bytes,entry_bytes,cuda_csv\n";
+         "get_after_lookup_miss_share,put_errors,bad_bytes,pool_bytes,entry_bytes,cuda_csv,mover_counters\n";
   int failures = 0;
   for (Workload w : a.workloads) {
     TraceOptions to;
@@ -345,14 +389,21 @@ int Main(int argc, char** argv) {
     if (!trace.ok()) { std::fprintf(stderr, "%s\n", trace.status().ToString().c_str()); return 1; }
     const TraceSummary sum = Summarize(*trace);
     const uint64_t working = sum.distinct_chunks * shape.Bytes();
+    if (working > (4ull << 30)) {
+      std::fprintf(stderr, "%s: %lu distinct chunks (%.0f MiB) is too large for a replay\n", WorkloadName(w),
+                   (unsigned long)sum.distinct_chunks, working / 1048576.0);
+      return 1;
+    }
     const uint64_t pool = std::max<uint64_t>(static_cast<uint64_t>(working * a.dram_frac), 2ull << 20);
-    std::fprintf(stderr, "%s: %lu requests, %lu distinct chunks (%.1f MiB raw), pool %.1f MiB\n",
+    const uint32_t ssd_segments =
+        std::max<uint32_t>(3, static_cast<uint32_t>(working * a.ssd_frac / (4 << 20) + 0.5));
+    std::fprintf(stderr, "%s: %lu requests, %lu distinct chunks (%.1f MiB raw), pool %.1f MiB, SSD %u x 4 MiB\n",
                  WorkloadName(w), (unsigned long)sum.requests, (unsigned long)sum.distinct_chunks,
-                 working / 1048576.0, pool / 1048576.0);
+                 working / 1048576.0, pool / 1048576.0, ssd_segments);
     for (const std::string& p : a.policies) {
       const uint64_t pb = p == "oracle" ? working * 2 + (16ull << 20) : pool;
       const auto t0 = Clock::now();
-      auto row = RunOne(a, *trace, p, pb, shape, tmpl, cuda, dm);
+      auto row = RunOne(a, *trace, p, pb, p == "oracle" ? 3 : ssd_segments, shape, tmpl, cuda, dm);
       if (!row.ok()) {
         std::fprintf(stderr, "%s %s FAILED: %s\n", WorkloadName(w), p.c_str(), row.status().ToString().c_str());
         ++failures;
@@ -366,7 +417,8 @@ int Main(int argc, char** argv) {
           << row->mean_gpu * 1e3 << ',' << row->mean_recompute * 1e3 << ',' << row->mean_cold * 1e3 << ','
           << row->mean_loss << ',' << row->hit_share << ',' << row->dram_share << ',' << row->get_fail_share
           << ',' << row->put_errors << ',' << row->bad_bytes << ',' << pb << ',' << shape.Bytes() << ','
-          << (cuda.empty() ? "absent" : "used") << '\n';
+          << (cuda.empty() ? "absent" : "used") << ',' << row->mover << '\n';
+      std::fprintf(stderr, "    mover: %s\n", row->mover.c_str());
       csv.flush();
     }
   }

@@ -7,17 +7,20 @@
 # bench/results/eval_daemon.md and eval_daemon.csv (skipped with a note when eval_replay or
 # adaptcached is not built).
 # Usage: 60_eval.sh BUILD_DIR   (EVAL_REQUESTS, EVAL_ARGS override the defaults;
-#        REPLAY_REQUESTS, REPLAY_ARGS those of the daemon replay)
+#        REPLAY_REQUESTS, REPLAY_ARGS those of the daemon replay; EVAL_ONLY=replay skips
+#        the simulation part)
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
+ONLY=${EVAL_ONLY:-all}
+OUT=bench/results
+TRACES=$(mktemp -d)
+trap 'rm -rf "$TRACES"' EXIT
+if [ "$ONLY" != replay ]; then
 for b in eval_sim eval_tracegen; do
   [ -x "$BUILD/bin/$b" ] || { echo "missing $BUILD/bin/$b (build the eval_sim and eval_tracegen targets)"; exit 1; }
 done
 REQ=${EVAL_REQUESTS:-3000}
-OUT=bench/results
-TRACES=$(mktemp -d)
-trap 'rm -rf "$TRACES"' EXIT
 mkdir -p "$OUT"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 SUMMARY=""
@@ -64,6 +67,7 @@ echo "$TABLE"
   echo "ratios, CPU decode speeds and proxies: eval_profile.csv. What the figures mean and do not"
   echo "mean: docs/evaluation.md (\"Results so far\")."
 } > "$OUT/eval.md"
+fi
 
 # ---- daemon-replay mode (docs/evaluation.md) ----
 if [ ! -x "$BUILD/bin/eval_replay" ] || [ ! -x "$BUILD/bin/adaptcached" ]; then
@@ -85,10 +89,11 @@ echo "$RTABLE"
   echo "- command: \`bench/scripts/60_eval.sh $BUILD\` -> \`eval_replay ${RARGS[*]}\` (${SECS} s)"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(uname -srm); load at start $LOAD"
   echo "- **mode: daemon replay** (bench/eval/replay_daemon.cc): one adaptcached per (workload, policy),"
-  echo "  DRAM pool 15% of the trace's distinct raw KV, SSD tier (32 x 8 MiB segments) under /var/tmp,"
-  echo "  --policy-interval-ms 200, alpha 0.01; first 30% of requests are warm-up (not measured), then"
-  echo "  1.5 s for the mover. Entries scaled down to [2 layers][64 tokens][4 heads][64] bf16 = 64 KiB,"
-  echo "  synthetic KV (bench/eval/profile.h); traces at scale 0.1, chunk_tokens 64."
+  echo "  DRAM pool 15% and SSD tier ~35% (4 MiB segments, at least 3) of the trace's distinct raw KV,"
+  echo "  SSD under /var/tmp, --policy-interval-ms 200, alpha 0.01 (adaptive@A: alpha A);"
+  echo "  first 30% of requests are warm-up (not measured), then"
+  echo "  1.5 s for the mover. Entries scaled down to [2 layers][128 tokens][2 heads][64] bf16 = 128 KiB,"
+  echo "  synthetic KV (bench/eval/profile.h); traces at scale 0.1, chunk_tokens 128."
   echo "- delay per request = measured Lookup + GetShm + CopyOut + CPU Decode of the reused prefix"
   echo "  + GPU decode modelled from bench/results/cuda_decode.csv (H100 GB/s per config, scaled to the"
   echo "  entry size, + 10 us launch) + recompute of reused-but-missed chunks (DelayModel 50 us/token)."
@@ -100,5 +105,5 @@ echo "$RTABLE"
   echo
   echo "$RTABLE"
   echo
-  echo "Every column: eval_daemon.csv."
+  echo "Every column, and the daemon's mover counters (/metrics) at the end of each run: eval_daemon.csv."
 } > "$OUT/eval_daemon.md"
