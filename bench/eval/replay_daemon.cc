@@ -62,6 +62,8 @@ struct Args {
   std::string cuda_csv = "bench/results/cuda_decode.csv";
   std::string out_csv = "bench/results/eval_daemon.csv";
   std::string calibration;
+  std::string log_level = "warn";
+  std::string keep_logs;  // directory: copy each daemon's log there as <workload>-<policy>.log
 };
 
 // GPU decode GB/s per config name from cuda_decode.csv (empty when absent).
@@ -81,6 +83,7 @@ std::map<std::string, double> ReadCudaDecode(const std::string& path) {
 
 class Daemon {
  public:
+  explicit Daemon(std::string log_level) : log_level_(std::move(log_level)) {}
   ~Daemon() { Stop(); }
   absl::Status Start(const std::string& bin, uint64_t pool_bytes, uint32_t ssd_segments,
                      std::vector<std::string> extra) {
@@ -91,7 +94,7 @@ class Daemon {
     const std::string ready = shm_ + "/ready", log = shm_ + "/log";
     std::vector<std::string> a = {bin, "--socket", shm_ + "/sock", "--metrics-listen", "127.0.0.1:0",
                                   "--pool-size", std::to_string(pool_bytes), "--shm-dir", shm_,
-                                  "--pool-name", "evalreplay", "--ready-file", ready, "--log-level", "warn",
+                                  "--pool-name", "evalreplay", "--ready-file", ready, "--log-level", log_level_,
                                   "--ssd-dir", ssd_, "--ssd-segment-bytes", "4MiB",
                                   "--ssd-segment-count", std::to_string(ssd_segments)};
     for (auto& e : extra) a.push_back(e);
@@ -176,6 +179,7 @@ class Daemon {
   }
 
  private:
+  std::string log_level_;
   pid_t pid_ = -1;
   std::string shm_, ssd_;
   std::unique_ptr<client::Client> client_;
@@ -203,7 +207,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
                            uint32_t ssd_segments,
                            const KvShape& shape, const std::vector<std::vector<std::byte>>& tmpl,
                            const std::map<std::string, double>& cuda, const policy::DelayModel& dm) {
-  Daemon d;
+  Daemon d(a.log_level);
   std::vector<std::string> extra;
   if (policy != "oracle") {
     // "<policy>@<alpha>" overrides --alpha for that run.
@@ -309,6 +313,11 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
   }
   if (!d.Alive()) return absl::InternalError(absl::StrCat("daemon died during replay:\n", d.Log()));
   row.mover = policy == "oracle" ? "no policy" : d.MoverCounters();
+  if (!a.keep_logs.empty()) {
+    std::string name = absl::StrCat(a.keep_logs, "/", row.workload, "-", policy, ".log");
+    for (size_t i = a.keep_logs.size() + 1; i < name.size(); ++i) if (name[i] == ':' || name[i] == '/') name[i] = '_';
+    std::ofstream(name) << d.Log();
+  }
   auto mean = [](const std::vector<double>& v) {
     double s = 0;
     for (double x : v) s += x;
@@ -333,7 +342,7 @@ int Usage() {
   std::fprintf(stderr,
                "usage: eval_replay [--daemon BIN] [--workloads chat,docqa,code] [--policies p,p]\n"
                "  [--requests N] [--scale S] [--dram-frac F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
-               "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE]\n");
+               "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE] [--log-level L] [--keep-logs DIR]\n");
   return 2;
 }
 
@@ -366,6 +375,8 @@ int Main(int argc, char** argv) {
     else if (k == "--cuda-csv") a.cuda_csv = v;
     else if (k == "--calibration") a.calibration = v;
     else if (k == "--out-csv") a.out_csv = v;
+    else if (k == "--log-level") a.log_level = v;
+    else if (k == "--keep-logs") a.keep_logs = v;
     else return Usage();
     if (!ok) { std::fprintf(stderr, "bad value for %s: %s\n", k.c_str(), v.c_str()); return 2; }
   }
