@@ -62,6 +62,9 @@ struct Args {
   std::string cuda_csv = "bench/results/cuda_decode.csv";
   std::string out_csv = "bench/results/eval_daemon.csv";
   std::string calibration;
+  // > 0: send request i at trace time_s / speedup (after warm-up), giving the mover the
+  // trace's pace; 0: back to back.
+  double speedup = 0;
   std::string log_level = "warn";
   std::string keep_logs;  // directory: copy each daemon's log there as <workload>-<policy>.log
 };
@@ -236,6 +239,13 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
   for (size_t ri = 0; ri < trace.requests.size(); ++ri) {
     if (ri == warm && a.settle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.settle_ms));
     const TraceRequest& r = trace.requests[ri];
+    if (a.speedup > 0 && ri >= warm) {
+      static thread_local Clock::time_point base;
+      static thread_local double base_t = 0;
+      if (ri == warm) base = Clock::now(), base_t = r.time_s;
+      std::this_thread::sleep_until(base + std::chrono::duration_cast<Clock::duration>(
+                                               std::chrono::duration<double>((r.time_s - base_t) / a.speedup)));
+    }
     std::vector<Key128> keys;
     for (const auto& ch : r.context) keys.push_back(KeyOf(ch.id));
     const auto t0 = Clock::now();
@@ -342,7 +352,8 @@ int Usage() {
   std::fprintf(stderr,
                "usage: eval_replay [--daemon BIN] [--workloads chat,docqa,code] [--policies p,p]\n"
                "  [--requests N] [--scale S] [--dram-frac F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
-               "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE] [--log-level L] [--keep-logs DIR]\n");
+               "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE] [--log-level L] [--keep-logs DIR]\n"
+               "  [--speedup X (pace requests at trace time / X after warm-up; 0 = back to back)]\n");
   return 2;
 }
 
@@ -376,6 +387,7 @@ int Main(int argc, char** argv) {
     else if (k == "--calibration") a.calibration = v;
     else if (k == "--out-csv") a.out_csv = v;
     else if (k == "--log-level") a.log_level = v;
+    else if (k == "--speedup") ok = absl::SimpleAtod(v, &a.speedup) && a.speedup >= 0;
     else if (k == "--keep-logs") a.keep_logs = v;
     else return Usage();
     if (!ok) { std::fprintf(stderr, "bad value for %s: %s\n", k.c_str(), v.c_str()); return 2; }
