@@ -5,10 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__SSE4_2__)
-#include <nmmintrin.h>
-#endif
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -121,69 +117,6 @@ std::string_view TierName(Tier t) {
 
 namespace {
 
-// CRC32C of one chunk at ~3x the speed of a single crc32 stream: three independent
-// streams over thirds of the chunk (the instruction's latency, not throughput, limits one
-// stream), joined with the standard GF(2) CRC combination. Verified output is unchanged.
-constexpr uint32_t kCrcPoly = 0x82F63B78u;  // CRC32C, reflected
-
-uint32_t MultModP(uint32_t a, uint32_t b) {  // a*b mod P, bit 31 = x^0
-  uint32_t m = 1u << 31, p = 0;
-  for (;;) {
-    if (a & m) {
-      p ^= b;
-      if ((a & (m - 1)) == 0) break;
-    }
-    m >>= 1;
-    b = (b & 1) ? (b >> 1) ^ kCrcPoly : b >> 1;
-  }
-  return p;
-}
-
-uint32_t XPow8N(uint64_t n) {  // x^(8n) mod P
-  static const auto kX2n = [] {
-    std::array<uint32_t, 32> t{};
-    uint32_t p = 1u << 30;  // x^1
-    t[0] = p;
-    for (int i = 1; i < 32; ++i) t[i] = p = MultModP(p, p);
-    return t;
-  }();
-  uint32_t p = 1u << 31;
-  for (unsigned k = 3; n != 0; n >>= 1, ++k) {
-    if (n & 1) p = MultModP(kX2n[k & 31], p);
-  }
-  return p;
-}
-
-// Crc32c(A || B) from Crc32c(A), Crc32c(B) and |B|.
-uint32_t CrcCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
-  return MultModP(XPow8N(len_b), crc_a) ^ crc_b;
-}
-
-uint32_t CrcExtendFast(uint32_t crc, const std::byte* data, size_t n) {
-#if defined(__SSE4_2__)
-  if (n >= 3 * 4096) {
-    const size_t third = (n / 3) & ~size_t{7};
-    const std::byte* a = data;
-    const std::byte* b = data + third;
-    const std::byte* c = data + 2 * third;
-    uint64_t ca = 0xFFFFFFFFu, cb = 0xFFFFFFFFu, cc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < third; i += 8) {
-      uint64_t va, vb, vc;
-      std::memcpy(&va, a + i, 8);
-      std::memcpy(&vb, b + i, 8);
-      std::memcpy(&vc, c + i, 8);
-      ca = _mm_crc32_u64(ca, va);
-      cb = _mm_crc32_u64(cb, vb);
-      cc = _mm_crc32_u64(cc, vc);
-    }
-    const uint32_t crc_c = Crc32cExtend(~static_cast<uint32_t>(cc), c + third, n - 3 * third);
-    uint32_t out = CrcCombine(crc, ~static_cast<uint32_t>(ca), third);
-    out = CrcCombine(out, ~static_cast<uint32_t>(cb), third);
-    return CrcCombine(out, crc_c, n - 2 * third);
-  }
-#endif
-  return Crc32cExtend(crc, data, n);
-}
 
 // VerifyContainer given `crc`, the CRC32C of `container` that the caller computed while
 // copying it (one pass while the bytes are still in cache, not a second trip through memory).
@@ -373,7 +306,7 @@ absl::StatusOr<size_t> LeasedEntry::CopyOut(std::span<std::byte> out) const {
   for (size_t off = 0; off < bytes_.size(); off += kChunk) {
     const size_t n = std::min(kChunk, bytes_.size() - off);
     std::memcpy(out.data() + off, bytes_.data() + off, n);
-    crc = CrcExtendFast(crc, out.data() + off, n);
+    crc = Crc32cExtend(crc, out.data() + off, n);
   }
   if (auto st = VerifyCopied(out.first(bytes_.size()), info_, crc); !st.ok()) {
     return absl::NotFoundError(absl::StrCat("entry changed while copying (lease expired?): ", st.message()));
@@ -576,7 +509,7 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
   while (local.ok() && reader->Read(&bb)) {
     const uint64_t before = got;
     if (info.has_value() && CopyDataFrame(&bb, dst.data(), info->stored_bytes - got, &got, &local)) {
-      crc = CrcExtendFast(crc, dst.data() + before, got - before);
+      crc = Crc32cExtend(crc, dst.data() + before, got - before);
       continue;
     }
     frame.Clear();
@@ -612,7 +545,7 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
       break;
     }
     std::memcpy(dst.data() + got, data.data(), data.size());
-    crc = CrcExtendFast(crc, dst.data() + got, data.size());
+    crc = Crc32cExtend(crc, dst.data() + got, data.size());
     got += data.size();
   }
   if (!local.ok()) {

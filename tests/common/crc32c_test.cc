@@ -37,3 +37,20 @@ TEST(Crc32cTest, MatchesBitwiseAndExtends) {
 
 }  // namespace
 }  // namespace adaptcache
+
+namespace adaptcache {
+namespace {
+
+TEST(Crc32cTest, CombineJoinsIndependentCrcs) {
+  std::mt19937 rng(11);
+  std::vector<unsigned char> buf(70'000);
+  for (auto& b : buf) b = rng();
+  for (size_t split : {0u, 1u, 4095u, 12288u, 40'000u, 70'000u}) {
+    uint32_t a = Crc32c(buf.data(), split);
+    uint32_t b = Crc32c(buf.data() + split, buf.size() - split);
+    EXPECT_EQ(Crc32cCombine(a, b, buf.size() - split), Crc32c(buf.data(), buf.size())) << split;
+  }
+}
+
+}  // namespace
+}  // namespace adaptcache
