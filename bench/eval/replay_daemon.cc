@@ -236,12 +236,12 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
   std::vector<double> delays, fetches, gpu, rec, cold, loss;
   uint64_t hits = 0, dram_hits = 0, get_fail = 0;
   std::vector<std::byte> container(shape.Bytes() + (1 << 20)), decoded(shape.Bytes());
+  Clock::time_point base;  // pacing origin: the first measured request
+  double base_t = 0;
   for (size_t ri = 0; ri < trace.requests.size(); ++ri) {
     if (ri == warm && a.settle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.settle_ms));
     const TraceRequest& r = trace.requests[ri];
     if (a.speedup > 0 && ri >= warm) {
-      static thread_local Clock::time_point base;
-      static thread_local double base_t = 0;
       if (ri == warm) base = Clock::now(), base_t = r.time_s;
       std::this_thread::sleep_until(base + std::chrono::duration_cast<Clock::duration>(
                                                std::chrono::duration<double>((r.time_s - base_t) / a.speedup)));
