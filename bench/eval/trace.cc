@@ -25,7 +25,10 @@ class Rng {
   }
   double Uniform() { return (Next() >> 11) * 0x1.0p-53; }
   uint64_t Below(uint64_t n) { return n ? Next() % n : 0; }
-  uint32_t Range(uint32_t lo, uint32_t hi) { return lo + static_cast<uint32_t>(Below(hi - lo + 1)); }
+  // Uniform in [lo, max(lo, hi)]: an empty range gives lo instead of wrapping around.
+  uint32_t Range(uint32_t lo, uint32_t hi) {
+    return hi <= lo ? lo : lo + static_cast<uint32_t>(Below(hi - lo + 1));
+  }
   double Exp(double mean) { return -mean * std::log(1.0 - Uniform()); }
   double Normal() {
     const double u = std::max(Uniform(), 1e-300), v = Uniform();
@@ -100,7 +103,7 @@ Trace Chat(const TraceOptions& o, Rng& rng) {
       Session s;
       s.turns_left = rng.Geometric(10);
       // Some sessions open with a pasted document.
-      s.tail = rng.Uniform() < 0.3 ? rng.Range(512, 6 * o.chunk_tokens) : rng.Range(32, 256);
+      s.tail = rng.Uniform() < 0.3 ? rng.Range(512, std::max(512u, 6 * o.chunk_tokens)) : rng.Range(32, 256);
       live.push_back(std::move(s));
       si = live.size() - 1;
     } else {
