@@ -79,6 +79,9 @@ def parse_args(argv=None):
                    help="calibration JSON to write (default: <out-dir>/calibration.json in full mode, none in quick)")
     p.add_argument("--export-kv", default="", help="directory for small real KV samples (kv_*.npy)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--refit", action="store_true",
+                   help="no model run: re-fit the calibration and redraw the plot from <out-dir>/<tag>.csv "
+                        "(e.g. with another --metric), and update the report's calibration section")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero unless the quick-mode invariants hold (used by ctest)")
     a = p.parse_args(argv)
@@ -412,7 +415,8 @@ def write_report(args, res, rows, fails, cal):
                      f"{fmt(r['kl'])} | {fmt(r['top1'], 3)} | {fmt(r['mc_acc'], 3)} | {fmt(r['mc_agree'], 3)} | "
                      f"{fmt(r['f1'], 3)} | {fmt(r['rouge_l'], 3)} | {fmt(r['f1_vs_full'], 3)} |")
     if cal:
-        lines += ["", f"## Calibration (`{os.path.relpath(args.calibration, args.out_dir)}`, loss = {args.metric})", ""]
+        lines += ["", f"## Calibration (`{os.path.relpath(args.calibration, args.out_dir)}`, loss = {args.metric}; "
+                  "token-weighted PAV, knots of >= 1/24 of the weight, tail knot at twice the last proxy)", ""]
         for c in cal["curves"]:
             lines.append(f"- {c['family']}: " + ", ".join(f"({x:.4g}, {y:.4g})" for x, y in c["points"]))
     if not args.no_plot:
@@ -473,7 +477,8 @@ def finish(args, res):
         key = {"top1": "loss_top1", "kl": "loss_kl", "nll": "loss_nll"}[args.metric]
         cal = calibrate.build_calibration(
             res["records"], f"{res['model']}; loss = {args.metric}; {res['samples']} contexts "
-            f"({', '.join(res['tasks'])}); {datetime.date.today()}; bench/quality/profile.py", key)
+            f"({', '.join(res['tasks'])}); {datetime.date.today()}; bench/quality/profile.py", key,
+            cap=1.0 if args.metric == "top1" else None)
         calibrate.write_calibration(args.calibration, cal)
     md = write_report(args, res, rows, fails, cal)
     with open(os.path.join(args.out_dir, args.tag + "_raw.json"), "w") as f:
@@ -481,8 +486,45 @@ def finish(args, res):
     return rows, fails, md
 
 
+def refit(args):
+    """Calibration, plot and the report's calibration section from a finished run's CSV."""
+    stem = os.path.join(args.out_dir, args.tag)
+    recs = []
+    with open(stem + ".csv") as f:
+        for r in csv.DictReader(f):
+            for k, v in r.items():
+                if k not in ("sample", "task", "config", "family"):
+                    r[k] = float(v) if v not in ("", "nan") else float("nan")
+            r.update(loss_top1=1.0 - r["top1"], loss_kl=r["kl"], loss_nll=r["d_nll"])
+            recs.append(r)
+    key = {"top1": "loss_top1", "kl": "loss_kl", "nll": "loss_nll"}[args.metric]
+    old = json.load(open(args.calibration)) if args.calibration and os.path.exists(args.calibration) else {}
+    comment = old.get("comment", "").replace("loss = top1", f"loss = {args.metric}")
+    cal = calibrate.build_calibration(recs, comment or f"refit from {stem}.csv", key,
+                                      cap=1.0 if args.metric == "top1" else None)
+    calibrate.write_calibration(args.calibration, cal)
+    configs = list(dict.fromkeys(r["config"] for r in recs))
+    if not args.no_plot:
+        plot(args, summarize(dict(configs=configs, records=recs)), stem + ".png", recs, cal)
+    with open(stem + ".md") as f:
+        md = f.read()
+    a, b = md.find("## Calibration"), md.find("![size vs quality]")
+    if a >= 0:
+        section = [f"## Calibration (`{os.path.relpath(args.calibration, args.out_dir)}`, loss = {args.metric}; "
+                   "token-weighted PAV, knots of >= 1/24 of the weight, tail knot at twice the last proxy)", ""]
+        section += [f"- {c['family']}: " + ", ".join(f"({x:.4g}, {y:.4g})" for x, y in c["points"])
+                    for c in cal["curves"]]
+        md = md[:a] + "\n".join(section) + "\n\n" + (md[b:] if b >= 0 else "")
+        with open(stem + ".md", "w") as f:
+            f.write(md)
+    print(json.dumps(cal, indent=1))
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.refit:
+        return refit(args)
     # Full runs are long: rewrite the report after every context (labelled partial).
     partial = (lambda r: finish(args, r)) if args.mode == "full" else None
     res = run(args, log=lambda *a, **k: print(*a, flush=True), on_sample=partial)

@@ -80,7 +80,7 @@ class CalibrationTest(unittest.TestCase):
         xs = rng.uniform(0, 1, 200)
         ys = xs ** 2 + rng.normal(0, 0.05, 200)
         pts = calibrate.fit_curve(list(xs), list(ys))
-        self.assertLessEqual(len(pts), 12)
+        self.assertLessEqual(len(pts), 13)  # 12 knots + the tail knot
         for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
             self.assertLess(x0, x1)
             self.assertLessEqual(y0, y1)
@@ -90,6 +90,14 @@ class CalibrationTest(unittest.TestCase):
         calibrate.validate_calibration(json.loads(json.dumps(cal)))
         with self.assertRaises(ValueError):
             calibrate.validate_calibration({"version": 1, "curves": [{"family": "quant", "points": [[0.1, 0.2], [0.2, 0.1]]}]})
+
+    def test_single_outlier_makes_no_steep_tail(self):
+        xs = list(np.linspace(0.01, 1.0, 100)) + [1.01]
+        ys = [0.1 * x for x in xs[:-1]] + [50.0]
+        ws = [128.0] * 100 + [2.0]  # the outlier was scored on 2 tokens
+        pts = calibrate.fit_curve(xs, ys, ws)
+        self.assertLess(pts[-1][1], 1.0)
+        self.assertAlmostEqual(pts[-1][0], 2 * pts[-2][0], places=6)
 
     def test_text_metrics(self):
         self.assertEqual(textmetrics.token_f1("The cat sat", "cat sat"), 1.0)
