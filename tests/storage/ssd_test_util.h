@@ -15,9 +15,11 @@
 
 namespace adaptcache::testing {
 
-// A raw container whose single section holds `payload` bytes derived from `seed`.
-inline std::vector<std::byte> MakeContainer(uint64_t seed, uint64_t payload) {
-  ContainerWriter w(CodecId::kRaw, KvShape{1, 1, 1, 8, DType::kBF16});
+// A container whose single section holds `payload` bytes derived from `seed`.
+inline std::vector<std::byte> MakeContainer(uint64_t seed, uint64_t payload,
+                                            CodecId codec = CodecId::kRaw,
+                                            KvShape shape = KvShape{1, 1, 1, 8, DType::kBF16}) {
+  ContainerWriter w(codec, shape);
   w.AddSection(0, payload);
   std::vector<std::byte> out(w.TotalBytes());
   if (!w.Layout(ByteSpan(out)).ok()) std::abort();

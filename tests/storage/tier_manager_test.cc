@@ -11,6 +11,7 @@
 
 #include "common/crc32c.h"
 #include "gtest/gtest.h"
+#include "tests/storage/ssd_test_util.h"
 
 namespace adaptcache {
 namespace {
@@ -19,39 +20,12 @@ constexpr uint64_t kPayload = 6000;  // container ~6.1 KB: one 8 KiB DRAM extent
 
 std::vector<std::byte> MakeContainer(uint64_t seed, uint64_t payload = kPayload,
                                      CodecId codec = CodecId::kRaw) {
-  ContainerWriter w(codec, KvShape{1, 16, 1, 64, DType::kFP16});
-  w.AddSection(0, payload);
-  std::vector<std::byte> out(w.TotalBytes());
-  if (!w.Layout(ByteSpan(out)).ok()) std::abort();
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (auto& b : w.SectionData(0)) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b = static_cast<std::byte>(x);
-  }
-  w.Seal();
-  return out;
+  return testing::MakeContainer(seed, payload, codec, KvShape{1, 16, 1, 64, DType::kFP16});
 }
 
 EntryKey KeyOf(uint64_t i) { return EntryKey{11, Key128{i * 0x9e37ull + 5, i}}; }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string t = "/var/tmp/ac_tier_test_XXXXXX";
-    if (::mkdtemp(t.data()) == nullptr) std::abort();
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 class TierManagerTest : public ::testing::Test {
  protected:
