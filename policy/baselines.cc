@@ -1,6 +1,7 @@
 #include "policy/baselines.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <queue>
 #include <vector>
@@ -110,6 +111,25 @@ absl::StatusOr<PlacementPlan> StaticPolicy::Plan(const PolicyInput& in) {
     if (c != kNoConfig) t.Place(i, c);
   }
   return t.Finish();
+}
+
+AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPlan&) const {
+  const size_t k = in.configs.size(), nc = in.classes.size();
+  AdmissionTable out(in.namespaces.size() * nc, kNoConfig);
+  ConfigIndex cfg = kNoConfig;
+  for (size_t c = 0; c < k; ++c) {
+    if (in.configs[c].name == config_name_) cfg = static_cast<ConfigIndex>(c);
+  }
+  if (cfg == kNoConfig) return out;
+  // The floor as Plan() applies it, judged on the class's median loss.
+  const std::vector<float> q = MedianClassLoss(in);
+  for (size_t g = 0; g < out.size(); ++g) {
+    const float qc = q[g * k + cfg];
+    if (in.classes[g % nc].bytes[cfg] == 0) continue;
+    if (std::isfinite(qc) && qc > in.namespaces[g / nc].max_loss) continue;
+    out[g] = cfg;
+  }
+  return out;
 }
 
 absl::StatusOr<PlacementPlan> GreedyDowngrader::Plan(const PolicyInput& in) {

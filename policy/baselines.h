@@ -36,6 +36,8 @@ class StaticPolicy final : public Policy {
   explicit StaticPolicy(std::string config_name) : config_name_(std::move(config_name)) {}
   std::string Name() const override { return "static-" + config_name_; }
   absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) override;
+  // Its config for every class it applies to (a static policy compresses at put time).
+  AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const override;
 
  private:
   std::string config_name_;

@@ -794,4 +794,8 @@ absl::StatusOr<PlacementPlan> AdaptiveOptimizer::Plan(const PolicyInput& in) {
   return plan;
 }
 
+AdmissionTable AdaptiveOptimizer::Admission(const PolicyInput& in, const PlacementPlan& plan) const {
+  return PricedAdmission(in, plan.totals.lambda_dram, alpha_);
+}
+
 }  // namespace adaptcache::policy

@@ -250,4 +250,58 @@ absl::Status CheckPlan(const PolicyInput& in, const PlacementPlan& plan) {
   return absl::OkStatus();
 }
 
+std::vector<float> MedianClassLoss(const PolicyInput& in) {
+  const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
+  constexpr size_t kSample = 255;  // a median needs no more; keeps 1M-entry plans cheap
+  std::vector<std::vector<uint32_t>> members(nn * nc);
+  for (size_t i = 0; i < in.entries.size(); ++i) {
+    const EntryInput& e = in.entries[i];
+    if (e.flags & kPinned) continue;
+    std::vector<uint32_t>& m = members[size_t{e.ns} * nc + e.size_class];
+    if (m.size() < kSample) m.push_back(static_cast<uint32_t>(i));
+  }
+  std::vector<float> out(nn * nc * k, std::nanf(""));
+  std::vector<float> v;
+  for (size_t g = 0; g < members.size(); ++g) {
+    if (members[g].empty()) continue;
+    for (size_t c = 0; c < k; ++c) {
+      v.clear();
+      for (uint32_t i : members[g]) v.push_back(in.QLoss(i, c));
+      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+      out[g * k + c] = v[v.size() / 2];
+    }
+  }
+  return out;
+}
+
+AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const std::vector<double>& alpha,
+                               double fresh_freq) {
+  const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
+  const std::vector<float> q = MedianClassLoss(in);
+  AdmissionTable out(nn * nc, kNoConfig);
+  for (size_t n = 0; n < nn; ++n) {
+    const double a = n < alpha.size() ? alpha[n] : in.namespaces[n].alpha;
+    for (size_t cl = 0; cl < nc; ++cl) {
+      const SizeClass& sc = in.classes[cl];
+      double best = HUGE_VAL;
+      for (size_t c = 0; c < k; ++c) {
+        const float qc = q[(n * nc + cl) * k + c];
+        if (sc.bytes[c] == 0 || !std::isfinite(qc) || qc > in.namespaces[n].max_loss) continue;
+        const double cost = fresh_freq * (in.delay.Delay(Tier::kDram, in.configs[c].family, sc.bytes[c],
+                                                         sc.raw_bytes) + a * qc) +
+                            lambda_dram * static_cast<double>(sc.bytes[c]);
+        if (cost < best) {
+          best = cost;
+          out[n * nc + cl] = static_cast<ConfigIndex>(c);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+AdmissionTable Policy::Admission(const PolicyInput& in, const PlacementPlan&) const {
+  return AdmissionTable(in.namespaces.size() * in.classes.size(), kNoConfig);
+}
+
 }  // namespace adaptcache::policy

@@ -171,6 +171,25 @@ void FinalizePlan(const PolicyInput& in, PlacementPlan* plan);
 // violation. (Average budgets are soft for baselines and are not checked here.)
 absl::Status CheckPlan(const PolicyInput& in, const PlacementPlan& plan);
 
+// Admission table (DESIGN.md §7): the config an entry stored between plans should be
+// kept in, in DRAM, per namespace and size class, row-major [ns * classes + class].
+// kNoConfig = keep whatever config it arrives in. Consumers apply it to entries that
+// arrive lossless (raw), so a new entry does not sit uncompressed until the next plan.
+using AdmissionTable = std::vector<ConfigIndex>;
+
+// The priced admission rule: per (namespace, class) the applicable config minimising
+//   fresh_freq · (delay(DRAM, config) + alpha[ns] · q) + lambda_dram · stored_bytes
+// among those with q <= the namespace's floor, where q is the median loss of that config
+// over (up to 255 of) the class's unpinned entries in the namespace; kNoConfig where the
+// namespace has no unpinned entry of the class. fresh_freq is the decayed frequency of an
+// entry just stored (a put counts as one access: 1).
+// The median loss per [ns][class][config] over (up to 255 of) the unpinned entries of
+// that class in that namespace; NaN where there is none.
+std::vector<float> MedianClassLoss(const PolicyInput& in);
+
+AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram,
+                               const std::vector<double>& alpha, double fresh_freq = 1.0);
+
 class Policy {
  public:
   virtual ~Policy() = default;
@@ -179,6 +198,9 @@ class Policy {
   // overflow a tier: then totals.feasible is false and everything unpinned is evicted
   // from that tier).
   virtual absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) = 0;
+  // The admission table that goes with `plan`, the plan this policy just returned for
+  // `in`. Default: kNoConfig everywhere (entries stay as stored until the next plan).
+  virtual AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const;
 };
 
 }  // namespace adaptcache::policy

@@ -350,6 +350,10 @@ std::vector<Setting> BuildSettings() {
   s.push_back(BoolSetting("policy", "keep_master", "mover-keep-master",
                           "Keep an entry's lossless copy on SSD when compressing it in DRAM",
                           &ServerConfig::mover_keep_master));
+  s.push_back(BoolSetting("policy", "admission", "policy-admission",
+                          "Transcode each raw Put, soon after it lands, into the config the last "
+                          "plan would give a new entry of its shape (else it waits for a plan)",
+                          &ServerConfig::policy_admission));
   return s;
 }
 

@@ -80,6 +80,7 @@ struct ServerConfig {
   uint64_t mover_cpu_budget = 0;      // raw bytes/s transcoded or estimated; 0 = unlimited
   uint64_t mover_ssd_write_budget = 0;  // bytes/s the mover writes to SSD; 0 = unlimited
   bool mover_keep_master = true;      // keep the lossless copy on SSD when compressing
+  bool policy_admission = true;       // transcode raw puts into the plan's admission config
 
   // The codec name for a namespace: its own setting, else the default.
   const std::string& CodecFor(std::string_view ns) const;

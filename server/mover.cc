@@ -138,6 +138,12 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   }
   const KvShape shape = best->meta.shape;
   if (auto st = CheckApplicable(*cfg, shape); !st.ok()) return st;
+  // A lossless label promises the exact bytes that were put: never derive one from a
+  // lossy copy (the plan may have counted on a master copy that the SSD has since lost).
+  const bool best_lossless = best->master || best->meta.codec_family == CodecId::kRaw;
+  if (cfg->family == CodecId::kRaw && !best_lossless) {
+    return absl::AbortedError("only a lossy copy is left; it cannot become raw again");
+  }
 
   std::vector<std::byte> encoded;
   const bool same = best->meta.codec == config;
@@ -167,7 +173,6 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   ro.if_crc32c = best_crc;
   ro.bypass_admission = true;
   // Compressing a lossless copy in DRAM: keep the lossless one on SSD to come back to.
-  const bool best_lossless = best->master || best->meta.codec_family == CodecId::kRaw;
   ro.keep_master = tier == StorageTier::kDram && opts_.keep_master && tm_->ssd() != nullptr &&
                    !same && best_lossless;
   if (ro.keep_master && best->tier != StorageTier::kSsd) {

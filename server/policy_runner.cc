@@ -17,8 +17,9 @@
 namespace adaptcache::server {
 namespace {
 
-// The hook NoteAccess() records into; set while a runner lives.
+// The hooks NoteAccess() and NotePut() use; set while a runner lives.
 std::atomic<policy::AccessStats*> g_access{nullptr};
+std::atomic<PolicyRunner*> g_runner{nullptr};
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -55,6 +56,11 @@ void NoteAccess(const EntryKey& key) {
   if (policy::AccessStats* s = g_access.load(std::memory_order_acquire)) s->Record(key, NowNs());
 }
 
+void NotePut(const EntryKey& key, const KvShape& shape, CodecId family) {
+  if (family != CodecId::kRaw) return;
+  if (PolicyRunner* r = g_runner.load(std::memory_order_acquire)) r->EnqueueAdmission(key, shape);
+}
+
 absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& cfg) {
   PolicyRunnerOptions o;
   o.policy = cfg.policy;
@@ -88,6 +94,7 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
   o.mover.cpu_bytes_per_s = cfg.mover_cpu_budget;
   o.mover.ssd_bytes_per_s = cfg.mover_ssd_write_budget;
   o.mover.keep_master = cfg.mover_keep_master;
+  o.admission = cfg.policy_admission;
   return o;
 }
 
@@ -105,6 +112,8 @@ struct PolicyRunner::Metrics {
   Gauge* entries = nullptr;
   Gauge* pinned = nullptr;
   Gauge* budgets_met = nullptr;
+  Counter* admissions[kMoveResults + 1] = {};  // by MoveResult, then "dropped"
+  Gauge* admission_rules = nullptr;
 };
 
 PolicyRunner::PolicyRunner(PolicyRunnerOptions opts, TierManager* tm)
@@ -120,6 +129,7 @@ absl::StatusOr<std::unique_ptr<PolicyRunner>> PolicyRunner::Create(PolicyRunnerO
   if (!g_access.compare_exchange_strong(expected, r->stats_.get())) {
     return absl::FailedPreconditionError("another policy runner is already installed");
   }
+  if (r->opts_.admission) g_runner.store(r.get(), std::memory_order_release);
   if (r->opts_.interval.count() > 0) r->thread_ = std::thread([p = r.get()] { p->Loop(); });
   return r;
 }
@@ -239,6 +249,20 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
                                "1 if the last plan met the average quality budget, else 0.");
   if (!bm.ok()) return fail(bm.status());
   metrics_->budgets_met = (*bm)->Get();
+  auto adm = registry->AddCounter(
+      "adaptcache_mover_admissions_total",
+      "Raw puts the runner tried to transcode into the plan's admission config, by result "
+      "(done, stale, leased, no_space, budget, failed; dropped = queue full).",
+      {"result"});
+  if (!adm.ok()) return fail(adm.status());
+  for (int x = 0; x < kMoveResults; ++x) {
+    metrics_->admissions[x] = *(*adm)->WithLabels({MoveResultName(static_cast<MoveResult>(x))});
+  }
+  metrics_->admissions[kMoveResults] = *(*adm)->WithLabels({"dropped"});
+  auto rules = registry->AddGauge("adaptcache_mover_admission_shapes",
+                                  "KV shapes the last plan admits in a lossy config.");
+  if (!rules.ok()) return fail(rules.status());
+  metrics_->admission_rules = (*rules)->Get();
   return absl::OkStatus();
 }
 
@@ -251,13 +275,22 @@ PolicyRunner::~PolicyRunner() {
   if (thread_.joinable()) thread_.join();
   policy::AccessStats* mine = stats_.get();
   g_access.compare_exchange_strong(mine, nullptr);
+  PolicyRunner* me = this;
+  g_runner.compare_exchange_strong(me, nullptr);
 }
 
 void PolicyRunner::Loop() {
   std::unique_lock<std::mutex> l(mu_);
+  auto next_plan = std::chrono::steady_clock::now() + opts_.interval;
   while (!stop_) {
-    cv_.wait_for(l, opts_.interval, [this] { return stop_.load(); });
+    cv_.wait_until(l, next_plan, [this] { return stop_.load() || !admit_queue_.empty(); });
     if (stop_) break;
+    if (!admit_queue_.empty()) {
+      l.unlock();
+      RunAdmissions();
+      l.lock();
+      if (std::chrono::steady_clock::now() < next_plan) continue;
+    }
     l.unlock();
     auto r = RunOnce();
     if (!r.ok()) {
@@ -269,7 +302,97 @@ void PolicyRunner::Loop() {
                     r->moves.installed.size());
     }
     l.lock();
+    next_plan = std::chrono::steady_clock::now() + opts_.interval;
   }
+}
+
+void PolicyRunner::EnqueueAdmission(const EntryKey& key, const KvShape& shape) {
+  const ShapeKey sk{shape.layers, shape.tokens, shape.kv_heads, shape.head_dim,
+                    static_cast<uint8_t>(shape.dtype)};
+  bool dropped = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!admit_rules_.contains(sk)) return;
+    if (admit_queue_.size() >= opts_.admission_queue) {
+      dropped = true;
+    } else {
+      admit_queue_.push_back(key);
+    }
+  }
+  if (dropped) {
+    if (Counter* c = metrics_->admissions[kMoveResults]) c->Inc();
+    return;
+  }
+  cv_.notify_one();
+}
+
+void PolicyRunner::SetAdmission(const policy::PolicyInput& in, const policy::PlacementPlan& plan,
+                                const std::map<ShapeKey, uint32_t>& class_of) {
+  const policy::AdmissionTable table = policy_->Admission(in, plan);
+  const std::vector<float> median = policy::MedianClassLoss(in);
+  const size_t k = in.configs.size();
+  std::map<ShapeKey, AdmitRule> rules;
+  for (const auto& [sk, cl] : class_of) {
+    if (cl >= table.size()) continue;  // namespace 0: the runner plans one namespace
+    const policy::ConfigIndex c = table[cl];
+    if (c == policy::kNoConfig || configs_[c].family == CodecId::kRaw) continue;
+    const float q = median[cl * k + c];
+    rules[sk] = AdmitRule{config_names_[c], std::isfinite(q) ? q : 0.f};
+  }
+  if (metrics_->admission_rules) metrics_->admission_rules->Set(static_cast<double>(rules.size()));
+  std::lock_guard<std::mutex> l(mu_);
+  admit_rules_ = std::move(rules);
+}
+
+uint64_t PolicyRunner::RunAdmissions() {
+  std::vector<EntryKey> queue;
+  std::map<ShapeKey, AdmitRule> rules;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue.swap(admit_queue_);
+    rules = admit_rules_;
+  }
+  uint64_t counts[kMoveResults] = {};
+  MoverReport report;
+  ByteBudget& cpu = mover_->cpu_budget();
+  ByteBudget& ssd = mover_->ssd_budget();
+  const auto now = std::chrono::steady_clock::now();
+  cpu.Refill(now);
+  ssd.Refill(now);
+  for (const EntryKey& key : queue) {
+    if (stop_.load(std::memory_order_relaxed)) break;
+    MoveResult res = MoveResult::kDone;
+    const Location loc = tm_->Locate(key);
+    const KvShape& s = loc.meta.shape;
+    auto rule = rules.find(ShapeKey{s.layers, s.tokens, s.kv_heads, s.head_dim, static_cast<uint8_t>(s.dtype)});
+    if (loc.tier != StorageTier::kDram || loc.meta.codec_family != CodecId::kRaw || rule == rules.end()) {
+      res = MoveResult::kStale;  // gone, demoted, already transcoded, or no rule any more
+    } else if (auto v = tm_->dram()->Inspect(key); v && v->leases > 0) {
+      res = MoveResult::kLeased;
+    } else if (!cpu.Available() ||
+               (opts_.mover.keep_master && tm_->ssd() != nullptr && !ssd.Available())) {
+      res = MoveResult::kBudget;
+    } else {
+      auto st = mover_->Transcode(key, rule->second.config, StorageTier::kDram, rule->second.loss,
+                                  loc.meta.crc32c, &report);
+      if (st.ok()) {
+        res = MoveResult::kDone;
+      } else if (absl::IsAborted(st) || absl::IsNotFound(st) ||
+                 (absl::IsFailedPrecondition(st) && st.message().find("leased") != absl::string_view::npos)) {
+        res = MoveResult::kStale;
+      } else {
+        res = MoveResult::kFailed;
+        spdlog::warn("admission of {}: {}", key.key.ToHex(), std::string(st.message()));
+      }
+    }
+    ++counts[static_cast<int>(res)];
+  }
+  if (metrics_->admissions[0] != nullptr) {
+    for (int x = 0; x < kMoveResults; ++x) metrics_->admissions[x]->Inc(counts[x]);
+    metrics_->transcode_bytes->Inc(report.transcode_raw_bytes);
+    metrics_->ssd_bytes->Inc(report.ssd_write_bytes);
+  }
+  return counts[static_cast<int>(MoveResult::kDone)];
 }
 
 int PolicyRunner::ConfigIndex(const std::string& name) {
@@ -523,6 +646,7 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
   }
   report.totals = plan->totals;
   if (metrics_->budgets_met) metrics_->budgets_met->Set(plan->budgets_met ? 1 : 0);
+  if (opts_.admission) SetAdmission(in, *plan, class_of);
 
   // 5. Moves.
   report.moves = mover_->Execute(in, *plan, subjects, stop_);

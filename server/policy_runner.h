@@ -57,6 +57,12 @@ namespace adaptcache::server {
 // runs no policy. Cheap: one sharded-map update.
 void NoteAccess(const EntryKey& key);
 
+// Tells the installed runner that an entry was just stored with `family`; a raw one is
+// queued for admission (see PolicyRunner::RunAdmissions). A no-op without a policy,
+// with admission off, or when no plan has given the shape a lossy admission config.
+// Cheap: one short mutex section.
+void NotePut(const EntryKey& key, const KvShape& shape, CodecId family);
+
 struct PolicyRunnerOptions {
   // "adaptive", "lru-raw", "greedy-downgrade" or "static:<config name>".
   std::string policy = "adaptive";
@@ -70,6 +76,8 @@ struct PolicyRunnerOptions {
   double dram_fraction = 0.85;       // of the pool the plan may fill
   double ssd_fraction = 0.9;         // of the SSD capacity the plan may fill
   uint32_t estimates_per_plan = 256; // entries estimated per cycle at most
+  bool admission = true;             // act on NotePut (see RunAdmissions)
+  size_t admission_queue = 4096;     // queued puts at most; more are left to the next plan
   int64_t half_life_ns = 600'000'000'000;
   MoverOptions mover;
 };
@@ -103,6 +111,15 @@ class PolicyRunner {
   // One snapshot -> estimate -> plan -> move cycle.
   absl::StatusOr<CycleReport> RunOnce();
 
+  // Admission: transcodes the entries queued by NotePut, in arrival order, into the
+  // admission config the last plan gave their shape (policy::Policy::Admission), in
+  // DRAM, under the mover's budgets and rules (still raw in DRAM, same CRC, unleased).
+  // So a new entry does not sit uncompressed, crowding DRAM, until the next plan. The
+  // background thread runs it as soon as puts are queued; with interval 0 tests call it.
+  // Must not run concurrently with RunOnce(). Returns the transcodes done.
+  uint64_t RunAdmissions();
+  void EnqueueAdmission(const EntryKey& key, const KvShape& shape);
+
   policy::AccessStats* access_stats() { return stats_.get(); }
   const std::vector<std::string>& config_names() const { return config_names_; }
 
@@ -122,6 +139,12 @@ class PolicyRunner {
   absl::Status EstimateEntry(const EntryKey& key, Estimate* out, uint64_t* cost);
   std::vector<uint64_t>& SizesFor(const KvShape& shape);
   void Publish(const CycleReport& r, bool ok);
+  void SetAdmission(const policy::PolicyInput& in, const policy::PlacementPlan& plan,
+                    const std::map<ShapeKey, uint32_t>& class_of);
+  struct AdmitRule {
+    std::string config;
+    float loss = 0;  // the class's median estimate, recorded on the new copy
+  };
 
   PolicyRunnerOptions opts_;
   TierManager* const tm_;
@@ -140,8 +163,10 @@ class PolicyRunner {
   uint64_t quality_epoch_ = 1;
 
   std::atomic<bool> stop_{false};
-  std::mutex mu_;
+  std::mutex mu_;  // guards the admission rules and queue; cv_ wakes the thread
   std::condition_variable cv_;
+  std::map<ShapeKey, AdmitRule> admit_rules_;
+  std::vector<EntryKey> admit_queue_;
   std::thread thread_;
 };
 

@@ -33,10 +33,12 @@ struct Args {
   std::vector<double> alphas = {3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1};
   std::string calibration;
   std::string decode = "gpu";
+  std::string cuda_csv = "bench/results/cuda_decode.csv";
   std::string out_dir = "bench/results";
   std::string trace_dir;  // read <dir>/<workload>.trace when set, else generate
   uint32_t replan_every = 20;
   bool master = false;
+  bool admission = true;
 };
 
 bool ParseList(const std::string& s, std::vector<double>* out) {
@@ -53,7 +55,10 @@ int Usage() {
   std::fprintf(stderr,
                "usage: eval_sim [--workloads chat,docqa,code] [--requests N] [--seed S] [--templates K]\n"
                "  [--dram-fracs f,f] [--ssd-frac f] [--alphas a,a] [--calibration FILE] [--decode gpu|cpu]\n"
-               "  [--replan-every N] [--master] [--trace-dir DIR] [--out-dir DIR]\n");
+               "  [--cuda-csv FILE (measured GPU decode speeds; default bench/results/cuda_decode.csv)]\n"
+               "  [--replan-every N] [--master] [--no-admission] [--trace-dir DIR] [--out-dir DIR]\n"
+               "--no-admission: new entries keep the put-time config (raw; static: theirs) until the\n"
+               "  next plan instead of the last plan's admission config (Policy::Admission)\n");
   return 2;
 }
 
@@ -63,6 +68,10 @@ int Main(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--master") {
       a.master = true;
+      continue;
+    }
+    if (k == "--no-admission") {
+      a.admission = false;
       continue;
     }
     if (i + 1 >= argc) return Usage();
@@ -83,6 +92,7 @@ int Main(int argc, char** argv) {
     else if (k == "--alphas") ok = ParseList(v, &a.alphas);
     else if (k == "--calibration") a.calibration = v;
     else if (k == "--decode") ok = (a.decode = v) == "gpu" || v == "cpu";
+    else if (k == "--cuda-csv") a.cuda_csv = v;
     else if (k == "--replan-every") ok = absl::SimpleAtoi(v, &a.replan_every);
     else if (k == "--trace-dir") a.trace_dir = v;
     else if (k == "--out-dir") a.out_dir = v;
@@ -122,6 +132,16 @@ int Main(int argc, char** argv) {
       if (fam != CodecId::kRaw) dopt.decode_Bps[static_cast<size_t>(fam)] = v[v.size() / 2] * 1e9;
     }
   }
+  if (a.decode == "gpu") {
+    // Measured H100 decode speeds per family where the CUDA benchmark has them.
+    const auto fam = FamilyDecodeBps(ReadCudaDecode(a.cuda_csv), *prof);
+    for (size_t f = 1; f < fam.size(); ++f) {
+      if (fam[f] > 0) dopt.decode_Bps[f] = fam[f];
+    }
+    std::fprintf(stderr, "GPU decode GB/s by family (fp8 quant drop lowrank): %.0f %.0f %.0f %.0f (%s)\n",
+                 dopt.decode_Bps[1] / 1e9, dopt.decode_Bps[2] / 1e9, dopt.decode_Bps[3] / 1e9,
+                 dopt.decode_Bps[4] / 1e9, fam[1] > 0 ? a.cuda_csv.c_str() : "DelayModel defaults");
+  }
   auto delay = policy::DelayModel::Create(dopt);
   if (!delay.ok()) return std::fprintf(stderr, "%s\n", delay.status().ToString().c_str()), 1;
 
@@ -156,6 +176,7 @@ int Main(int argc, char** argv) {
     base.delay = *delay;
     base.replan_every = a.replan_every;
     base.master_copies = a.master;
+    base.admission = a.admission;
     // The oracle: every entry raw in unlimited DRAM.
     SimOptions oo = base;
     oo.dram_bytes = total * 2;

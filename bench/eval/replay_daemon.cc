@@ -69,21 +69,6 @@ struct Args {
   std::string keep_logs;  // directory: copy each daemon's log there as <workload>-<policy>.log
 };
 
-// GPU decode GB/s per config name from cuda_decode.csv (empty when absent).
-std::map<std::string, double> ReadCudaDecode(const std::string& path) {
-  std::map<std::string, double> out;
-  std::ifstream in(path);
-  std::string line;
-  bool table = false;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = absl::StrSplit(line, ',');
-    if (!table) { table = !f.empty() && f[0] == "config"; continue; }
-    double gbs;
-    if (f.size() >= 4 && absl::SimpleAtod(f[3], &gbs) && gbs > 0) out[f[0]] = gbs;
-  }
-  return out;
-}
-
 class Daemon {
  public:
   explicit Daemon(std::string log_level) : log_level_(std::move(log_level)) {}
@@ -167,7 +152,8 @@ class Daemon {
     while (std::getline(body, line)) {
       if (!absl::StartsWith(line, "adaptcache_mover_plans_total") &&
           !absl::StartsWith(line, "adaptcache_mover_moves_total") &&
-          !absl::StartsWith(line, "adaptcache_mover_quality_estimates_total")) {
+          !absl::StartsWith(line, "adaptcache_mover_quality_estimates_total") &&
+          !absl::StartsWith(line, "adaptcache_mover_admissions_total")) {
         continue;
       }
       const auto sp = line.rfind(' ');
@@ -265,15 +251,22 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
         if (!n.ok()) { ++get_fail; stored[served] = false; break; }
         const client::EntryInfo info = le->info();
         le->Release();
+        auto bad = [&](const std::string& why) {
+          if (row.bad_bytes++ < 5) {
+            std::fprintf(stderr, "BAD entry %lu (codec %s, tier %d, %zu bytes): %s\n",
+                         static_cast<unsigned long>(r.context[served].id), info.codec.c_str(),
+                         static_cast<int>(info.tier), static_cast<size_t>(*n), why.c_str());
+          }
+        };
         if (auto st = Decode(std::span<const std::byte>(container.data(), *n), decoded); !st.ok()) {
-          ++row.bad_bytes;
+          bad("decode: " + st.ToString());
           break;
         }
-        if (info.raw_bytes != shape.Bytes()) { ++row.bad_bytes; break; }
+        if (info.raw_bytes != shape.Bytes()) { bad("raw_bytes " + std::to_string(info.raw_bytes)); break; }
         // Lossless entries must decode to exactly the bytes put.
         if (info.codec == "raw" &&
             !std::equal(decoded.begin(), decoded.end(), tmpl[TemplateOf(r.context[served].id, tmpl.size())].begin())) {
-          ++row.bad_bytes;
+          bad("raw bytes differ from what was put");
           break;
         }
         if (info.tier == client::Tier::kDram) ++req_dram;

@@ -176,6 +176,83 @@ TEST_F(MoverRunnerTest, CpuBudgetDefersWork) {
   for (int i = 0; i < kN; ++i) EXPECT_EQ(tm_->Locate(KeyOf(i)).meta.codec, "raw");
 }
 
+TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
+  MetricsRegistry reg;
+  auto runner = Runner("static:fp8", 0, &reg);
+  ASSERT_NE(runner, nullptr);
+  // Before any plan there is no admission rule: a put is not even queued.
+  Put(kN);
+  NotePut(KeyOf(kN), kShape, CodecId::kRaw);
+  EXPECT_EQ(runner->RunAdmissions(), 0u);
+  EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
+  ASSERT_TRUE(runner->RunOnce().ok());
+  EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "fp8");  // the plan itself
+
+  // After the plan: new raw puts are transcoded by RunAdmissions alone, except a leased
+  // one and one that is not raw.
+  Put(kN + 1);
+  Put(kN + 2);
+  Put(kN + 3);
+  auto lease = tm_->Get(KeyOf(kN + 2), 60'000);
+  ASSERT_TRUE(lease.ok());
+  for (int i = kN + 1; i <= kN + 3; ++i) NotePut(KeyOf(i), kShape, CodecId::kRaw);
+  NotePut(KeyOf(0), kShape, CodecId::kFp8);  // not raw: ignored
+  EXPECT_EQ(runner->RunAdmissions(), 2u);
+  for (int i : {kN + 1, kN + 3}) {
+    const Location loc = tm_->Locate(KeyOf(i));
+    EXPECT_EQ(loc.meta.codec, "fp8") << i;
+    EXPECT_GT(loc.meta.est_quality_loss, 0.f) << i;  // the class's median estimate
+    std::string codec;
+    EXPECT_LT(ReadError(i, &codec), 0.1) << i;
+  }
+  EXPECT_EQ(tm_->Locate(KeyOf(kN + 2)).meta.codec, "raw");
+  tm_->Release(lease->lease.id);
+  const std::string text = reg.Render();
+  EXPECT_NE(text.find("adaptcache_mover_admissions_total{result=\"done\"} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("adaptcache_mover_admissions_total{result=\"leased\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("adaptcache_mover_admission_shapes 1"), std::string::npos);
+}
+
+TEST_F(MoverRunnerTest, LruAndDisabledAdmissionLeavePutsRaw) {
+  {
+    auto runner = Runner("lru-raw");
+    ASSERT_NE(runner, nullptr);
+    ASSERT_TRUE(runner->RunOnce().ok());
+    Put(kN);
+    NotePut(KeyOf(kN), kShape, CodecId::kRaw);
+    EXPECT_EQ(runner->RunAdmissions(), 0u);
+    EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
+  }
+  PolicyRunnerOptions o;
+  o.policy = "static:fp8";
+  o.configs = {"fp8"};
+  o.interval = std::chrono::milliseconds(0);
+  o.admission = false;
+  auto r = PolicyRunner::Create(o, tm_.get(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE((*r)->RunOnce().ok());
+  Put(kN + 1);
+  NotePut(KeyOf(kN + 1), kShape, CodecId::kRaw);
+  EXPECT_EQ((*r)->RunAdmissions(), 0u);
+  EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "raw");
+}
+
+TEST_F(MoverRunnerTest, LossyCopyIsNeverRelabelledRaw) {
+  // A plan may list "back to raw" for an entry whose master copy was lost since the
+  // snapshot; the only copy left is lossy, and a raw label would promise exact bytes.
+  Mover mover(tm_.get(), MoverOptions{});
+  MoverReport report;
+  ASSERT_TRUE(mover.Transcode(KeyOf(1), "fp8", StorageTier::kDram, 0.01f, std::nullopt, &report).ok());
+  const uint32_t crc = tm_->Locate(KeyOf(1)).meta.crc32c;
+  auto st = mover.Transcode(KeyOf(1), "raw", StorageTier::kDram, 0.f, std::nullopt, &report);
+  EXPECT_TRUE(absl::IsAborted(st)) << st;
+  const Location loc = tm_->Locate(KeyOf(1));
+  EXPECT_EQ(loc.meta.codec, "fp8");
+  EXPECT_EQ(loc.meta.crc32c, crc);
+  // Lossy to smaller lossy is still allowed.
+  EXPECT_TRUE(mover.Transcode(KeyOf(1), "quant-k4v4-g64", StorageTier::kDram, 0.05f, std::nullopt, &report).ok());
+}
+
 TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   ServerConfig cfg;
   cfg.policy = "bogus";
