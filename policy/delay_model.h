@@ -12,6 +12,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/container.h"
@@ -39,6 +42,16 @@ struct DelayModelOptions {
   std::array<double, kMaxCodecId + 1> decode_Bps{0, 1.0e12, 6.0e11, 8.0e11, 1.5e11};
   double decode_launch_s = 10e-6;  // per entry, families other than raw
 };
+
+// GPU decode speeds measured by the CUDA benchmark (bench/results/cuda_decode.csv, the
+// "config,ratio,decode_ms,decode_gbs,..." table): decoded GB/s per config name. NotFound
+// when the file cannot be read, InvalidArgument when it has no such table.
+absl::StatusOr<std::map<std::string, double>> ReadDecodeCsv(const std::string& path);
+
+// Per codec family (index = CodecId) the median speed in bytes/s over the measured configs
+// of that family, restricted to `configs` when it is not empty; 0 where none was measured.
+std::array<double, kMaxCodecId + 1> FamilyDecodeBps(const std::map<std::string, double>& gbs,
+                                                    const std::vector<std::string>& configs = {});
 
 class DelayModel {
  public:

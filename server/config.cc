@@ -354,6 +354,25 @@ std::vector<Setting> BuildSettings() {
                           "Transcode each raw Put, soon after it lands, into the config the last "
                           "plan would give a new entry of its shape (else it waits for a plan)",
                           &ServerConfig::policy_admission));
+  s.push_back(StringSetting("policy", "dram_latency_us", "policy-dram-latency-us",
+                            "Delay model: fixed cost of loading one entry from DRAM into the GPU",
+                            &ServerConfig::policy_dram_latency_us, number(false)));
+  s.push_back(StringSetting("policy", "dram_gbps", "policy-dram-gbps",
+                            "Delay model: DRAM -> GPU bandwidth in GB/s (pinned copy over PCIe)",
+                            &ServerConfig::policy_dram_gbps, number(false)));
+  s.push_back(StringSetting("policy", "ssd_latency_us", "policy-ssd-latency-us",
+                            "Delay model: fixed cost of loading one entry from SSD",
+                            &ServerConfig::policy_ssd_latency_us, number(false)));
+  s.push_back(StringSetting("policy", "ssd_gbps", "policy-ssd-gbps",
+                            "Delay model: SSD -> GPU bandwidth in GB/s",
+                            &ServerConfig::policy_ssd_gbps, number(false)));
+  s.push_back(StringSetting("policy", "recompute_us_per_token", "policy-recompute-us-per-token",
+                            "Delay model: prefill time per token, the cost of a miss",
+                            &ServerConfig::policy_recompute_us_per_token, number(false)));
+  s.push_back(StringSetting("policy", "decode_csv", "policy-decode-csv",
+                            "GPU decode speeds per config from the CUDA benchmark "
+                            "(bench/results/cuda_decode.csv); \"\" = built-in defaults",
+                            &ServerConfig::policy_decode_csv, CheckAbsPathOrEmpty));
   return s;
 }
 

@@ -79,8 +79,15 @@ struct ServerConfig {
   uint32_t policy_interval_ms = 5000;
   uint64_t mover_cpu_budget = 0;      // raw bytes/s transcoded or estimated; 0 = unlimited
   uint64_t mover_ssd_write_budget = 0;  // bytes/s the mover writes to SSD; 0 = unlimited
-  bool mover_keep_master = true;      // keep the lossless copy on SSD when compressing
+  bool mover_keep_master = false;     // keep the lossless copy on SSD when compressing
   bool policy_admission = true;       // transcode raw puts into the plan's admission config
+  // Delay model (policy/delay_model.h) of the host the clients load into GPUs on.
+  std::string policy_dram_latency_us = "20";
+  std::string policy_dram_gbps = "25";
+  std::string policy_ssd_latency_us = "100";
+  std::string policy_ssd_gbps = "5";
+  std::string policy_recompute_us_per_token = "50";
+  std::string policy_decode_csv;      // CUDA benchmark CSV with decode GB/s per config
 
   // The codec name for a namespace: its own setting, else the default.
   const std::string& CodecFor(std::string_view ns) const;

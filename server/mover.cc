@@ -127,7 +127,7 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
 
 absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, StorageTier tier,
                               float est_quality_loss, std::optional<uint32_t> expected_crc,
-                              MoverReport* report, uint32_t* new_crc) {
+                              MoverReport* report, uint32_t* new_crc, bool allow_master) {
   auto cfg = ParseCodecConfig(config);
   if (!cfg.ok()) return cfg.status();
   auto best = tm_->ReadBest(key);
@@ -173,7 +173,7 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   ro.if_crc32c = best_crc;
   ro.bypass_admission = true;
   // Compressing a lossless copy in DRAM: keep the lossless one on SSD to come back to.
-  ro.keep_master = tier == StorageTier::kDram && opts_.keep_master && tm_->ssd() != nullptr &&
+  ro.keep_master = tier == StorageTier::kDram && opts_.keep_master && allow_master && tm_->ssd() != nullptr &&
                    !same && best_lossless;
   if (ro.keep_master && best->tier != StorageTier::kSsd) {
     // Replace writes the current copy to SSD first (unless it is already there).

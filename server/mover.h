@@ -62,7 +62,7 @@ class ByteBudget {
 struct MoverOptions {
   uint64_t cpu_bytes_per_s = 0;  // raw bytes decoded+encoded by transcodes; 0 = unlimited
   uint64_t ssd_bytes_per_s = 0;  // bytes written to SSD by moves; 0 = unlimited
-  bool keep_master = true;       // keep a lossless copy on SSD when compressing in DRAM
+  bool keep_master = false;      // keep a lossless copy on SSD when compressing in DRAM
 };
 
 // What the plan's entry indices refer to: the state the plan was computed from.
@@ -100,9 +100,11 @@ class Mover {
   // given, must be the CRC of the copy ReadBest returns (else Aborted, nothing changes).
   // est_quality_loss goes into the new copy's metadata. Adds the work to `report`;
   // `new_crc` (optional) receives the installed container's CRC.
+  // allow_master = false never keeps a master, whatever the options say.
   absl::Status Transcode(const EntryKey& key, const std::string& config, StorageTier tier,
                          float est_quality_loss, std::optional<uint32_t> expected_crc,
-                         MoverReport* report, uint32_t* new_crc = nullptr);
+                         MoverReport* report, uint32_t* new_crc = nullptr,
+                         bool allow_master = true);
 
   ByteBudget& cpu_budget() { return cpu_; }
   ByteBudget& ssd_budget() { return ssd_; }

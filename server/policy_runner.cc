@@ -95,6 +95,40 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
   o.mover.ssd_bytes_per_s = cfg.mover_ssd_write_budget;
   o.mover.keep_master = cfg.mover_keep_master;
   o.admission = cfg.policy_admission;
+  // The delay model: every figure finite and > 0 (latencies >= 0).
+  struct {
+    const char* what;
+    const std::string& v;
+    double scale;
+    double* out;
+    bool allow_zero;
+  } delay[] = {
+      {"policy dram_latency_us", cfg.policy_dram_latency_us, 1e-6, &o.delay.dram.latency_s, true},
+      {"policy dram_gbps", cfg.policy_dram_gbps, 1e9, &o.delay.dram.bandwidth_Bps, false},
+      {"policy ssd_latency_us", cfg.policy_ssd_latency_us, 1e-6, &o.delay.ssd.latency_s, true},
+      {"policy ssd_gbps", cfg.policy_ssd_gbps, 1e9, &o.delay.ssd.bandwidth_Bps, false},
+      {"policy recompute_us_per_token", cfg.policy_recompute_us_per_token, 1e-6,
+       &o.delay.recompute_s_per_token, true},
+  };
+  for (const auto& d : delay) {
+    auto v = ParseNumber(d.what, d.v);
+    if (!v.ok()) return v.status();
+    if (!std::isfinite(*v) || *v < 0 || (!d.allow_zero && *v == 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(d.what, " must be finite and ", d.allow_zero ? ">= 0" : "> 0"));
+    }
+    *d.out = *v * d.scale;
+  }
+  if (!cfg.policy_decode_csv.empty()) {
+    auto gbs = policy::ReadDecodeCsv(cfg.policy_decode_csv);
+    if (!gbs.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("policy decode_csv: ", std::string(gbs.status().message())));
+    }
+    const auto fam = policy::FamilyDecodeBps(*gbs);
+    for (size_t f = 1; f < fam.size(); ++f) {
+      if (fam[f] > 0) o.delay.decode_Bps[f] = fam[f];
+    }
+  }
   return o;
 }
 
@@ -149,6 +183,13 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
     quality_ = std::move(*q);
   }
   if (auto d = policy::DelayModel::Create(opts_.delay); !d.ok()) return d.status();
+  const policy::DelayModelOptions& dm = opts_.delay;
+  spdlog::info(
+      "policy {}: delay model DRAM {:.0f} us + {:.1f} GB/s, SSD {:.0f} us + {:.1f} GB/s, recompute "
+      "{:.0f} us/token, GPU decode fp8/quant/drop/lowrank {:.0f}/{:.0f}/{:.0f}/{:.0f} GB/s",
+      opts_.policy, dm.dram.latency_s * 1e6, dm.dram.bandwidth_Bps / 1e9, dm.ssd.latency_s * 1e6,
+      dm.ssd.bandwidth_Bps / 1e9, dm.recompute_s_per_token * 1e6, dm.decode_Bps[1] / 1e9,
+      dm.decode_Bps[2] / 1e9, dm.decode_Bps[3] / 1e9, dm.decode_Bps[4] / 1e9);
 
   // The config space: raw first, then the configured (or default) configs.
   std::vector<std::string> names = {"raw"};
@@ -369,12 +410,15 @@ uint64_t PolicyRunner::RunAdmissions() {
       res = MoveResult::kStale;  // gone, demoted, already transcoded, or no rule any more
     } else if (auto v = tm_->dram()->Inspect(key); v && v->leases > 0) {
       res = MoveResult::kLeased;
-    } else if (!cpu.Available() ||
-               (opts_.mover.keep_master && tm_->ssd() != nullptr && !ssd.Available())) {
+    } else if (!cpu.Available()) {
       res = MoveResult::kBudget;
     } else {
+      // No master for a new entry: it would double the entry's footprint (and SSD writes)
+      // before anything is known of its popularity, and the plan, which leaves SSD room
+      // for the masters that exist, cannot foresee these (measured: keeping them cost the
+      // adaptive policy hits in the daemon replay, docs/evaluation.md).
       auto st = mover_->Transcode(key, rule->second.config, StorageTier::kDram, rule->second.loss,
-                                  loc.meta.crc32c, &report);
+                                  loc.meta.crc32c, &report, nullptr, /*allow_master=*/false);
       if (st.ok()) {
         res = MoveResult::kDone;
       } else if (absl::IsAborted(st) || absl::IsNotFound(st) ||

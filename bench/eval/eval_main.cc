@@ -30,7 +30,7 @@ struct Args {
   uint32_t templates = 8;
   std::vector<double> dram_fracs = {0.02, 0.05, 0.1, 0.2};
   double ssd_frac = 0.5;
-  std::vector<double> alphas = {3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1};
+  std::vector<double> alphas = {1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1};
   std::string calibration;
   std::string decode = "gpu";
   std::string cuda_csv = "bench/results/cuda_decode.csv";
@@ -134,7 +134,11 @@ int Main(int argc, char** argv) {
   }
   if (a.decode == "gpu") {
     // Measured H100 decode speeds per family where the CUDA benchmark has them.
-    const auto fam = FamilyDecodeBps(ReadCudaDecode(a.cuda_csv), *prof);
+    std::vector<std::string> names;
+    for (const ConfigProfile& c : prof->configs) names.push_back(c.name);
+    const auto fam = policy::FamilyDecodeBps(policy::ReadDecodeCsv(a.cuda_csv).value_or(
+                                                 std::map<std::string, double>{}),
+                                             names);
     for (size_t f = 1; f < fam.size(); ++f) {
       if (fam[f] > 0) dopt.decode_Bps[f] = fam[f];
     }

@@ -2,10 +2,10 @@
 """Turns bench/results/eval_points.csv into quality-versus-delay plots and the headline
 figures (docs/evaluation.md, "Headline figures").
 
-usage: plot.py POINTS_CSV OUT_DIR
+usage: plot.py POINTS_CSV OUT_DIR [HEADLINE_CSV_NAME]
 
 Writes OUT_DIR/eval_<workload>.png (needs matplotlib; skipped with a note otherwise),
-OUT_DIR/eval_headline.csv and prints a markdown table (the caller puts it in eval.md).
+OUT_DIR/eval_headline.csv (or HEADLINE_CSV_NAME) and prints a markdown table (the caller puts it in eval.md).
 
 Definitions (per workload and DRAM size):
   static frontier: the Pareto-optimal static-<config> points in (mean loss, mean delay),
@@ -70,6 +70,7 @@ def fmt(x, pct=False):
 
 def main():
     src, out_dir = sys.argv[1], sys.argv[2]
+    head_name = sys.argv[3] if len(sys.argv) > 3 else "eval_headline.csv"
     rows = list(csv.DictReader(open(src)))
     by = defaultdict(list)
     for r in rows:
@@ -94,8 +95,8 @@ def main():
                           adaptive_vs_greedy_delay_saving=ag_s, adaptive_vs_greedy_quality_gain=ag_g,
                           lru_delay_x_oracle=lru[0] if lru else None))
         print(f"| {mode} | {wl} | {float(frac):.2f} | {float(rs[0]['dram_gib']):.1f} | {fmt(a_s)} | {fmt(a_g, True)} | "
-              f"{fmt(g_s)} | {fmt(g_g, True)} | {fmt(ag_s)} | {fmt(ag_g, True)} | {lru[0]:.2f} |")
-    with open(f"{out_dir}/eval_headline.csv", "w", newline="") as f:
+              f"{fmt(g_s)} | {fmt(g_g, True)} | {fmt(ag_s)} | {fmt(ag_g, True)} | {lru[0] if lru else float('nan'):.2f} |")
+    with open(f"{out_dir}/{head_name}", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(heads[0].keys()) if heads else ["mode"])
         w.writeheader()
         for h in heads:

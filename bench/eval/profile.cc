@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/half.h"
 #include "kernels/quality_proxy.h"
 
@@ -126,39 +123,6 @@ absl::StatusOr<ProfileSet> BuildProfiles(const ProfileOptions& o, const policy::
     set.configs[ci].cpu_decode_GBps = o.shape.Bytes() / std::max(v[v.size() / 2], 1e-9) / 1e9;
   }
   return set;
-}
-
-std::map<std::string, double> ReadCudaDecode(const std::string& path) {
-  std::map<std::string, double> out;
-  std::ifstream in(path);
-  std::string line;
-  bool table = false;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = absl::StrSplit(line, ',');
-    if (!table) {
-      table = !f.empty() && f[0] == "config";
-      continue;
-    }
-    double gbs;
-    if (f.size() >= 4 && absl::SimpleAtod(f[3], &gbs) && gbs > 0) out[f[0]] = gbs;
-  }
-  return out;
-}
-
-std::array<double, kMaxCodecId + 1> FamilyDecodeBps(const std::map<std::string, double>& gbs,
-                                                    const ProfileSet& profiles) {
-  std::array<std::vector<double>, kMaxCodecId + 1> v;
-  for (const ConfigProfile& c : profiles.configs) {
-    auto it = gbs.find(c.name);
-    if (it != gbs.end()) v[static_cast<size_t>(c.config.family)].push_back(it->second * 1e9);
-  }
-  std::array<double, kMaxCodecId + 1> out{};
-  for (size_t f = 0; f < v.size(); ++f) {
-    if (v[f].empty()) continue;
-    std::sort(v[f].begin(), v[f].end());
-    out[f] = v[f][v[f].size() / 2];
-  }
-  return out;
 }
 
 }  // namespace adaptcache::eval

@@ -13,9 +13,7 @@
 // Thread safety: plain values and pure functions.
 #pragma once
 
-#include <array>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -54,14 +52,5 @@ std::vector<std::byte> SyntheticKv(const KvShape& shape, uint32_t index, uint64_
 
 absl::StatusOr<ProfileSet> BuildProfiles(const ProfileOptions& options,
                                          const policy::QualityModel& quality);
-
-// Measured GPU decode GB/s per config name from the CUDA benchmark's CSV
-// (bench/results/cuda_decode.csv, the "config,..." table); empty when absent.
-std::map<std::string, double> ReadCudaDecode(const std::string& path);
-
-// Per codec family (index = CodecId) the median of those speeds in bytes/s over the
-// profiled configs of that family; 0 where none was measured.
-std::array<double, kMaxCodecId + 1> FamilyDecodeBps(const std::map<std::string, double>& gbs,
-                                                    const ProfileSet& profiles);
 
 }  // namespace adaptcache::eval

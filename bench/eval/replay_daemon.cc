@@ -8,6 +8,14 @@
 // Entries are scaled down ([layers][chunk_tokens][kv_heads][head_dim] bf16) to fit a
 // small machine; the data is the synthetic KV of bench/eval/profile.h.
 // The "oracle" is the same daemon with a pool holding everything and no policy (raw).
+//
+// Full-scale delay: a replay entry stands for a real chunk S = 128 KiB x chunk_tokens /
+// entry bytes times larger (Llama-3.1-8B bf16). The daemons plan with their delay
+// model's bandwidths and decode speeds divided by S (so they weigh DRAM against SSD and
+// compression as they would at full size), and each request also gets a modelled
+// full-scale delay: DelayModel (measured H100 decode speeds) applied to the tier, codec
+// and S x stored bytes of every entry the daemon actually served, plus recompute. That
+// figure is free of this machine's load; the curves (--points-csv) use it.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,14 +55,18 @@ struct Args {
   std::vector<std::string> policies = {"oracle", "lru-raw", "static:fp8", "static:quant-k4v4-g64",
                                        "static:quant-k2v2-g64", "greedy-downgrade", "adaptive",
                                        "adaptive@0.0001"};
-  std::string configs = "fp8,quant-k4v4-g64,quant-k2v2-g64,drop-50+quant-k4v4-g64";
+  std::string configs = "fp8,quant-k8v8-g128,quant-k4v4-g64,quant-k2v2-g64,drop-50+quant-k4v4-g64";
   uint32_t requests = 300;
   double warmup = 0.3;  // share of requests replayed before measuring
   double scale = 0.1;   // trace population scale
   // chunk_tokens >= 128: the chat generator's tail draw Range(512, 6 * chunk_tokens) is
   // inverted below ~86 tokens and yields millions of chunks (bench/eval/trace.cc).
   uint32_t layers = 2, chunk_tokens = 128, kv_heads = 2, head_dim = 64;
-  double dram_frac = 0.15;  // DRAM pool / distinct chunk bytes of the trace
+  std::vector<double> dram_fracs = {0.15};  // DRAM pool / distinct chunk bytes of the trace
+  std::vector<double> sweep_alphas;  // expand "adaptive" and "greedy-downgrade" into @alpha runs
+  std::string points_csv;            // eval_points.csv-format rows (mode "replay")
+  std::vector<std::string> daemon_flags;  // passed to every policy daemon (not the oracle)
+  uint64_t real_bytes_per_token = 131072;
   double ssd_frac = 0.35;   // SSD tier (4 MiB segments, at least 3) / distinct chunk bytes
   double alpha = 0.01;
   uint32_t interval_ms = 200;
@@ -179,7 +191,8 @@ struct Row {
   uint32_t measured = 0;
   double med_delay = 0, mean_delay = 0, med_fetch = 0, mean_fetch = 0, mean_gpu = 0, mean_recompute = 0,
          mean_cold = 0, mean_loss = 0;
-  double hit_share = 0, dram_share = 0, get_fail_share = 0;
+  double hit_share = 0, dram_share = 0, ssd_share = 0, get_fail_share = 0;
+  double mean_modelled = 0;  // full-scale modelled delay (see the top of the file)
   uint64_t reads = 0, put_errors = 0, bad_bytes = 0;
   std::string mover;  // mover counters at the end of the run
 };
@@ -192,12 +205,36 @@ double Median(std::vector<double> v) {
 
 Key128 KeyOf(uint64_t id) { return Key128{id * 0x9E3779B97F4A7C15ull + 1, id}; }
 
+// The daemon's delay-model flags at 1/S scale (see the top of the file); the decode
+// speeds go through a scaled copy of the CUDA CSV written to `dir`.
+std::vector<std::string> ScaledDelayFlags(const std::map<std::string, double>& cuda, double S,
+                                          const std::string& dir) {
+  const policy::DelayModelOptions d;
+  std::vector<std::string> f = {"--policy-dram-gbps", absl::StrCat(d.dram.bandwidth_Bps / 1e9 / S),
+                                "--policy-ssd-gbps", absl::StrCat(d.ssd.bandwidth_Bps / 1e9 / S)};
+  if (cuda.empty()) return f;
+  const std::string path = dir + "/decode_scaled.csv";
+  std::ofstream out(path);
+  out << "config,ratio,decode_ms,decode_gbs\n";
+  for (const auto& [name, gbs] : cuda) out << name << ",0,0," << gbs / S << "\n";
+  f.push_back("--policy-decode-csv");
+  f.push_back(std::filesystem::absolute(path).string());
+  return f;
+}
+
 absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string& policy, uint64_t pool,
                            uint32_t ssd_segments,
                            const KvShape& shape, const std::vector<std::vector<std::byte>>& tmpl,
-                           const std::map<std::string, double>& cuda, const policy::DelayModel& dm) {
+                           const std::map<std::string, double>& cuda, const policy::DelayModel& dm,
+                           const policy::DelayModel& full, double S) {
   Daemon d(a.log_level);
   std::vector<std::string> extra;
+  char tmpdir[] = "/tmp/ac-evalreplay-cfg-XXXXXX";
+  if (!::mkdtemp(tmpdir)) return absl::InternalError("mkdtemp failed");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::error_code ec; std::filesystem::remove_all(dir, ec); }
+  } cleanup{tmpdir};
   if (policy != "oracle") {
     // "<policy>@<alpha>" overrides --alpha for that run.
     const auto at = policy.find('@');
@@ -210,6 +247,8 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     extra.push_back("--policy-configs");
     extra.push_back(cfgs);
     if (!a.calibration.empty()) { extra.push_back("--policy-calibration"); extra.push_back(a.calibration); }
+    for (auto& f : ScaledDelayFlags(cuda, S, tmpdir)) extra.push_back(f);
+    for (auto& f : a.daemon_flags) extra.push_back(f);
   }
   if (auto st = d.Start(a.daemon, pool, ssd_segments, extra); !st.ok()) return st;
   client::Client* c = d.client();
@@ -219,7 +258,8 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
   row.policy = policy;
   const size_t warm = static_cast<size_t>(trace.requests.size() * a.warmup);
   std::set<uint64_t> seen;
-  std::vector<double> delays, fetches, gpu, rec, cold, loss;
+  std::vector<double> delays, fetches, gpu, rec, cold, loss, modelled;
+  uint64_t ssd_hits = 0;
   uint64_t hits = 0, dram_hits = 0, get_fail = 0;
   std::vector<std::byte> container(shape.Bytes() + (1 << 20)), decoded(shape.Bytes());
   Clock::time_point base;  // pacing origin: the first measured request
@@ -235,7 +275,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     std::vector<Key128> keys;
     for (const auto& ch : r.context) keys.push_back(KeyOf(ch.id));
     const auto t0 = Clock::now();
-    double gpu_s = 0, loss_tok = 0, tok = 0;
+    double gpu_s = 0, loss_tok = 0, tok = 0, model_s = 0;
     size_t served = 0;
     uint64_t req_dram = 0;
     std::vector<bool> stored(keys.size(), false);  // as Lookup reported, minus failed Gets
@@ -270,6 +310,12 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
           break;
         }
         if (info.tier == client::Tier::kDram) ++req_dram;
+        {
+          const auto fam = ParseCodecConfig(info.codec).value_or(CodecConfig{}).family;
+          model_s += full.Delay(info.tier == client::Tier::kDram ? policy::Tier::kDram : policy::Tier::kSsd, fam,
+                                static_cast<uint64_t>(static_cast<double>(*n) * S),
+                                static_cast<uint64_t>(static_cast<double>(info.raw_bytes) * S));
+        }
         if (info.codec != "raw") {
           auto it = cuda.find(info.codec);
           const double gbs = it != cuda.end() ? it->second * 1e9
@@ -307,7 +353,9 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     row.reads += r.context.size();
     hits += served;
     dram_hits += req_dram;
+    ssd_hits += served - req_dram;
     delays.push_back(fetch_s + gpu_s + rec_s);
+    modelled.push_back(model_s + rec_s);
     fetches.push_back(fetch_s);
     gpu.push_back(gpu_s);
     rec.push_back(rec_s);
@@ -335,6 +383,8 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
   row.mean_recompute = mean(rec);
   row.mean_cold = mean(cold);
   row.mean_loss = mean(loss);
+  row.mean_modelled = mean(modelled);
+  row.ssd_share = row.reads ? double(ssd_hits) / row.reads : 0;
   row.hit_share = row.reads ? double(hits) / row.reads : 0;
   row.dram_share = row.reads ? double(dram_hits) / row.reads : 0;
   row.get_fail_share = row.reads ? double(get_fail) / row.reads : 0;
@@ -344,7 +394,9 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
 int Usage() {
   std::fprintf(stderr,
                "usage: eval_replay [--daemon BIN] [--workloads chat,docqa,code] [--policies p,p]\n"
-               "  [--requests N] [--scale S] [--dram-frac F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
+               "  [--requests N] [--scale S] [--dram-fracs F,F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
+               "  [--sweep-alphas A,A (run adaptive and greedy-downgrade at each alpha)] [--points-csv FILE]\n"
+               "  [--daemon-flags 'FLAGS' (extra adaptcached flags for every policy run)]\n"
                "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE] [--log-level L] [--keep-logs DIR]\n"
                "  [--speedup X (pace requests at trace time / X after warm-up; 0 = back to back)]\n");
   return 2;
@@ -371,7 +423,17 @@ int Main(int argc, char** argv) {
     }
     else if (k == "--requests") ok = absl::SimpleAtoi(v, &a.requests) && a.requests > 0;
     else if (k == "--scale") ok = absl::SimpleAtod(v, &a.scale) && a.scale > 0;
-    else if (k == "--dram-frac") ok = absl::SimpleAtod(v, &a.dram_frac) && a.dram_frac > 0;
+    else if (k == "--dram-frac" || k == "--dram-fracs" || k == "--sweep-alphas") {
+      std::vector<double>& out = k == "--sweep-alphas" ? a.sweep_alphas : a.dram_fracs;
+      out.clear();
+      for (absl::string_view p : absl::StrSplit(v, ',')) {
+        double x;
+        if (!(ok = absl::SimpleAtod(p, &x) && x > 0)) break;
+        out.push_back(x);
+      }
+    }
+    else if (k == "--points-csv") a.points_csv = v;
+    else if (k == "--daemon-flags") a.daemon_flags = absl::StrSplit(v, ' ', absl::SkipEmpty());
     else if (k == "--ssd-frac") ok = absl::SimpleAtod(v, &a.ssd_frac) && a.ssd_frac > 0;
     else if (k == "--alpha") ok = absl::SimpleAtod(v, &a.alpha) && a.alpha > 0;
     else if (k == "--interval-ms") ok = absl::SimpleAtoi(v, &a.interval_ms) && a.interval_ms > 0;
@@ -388,12 +450,41 @@ int Main(int argc, char** argv) {
   const KvShape shape{a.layers, a.chunk_tokens, a.kv_heads, a.head_dim, DType::kBF16};
   std::vector<std::vector<std::byte>> tmpl;
   for (uint32_t t = 0; t < 8; ++t) tmpl.push_back(SyntheticKv(shape, t, 7));
-  const auto cuda = ReadCudaDecode(a.cuda_csv);
+  const auto cuda = policy::ReadDecodeCsv(a.cuda_csv).value_or(std::map<std::string, double>{});
   const policy::DelayModel dm;
+  // Full scale: the default delay model with the measured H100 decode speeds.
+  policy::DelayModelOptions fo;
+  {
+    const auto fam = policy::FamilyDecodeBps(cuda);
+    for (size_t f = 1; f < fam.size(); ++f) {
+      if (fam[f] > 0) fo.decode_Bps[f] = fam[f];
+    }
+  }
+  const policy::DelayModel full = *policy::DelayModel::Create(fo);
+  const double S = static_cast<double>(a.real_bytes_per_token) * a.chunk_tokens / static_cast<double>(shape.Bytes());
   std::ofstream csv(a.out_csv);
-  csv << "workload,policy,requests_measured,median_delay_ms,mean_delay_ms,median_fetch_ms,mean_fetch_ms,"
-         "mean_gpu_decode_ms,mean_recompute_ms,mean_cold_ms,mean_quality_loss,hit_share,dram_hit_share,"
-         "get_after_lookup_miss_share,put_errors,bad_bytes,pool_bytes,entry_bytes,cuda_csv,mover_counters\n";
+  csv << "workload,dram_frac,policy,requests_measured,median_delay_ms,mean_delay_ms,median_fetch_ms,mean_fetch_ms,"
+         "mean_gpu_decode_ms,mean_recompute_ms,mean_cold_ms,modelled_delay_ms,mean_quality_loss,hit_share,"
+         "dram_hit_share,get_after_lookup_miss_share,put_errors,bad_bytes,pool_bytes,entry_bytes,cuda_csv,"
+         "mover_counters\n";
+  std::ofstream points;
+  if (!a.points_csv.empty()) {
+    points.open(a.points_csv);
+    points << "mode,workload,dram_frac,dram_gib,ssd_gib,policy,kind,alpha,mean_delay_ms,delay_x_oracle,mean_loss,"
+              "dram_hit,ssd_hit,miss,cold_ms,measured_delay_ms,measured_x_oracle\n";
+  }
+  // The runs: the oracle once per workload, then every other policy per DRAM size, with
+  // adaptive and greedy-downgrade expanded over --sweep-alphas.
+  std::vector<std::string> runs;
+  for (const std::string& p : a.policies) {
+    if (p == "oracle") continue;
+    if (!a.sweep_alphas.empty() && (p == "adaptive" || p == "greedy-downgrade")) {
+      for (double al : a.sweep_alphas) runs.push_back(absl::StrCat(p, "@", al));
+    } else {
+      runs.push_back(p);
+    }
+  }
+  const bool with_oracle = std::find(a.policies.begin(), a.policies.end(), "oracle") != a.policies.end();
   int failures = 0;
   for (Workload w : a.workloads) {
     TraceOptions to;
@@ -410,32 +501,59 @@ int Main(int argc, char** argv) {
                    (unsigned long)sum.distinct_chunks, working / 1048576.0);
       return 1;
     }
-    const uint64_t pool = std::max<uint64_t>(static_cast<uint64_t>(working * a.dram_frac), 2ull << 20);
     const uint32_t ssd_segments =
         std::max<uint32_t>(3, static_cast<uint32_t>(working * a.ssd_frac / (4 << 20) + 0.5));
-    std::fprintf(stderr, "%s: %lu requests, %lu distinct chunks (%.1f MiB raw), pool %.1f MiB, SSD %u x 4 MiB\n",
+    std::fprintf(stderr, "%s: %lu requests, %lu distinct chunks (%.1f MiB raw, x%.0f at full scale), SSD %u x 4 MiB\n",
                  WorkloadName(w), (unsigned long)sum.requests, (unsigned long)sum.distinct_chunks,
-                 working / 1048576.0, pool / 1048576.0, ssd_segments);
-    for (const std::string& p : a.policies) {
-      const uint64_t pb = p == "oracle" ? working * 2 + (16ull << 20) : pool;
+                 working / 1048576.0, S, ssd_segments);
+    double oracle_model = 0, oracle_measured = 0;
+    auto one = [&](const std::string& p, double frac) {
+      const uint64_t pb = p == "oracle" ? working * 2 + (16ull << 20)
+                                        : std::max<uint64_t>(static_cast<uint64_t>(working * frac), 2ull << 20);
       const auto t0 = Clock::now();
-      auto row = RunOne(a, *trace, p, pb, p == "oracle" ? 3 : ssd_segments, shape, tmpl, cuda, dm);
+      auto row = RunOne(a, *trace, p, pb, p == "oracle" ? 3 : ssd_segments, shape, tmpl, cuda, dm, full, S);
       if (!row.ok()) {
         std::fprintf(stderr, "%s %s FAILED: %s\n", WorkloadName(w), p.c_str(), row.status().ToString().c_str());
         ++failures;
-        continue;
+        return;
       }
-      std::fprintf(stderr, "  %-24s median %.3f ms  mean %.3f ms  loss %.4f  hit %.2f  (%.1f s)\n", p.c_str(),
-                   row->med_delay * 1e3, row->mean_delay * 1e3, row->mean_loss, row->hit_share,
+      if (p == "oracle") oracle_model = row->mean_modelled, oracle_measured = row->mean_delay;
+      std::fprintf(stderr, "  dram %.2f %-24s modelled %.3f ms  measured mean %.3f ms  loss %.4f  hit %.2f  (%.1f s)\n",
+                   frac, p.c_str(), row->mean_modelled * 1e3, row->mean_delay * 1e3, row->mean_loss, row->hit_share,
                    std::chrono::duration<double>(Clock::now() - t0).count());
-      csv << row->workload << ',' << row->policy << ',' << row->measured << ',' << row->med_delay * 1e3 << ','
-          << row->mean_delay * 1e3 << ',' << row->med_fetch * 1e3 << ',' << row->mean_fetch * 1e3 << ','
-          << row->mean_gpu * 1e3 << ',' << row->mean_recompute * 1e3 << ',' << row->mean_cold * 1e3 << ','
-          << row->mean_loss << ',' << row->hit_share << ',' << row->dram_share << ',' << row->get_fail_share
-          << ',' << row->put_errors << ',' << row->bad_bytes << ',' << pb << ',' << shape.Bytes() << ','
-          << (cuda.empty() ? "absent" : "used") << ',' << row->mover << '\n';
-      std::fprintf(stderr, "    mover: %s\n", row->mover.c_str());
+      csv << row->workload << ',' << frac << ',' << row->policy << ',' << row->measured << ','
+          << row->med_delay * 1e3 << ',' << row->mean_delay * 1e3 << ',' << row->med_fetch * 1e3 << ','
+          << row->mean_fetch * 1e3 << ',' << row->mean_gpu * 1e3 << ',' << row->mean_recompute * 1e3 << ','
+          << row->mean_cold * 1e3 << ',' << row->mean_modelled * 1e3 << ',' << row->mean_loss << ','
+          << row->hit_share << ',' << row->dram_share << ',' << row->get_fail_share << ',' << row->put_errors
+          << ',' << row->bad_bytes << ',' << pb << ',' << shape.Bytes() << ',' << (cuda.empty() ? "absent" : "used")
+          << ',' << row->mover << '\n';
       csv.flush();
+      if (points.is_open()) {
+        const auto at = p.find('@');
+        const std::string base = p.substr(0, at);
+        const std::string kind = base == "oracle"             ? "oracle"
+                                 : base == "lru-raw"          ? "lru"
+                                 : base == "greedy-downgrade" ? "greedy"
+                                 : base == "adaptive"         ? "adaptive"
+                                                              : "static";
+        std::string name = base == "adaptive" ? "adaptcache" : base;
+        if (kind == "static") name = "static-" + base.substr(7);
+        const double alpha = at == std::string::npos ? a.alpha : std::stod(p.substr(at + 1));
+        points << "replay," << row->workload << ',' << frac << ',' << pb * S / 1073741824.0 << ','
+               << ssd_segments * (4.0 * S / 1024) << ',' << name << ',' << kind << ',' << alpha << ','
+               << row->mean_modelled * 1e3 << ','
+               << (oracle_model > 0 ? row->mean_modelled / oracle_model : 0) << ',' << row->mean_loss << ','
+               << row->dram_share << ',' << row->ssd_share << ',' << 1 - row->hit_share << ','
+               << row->mean_cold * 1e3 << ',' << row->mean_delay * 1e3 << ','
+               << (oracle_measured > 0 ? row->mean_delay / oracle_measured : 0) << '\n';
+        points.flush();
+      }
+      std::fprintf(stderr, "    mover: %s\n", row->mover.c_str());
+    };
+    if (with_oracle) one("oracle", 0);
+    for (double frac : a.dram_fracs) {
+      for (const std::string& p : runs) one(p, frac);
     }
   }
   return failures == 0 ? 0 : 1;

@@ -7,18 +7,20 @@ import sys
 def main(path):
     rows = list(csv.DictReader(open(path)))
     oracle = {r["workload"]: r for r in rows if r["policy"] == "oracle"}
-    out = ["| workload | policy | median delay ms | x oracle (median) | mean delay ms | x oracle (mean) "
+    out = ["| workload | DRAM share | policy | modelled full-scale delay ms | x oracle (modelled) "
+           "| measured median ms | x oracle (median) | measured mean ms | x oracle (mean) "
            "| mean fetch ms | GPU decode ms | recompute ms | mean quality loss | hit share | DRAM hits "
            "| Get-after-Lookup misses |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         o = oracle.get(r["workload"])
         def ratio(col):
             if not o or float(o[col]) <= 0:
                 return "n/a"
             return "%.2fx" % (float(r[col]) / float(o[col]))
-        out.append("| %s | %s | %.3f | %s | %.3f | %s | %.3f | %.3f | %.3f | %.4f | %.2f | %.2f | %.3f |" % (
-            r["workload"], r["policy"], float(r["median_delay_ms"]), ratio("median_delay_ms"),
+        out.append("| %s | %s | %s | %.3f | %s | %.3f | %s | %.3f | %s | %.3f | %.3f | %.3f | %.4f | %.2f | %.2f | %.3f |" % (
+            r["workload"], r["dram_frac"], r["policy"], float(r["modelled_delay_ms"]), ratio("modelled_delay_ms"),
+            float(r["median_delay_ms"]), ratio("median_delay_ms"),
             float(r["mean_delay_ms"]), ratio("mean_delay_ms"), float(r["mean_fetch_ms"]),
             float(r["mean_gpu_decode_ms"]), float(r["mean_recompute_ms"]), float(r["mean_quality_loss"]),
             float(r["hit_share"]), float(r["dram_hit_share"]), float(r["get_after_lookup_miss_share"])))

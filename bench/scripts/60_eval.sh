@@ -43,15 +43,16 @@ echo "$TABLE"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(uname -srm); load at start $LOAD"
   echo "- **mode: simulation** (bench/eval/sim.h): the policy library the daemon uses, entry sizes and"
   echo "  per-entry quality proxies measured with the real codecs on synthetic KV templates, delays from"
-  echo "  the delay model (docs/evaluation.md). Not yet a replay against the running daemon."
+  echo "  the delay model (docs/evaluation.md). The daemon replay is in eval_daemon.md."
   if [ ${#CAL[@]} -gt 0 ]; then
     echo "- quality: proxies mapped through bench/results/calibration.json"
   else
     echo "- quality: no calibration file; the quality figure is the attention-output proxy itself"
   fi
-  echo "- delay model: DelayModel defaults (H100 host: DRAM 20 us + 25 GB/s, SSD 100 us + 5 GB/s,"
-  echo "  GPU decode fp8/quant/drop/lowrank 1000/600/800/150 GB/s + 10 us, recompute 50 us/token);"
-  echo "  no bench/results/cuda_decode.md yet, so GPU decode speeds are the documented assumption."
+  echo "- delay model: DelayModel defaults for an H100 host (DRAM 20 us + 25 GB/s, SSD 100 us + 5 GB/s,"
+  echo "  recompute 50 us/token, decode launch 10 us) with the GPU decode speeds measured on the H100"
+  echo "  (bench/results/cuda_decode.csv, median per codec family: $(grep -o 'GPU decode GB/s.*' "$TRACES/sim.log" | head -1))."
+  echo "- admission: new entries are stored in the last plan's admission config (Policy::Admission)."
   echo
   echo "Traces (seed 1):"
   echo
@@ -75,53 +76,54 @@ if [ ! -x "$BUILD/bin/eval_replay" ] || [ ! -x "$BUILD/bin/adaptcached" ]; then
   exit 0
 fi
 RREQ=${REPLAY_REQUESTS:-300}
-RARGS=(--daemon "$BUILD/bin/adaptcached" --requests "$RREQ" --out-csv "$OUT/eval_daemon.csv" ${REPLAY_ARGS:-})
+RCAL=()
+[ -f bench/results/calibration.json ] && RCAL=(--calibration "$PWD/bench/results/calibration.json")
+RARGS=(--daemon "$BUILD/bin/adaptcached" --requests "$RREQ" --dram-fracs 0.05,0.15
+       --policies oracle,lru-raw,static:fp8,static:quant-k8v8-g128,static:quant-k4v4-g64,static:quant-k2v2-g64,static:drop-50+quant-k4v4-g64,greedy-downgrade,adaptive
+       --sweep-alphas 0.001,0.01,0.1,1 "${RCAL[@]}"
+       --out-csv "$OUT/eval_daemon.csv" --points-csv "$OUT/eval_points_replay.csv" ${REPLAY_ARGS:-})
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)
 "$BUILD/bin/eval_replay" "${RARGS[@]}" 2> "$TRACES/replay.log" || { cat "$TRACES/replay.log"; exit 1; }
 SECS=$(( $(date +%s) - START ))
 RTABLE=$(python3 bench/eval/replay_table.py "$OUT/eval_daemon.csv")
-echo "$RTABLE"
-# Paced: docqa at 20x the trace's own request times, so the mover gets ~10x more cycles
-# per request than back to back.
-PARGS=(--daemon "$BUILD/bin/adaptcached" --requests "$RREQ" --workloads docqa --speedup 20
-       --out-csv "$OUT/eval_daemon_paced.csv" ${REPLAY_ARGS:-})
-PSTART=$(date +%s)
-"$BUILD/bin/eval_replay" "${PARGS[@]}" 2> "$TRACES/replay_paced.log" || { cat "$TRACES/replay_paced.log"; exit 1; }
-PSECS=$(( $(date +%s) - PSTART ))
-PTABLE=$(python3 bench/eval/replay_table.py "$OUT/eval_daemon_paced.csv")
-echo "$PTABLE"
+HTABLE=$(python3 bench/eval/plot.py "$OUT/eval_points_replay.csv" "$OUT" eval_headline_replay.csv)
+echo "$HTABLE"
 {
   echo "# Evaluation, daemon-replay mode: policies in a running adaptcached"
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- command: \`bench/scripts/60_eval.sh $BUILD\` -> \`eval_replay ${RARGS[*]}\` (${SECS} s)"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(uname -srm); load at start $LOAD"
-  echo "- **mode: daemon replay** (bench/eval/replay_daemon.cc): one adaptcached per (workload, policy),"
-  echo "  DRAM pool 15% and SSD tier ~35% (4 MiB segments, at least 3) of the trace's distinct raw KV,"
-  echo "  SSD under /var/tmp, --policy-interval-ms 200, alpha 0.01 (adaptive@A: alpha A);"
-  echo "  first 30% of requests are warm-up (not measured), then"
-  echo "  1.5 s for the mover. Entries scaled down to [2 layers][128 tokens][2 heads][64] bf16 = 128 KiB,"
-  echo "  synthetic KV (bench/eval/profile.h); traces at scale 0.1, chunk_tokens 128."
-  echo "- delay per request = measured Lookup + GetShm + CopyOut + CPU Decode of the reused prefix"
-  echo "  + GPU decode modelled from bench/results/cuda_decode.csv (H100 GB/s per config, scaled to the"
-  echo "  entry size, + 10 us launch) + recompute of reused-but-missed chunks (DelayModel 50 us/token)."
-  echo "  Never-seen (cold) chunks are recomputed by every policy and reported apart (mean_cold_ms)."
-  echo "- quality loss = token-weighted est_quality_loss the daemon reports (EntryInfo) for the served"
-  echo "  entries; recomputed chunks count as lossless. Oracle = same daemon, pool holding everything, no policy (raw)."
-  echo "- Per-request fetch times include this 2-CPU machine's load (the daemon, its mover and the replay"
-  echo "  share the 2 cores); they are not H100-host figures."
+  echo "- **mode: daemon replay** (bench/eval/replay_daemon.cc): one adaptcached per (workload, DRAM size, policy),"
+  echo "  DRAM pool 5% or 15% and SSD tier ~35% (4 MiB segments) of the trace's distinct raw KV,"
+  echo "  SSD under /var/tmp, --policy-interval-ms 200, daemon defaults otherwise (admission on, no master copies);"
+  echo "  first 30% of requests are warm-up (not measured), then 1.5 s for the mover."
+  echo "  Entries scaled down to [2 layers][128 tokens][2 heads][64] bf16 = 128 KiB (synthetic KV,"
+  echo "  bench/eval/profile.h); traces at scale 0.1, chunk_tokens 128. A replay entry stands for a"
+  echo "  full-size chunk S = 128 times larger (Llama-3.1-8B: 16 MiB per 128 tokens); the daemons plan"
+  echo "  with their delay model's bandwidths and decode speeds divided by S."
+  echo "- **modelled full-scale delay** (the headline and the curves): per request, the default delay model"
+  echo "  (DRAM 20 us + 25 GB/s, SSD 100 us + 5 GB/s, H100 decode speeds from bench/results/cuda_decode.csv,"
+  echo "  recompute 50 us/token) applied to what the daemon actually served: the tier, codec and S x stored"
+  echo "  bytes of every hit, and recompute of reused chunks that missed. Free of this machine's load."
+  echo "- measured delay (also in the table): wall-clock Lookup + GetShm + CopyOut + CPU Decode at the scaled-down"
+  echo "  size on this shared 2-CPU box, + modelled GPU decode + recompute; it carries the machine's load."
+  echo "- quality loss = token-weighted est_quality_loss the daemon reports (EntryInfo) for the served entries"
+  if [ ${#RCAL[@]} -gt 0 ]; then echo "  (the daemons run with --policy-calibration bench/results/calibration.json)."; else echo "  (no calibration file: the proxy)."; fi
+  echo "  Oracle = same daemon, pool holding everything, no policy (raw)."
   echo
-  echo "## Back-to-back replay (all workloads)"
+  echo "## Headline figures (daemon replay, modelled full-scale delay)"
+  echo
+  echo "$HTABLE"
+  echo
+  echo "Plots: eval_chat_replay.png, eval_docqa_replay.png, eval_code_replay.png. Every point:"
+  echo "eval_points_replay.csv (measured_x_oracle holds the wall-clock ratio)."
+  echo
+  echo "## Every run"
   echo
   echo "$RTABLE"
   echo
-  echo "## Paced replay (docqa, requests at trace time / 20 after warm-up)"
-  echo
-  echo "\`eval_replay ${PARGS[*]}\` (${PSECS} s)"
-  echo
-  echo "$PTABLE"
-  echo
-  echo "Every column, and the daemon's mover counters (/metrics) at the end of each run:"
-  echo "eval_daemon.csv, eval_daemon_paced.csv. Single runs; see docs/evaluation.md for how to read them."
+  echo "Every column, and the daemon's mover counters (/metrics) at the end of each run: eval_daemon.csv."
+  echo "Single runs; see docs/evaluation.md for how to read them."
 } > "$OUT/eval_daemon.md"

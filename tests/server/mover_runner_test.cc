@@ -279,5 +279,42 @@ TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   EXPECT_TRUE(PolicyRunner::Create(*o, tm_.get(), nullptr).ok());
 }
 
+TEST_F(MoverRunnerTest, DelayModelComesFromTheConfig) {
+  ServerConfig cfg;
+  cfg.policy = "adaptive";
+  cfg.policy_dram_gbps = "12.5";
+  cfg.policy_ssd_latency_us = "80";
+  cfg.policy_recompute_us_per_token = "25";
+  auto o = PolicyRunnerOptionsFrom(cfg);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_DOUBLE_EQ(o->delay.dram.bandwidth_Bps, 12.5e9);
+  EXPECT_DOUBLE_EQ(o->delay.ssd.latency_s, 80e-6);
+  EXPECT_DOUBLE_EQ(o->delay.recompute_s_per_token, 25e-6);
+  for (const char* bad : {"0", "-1", "x", "inf"}) {
+    ServerConfig c = cfg;
+    c.policy_ssd_gbps = bad;
+    EXPECT_FALSE(PolicyRunnerOptionsFrom(c).ok()) << bad;
+  }
+  // Decode speeds: the median of each family's measured configs.
+  const std::string csv = ::testing::TempDir() + "/decode.csv";
+  {
+    std::FILE* f = std::fopen(csv.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("device,X\nconfig,ratio,decode_ms,decode_gbs\nraw,1,1,2000\nfp8,0.5,1,2500\n"
+               "quant-k4v4-g64,0.27,1,2000\nquant-k2v2-g64,0.15,1,2400\nquant-k2v2-g32,0.16,1,bad\n",
+               f);
+    std::fclose(f);
+  }
+  cfg.policy_decode_csv = csv;
+  o = PolicyRunnerOptionsFrom(cfg);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_DOUBLE_EQ(o->delay.decode_Bps[static_cast<size_t>(CodecId::kFp8)], 2500e9);
+  EXPECT_DOUBLE_EQ(o->delay.decode_Bps[static_cast<size_t>(CodecId::kQuant)], 2400e9);  // upper median
+  EXPECT_DOUBLE_EQ(o->delay.decode_Bps[static_cast<size_t>(CodecId::kLowrank)],
+                   policy::DelayModelOptions{}.decode_Bps[static_cast<size_t>(CodecId::kLowrank)]);
+  cfg.policy_decode_csv = ::testing::TempDir() + "/missing.csv";
+  EXPECT_FALSE(PolicyRunnerOptionsFrom(cfg).ok());
+}
+
 }  // namespace
 }  // namespace adaptcache::server
