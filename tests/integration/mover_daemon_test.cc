@@ -5,6 +5,7 @@
 // tensor that was put.
 #include <httplib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -90,8 +91,10 @@ class MoverDaemonTest : public ::testing::Test {
  protected:
   void Start(std::vector<std::string> policy_args) {
     ASSERT_FALSE(ssd_.path().empty());
-    policy_args.push_back("--policy-interval-ms");
-    policy_args.push_back("100");
+    if (std::find(policy_args.begin(), policy_args.end(), "--policy-interval-ms") == policy_args.end()) {
+      policy_args.push_back("--policy-interval-ms");
+      policy_args.push_back("100");
+    }
     daemon_ = std::make_unique<DaemonProcess>(TieredOptions(ssd_.path(), policy_args));
     ASSERT_EQ(daemon_->Start(), "");
     stub_ = daemon_->NewStub();
@@ -183,7 +186,9 @@ TEST_F(MoverDaemonTest, StaticPolicyTranscodesEverythingButTheLeasedEntry) {
   EXPECT_EQ(infos[0].codec(), leased.entry().codec());
   EXPECT_EQ(infos[0].payload_crc32c(), leased.entry().payload_crc32c());
   const std::string m = Metrics();
-  EXPECT_GE(MetricSum(m, "adaptcache_mover_moves_total", {"kind=\"transcode\"", "result=\"done\""}),
+  // Transcoded by a plan's moves or, soon after their Put, by admission.
+  EXPECT_GE(MetricSum(m, "adaptcache_mover_moves_total", {"kind=\"transcode\"", "result=\"done\""}) +
+                MetricSum(m, "adaptcache_mover_admissions_total", {"result=\"done\""}),
             kEntries - 1)
       << m;
   EXPECT_GE(MetricSum(m, "adaptcache_mover_plans_total", {"result=\"ok\""}), 1);
@@ -238,13 +243,36 @@ TEST_F(MoverDaemonTest, AdaptivePolicyCompressesUnderDramPressure) {
   EXPECT_GE(codecs.size(), 2u);  // raw where it fits, compressed where it must
   EXPECT_GE(dram, kEntries - kEntries / 20);
   const std::string m = Metrics();
-  EXPECT_GE(MetricSum(m, "adaptcache_mover_moves_total", {"kind=\"transcode\"", "result=\"done\""}),
+  EXPECT_GE(MetricSum(m, "adaptcache_mover_moves_total", {"kind=\"transcode\"", "result=\"done\""}) +
+                MetricSum(m, "adaptcache_mover_admissions_total", {"result=\"done\""}),
             kEntries / 4)
       << m;
   EXPECT_GT(MetricSum(m, "adaptcache_mover_quality_estimates_total", {"result=\"ok\""}), 0);
   EXPECT_GT(MetricSum(m, "adaptcache_mover_objective", {"term=\"total\""}), 0);
   EXPECT_EQ(MetricSum(m, "adaptcache_mover_moves_total", {"result=\"failed\""}), 0) << m;
   for (int i = 0; i < kEntries; ++i) ReadAndCheck(i);
+}
+
+TEST_F(MoverDaemonTest, AdmissionCompressesNewPutsWithoutWaitingForAPlan) {
+  // Plans every 2 s; the first one gives the shape an admission rule (static: its
+  // config). Later puts are transcoded right after they land, before any plan could (a
+  // plan leaves an entry alone until its quality is estimated).
+  const std::string target = "fp8";
+  Start({"--policy", "static:" + target, "--policy-interval-ms", "2000"});
+  Put(0);
+  ASSERT_TRUE(WaitFor([&] { return Lookup()[0].codec() == target; })) << Metrics();
+  for (int i = 1; i <= 20; ++i) Put(i);
+  ASSERT_TRUE(WaitFor([&] {
+    auto infos = Lookup();
+    int done = 0;
+    for (int i = 1; i <= 20; ++i) done += infos[i].codec() == target;
+    return done == 20;
+  })) << Describe(Lookup()) << Metrics();
+  const std::string m = Metrics();
+  EXPECT_GE(MetricSum(m, "adaptcache_mover_admissions_total", {"result=\"done\""}), 10) << m;
+  EXPECT_EQ(MetricSum(m, "adaptcache_mover_admissions_total", {"result=\"failed\""}), 0) << m;
+  EXPECT_EQ(MetricSum(m, "adaptcache_mover_admission_shapes", {}), 1) << m;
+  for (int i = 0; i <= 20; ++i) ReadAndCheck(i);
 }
 
 }  // namespace
