@@ -180,6 +180,19 @@ absl::Status CheckCodec(const std::string& v) {
   return ValidateConfig(*cfg);
 }
 
+// A namespace's quality budget value: alpha finite >= 0, max_loss >= 0 or "inf",
+// avg_loss finite (< 0 = none).
+absl::Status CheckNamespaceBudget(std::string_view key, const std::string& v) {
+  double d = 0;
+  if (key == "max_loss" && v == "inf") return absl::OkStatus();
+  if (!absl::SimpleAtod(v, &d) || !std::isfinite(d)) {
+    return absl::InvalidArgumentError(key == "max_loss" ? "must be a number >= 0 or \"inf\""
+                                                        : "must be a finite number");
+  }
+  if (key != "avg_loss" && d < 0) return absl::InvalidArgumentError("must be >= 0");
+  return absl::OkStatus();
+}
+
 std::vector<Setting> BuildSettings() {
   std::vector<Setting> s;
   s.push_back(StringSetting("server", "socket", "socket",
@@ -446,7 +459,7 @@ absl::StatusOr<std::string> NodeText(const Setting& s, const toml::node& n) {
 
 const std::string& ServerConfig::CodecFor(std::string_view ns) const {
   auto it = namespaces.find(std::string(ns));
-  return it == namespaces.end() ? default_codec : it->second.codec;
+  return it == namespaces.end() || it->second.codec.empty() ? default_codec : it->second.codec;
 }
 
 const std::vector<Setting>& AllSettings() {
@@ -540,28 +553,40 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, Serv
               Where(ns_node, origin), "namespaces.\"", ns, "\" must be a table"));
         }
         NamespaceSettings settings;
-        bool has_codec = false;
         for (auto&& [k, v] : *ns_table) {
-          if (k.str() != "codec") {
-            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '",
-                                                           std::string(k.str()), "' in namespaces.\"",
-                                                           ns, "\" (known: codec)"));
+          const std::string key(k.str());
+          if (key == "codec") {
+            auto* str = v.as_string();
+            if (str == nullptr) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".codec must be a string"));
+            }
+            if (auto st = CheckCodec(str->get()); !st.ok()) {
+              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns,
+                                                             "\".codec: ", std::string(st.message())));
+            }
+            settings.codec = str->get();
+          } else if (key == "alpha" || key == "max_loss" || key == "avg_loss") {
+            // A number, or "inf" for max_loss.
+            std::string text;
+            if (auto* str = v.as_string()) {
+              text = str->get();
+            } else if (auto d = v.value<double>()) {
+              text = absl::StrCat(*d);
+            } else {
+              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".",
+                                                             key, " must be a number"));
+            }
+            if (auto st = CheckNamespaceBudget(key, text); !st.ok()) {
+              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".",
+                                                             key, ": ", std::string(st.message())));
+            }
+            (key == "alpha" ? settings.alpha : key == "max_loss" ? settings.max_loss : settings.avg_loss) = text;
+          } else {
+            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '", key,
+                                                           "' in namespaces.\"", ns,
+                                                           "\" (known: codec, alpha, max_loss, avg_loss)"));
           }
-          auto* str = v.as_string();
-          if (str == nullptr) {
-            return absl::InvalidArgumentError(
-                absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".codec must be a string"));
-          }
-          if (auto st = CheckCodec(str->get()); !st.ok()) {
-            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns,
-                                                           "\".codec: ", std::string(st.message())));
-          }
-          settings.codec = str->get();
-          has_codec = true;
-        }
-        if (!has_codec) {
-          return absl::InvalidArgumentError(absl::StrCat(Where(ns_node, origin), "namespaces.\"",
-                                                         ns, "\" needs a codec"));
         }
         next.namespaces[ns] = settings;
       }
@@ -623,9 +648,20 @@ absl::Status Validate(const ServerConfig& cfg) {
       return absl::InvalidArgumentError(
           absl::StrCat("namespace '", ns, "': ", std::string(st.message())));
     }
-    if (auto st = CheckCodec(settings.codec); !st.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("namespaces.\"", ns, "\".codec: ", std::string(st.message())));
+    if (!settings.codec.empty()) {
+      if (auto st = CheckCodec(settings.codec); !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("namespaces.\"", ns, "\".codec: ", std::string(st.message())));
+      }
+    }
+    for (const auto& [key, v] : {std::pair<const char*, const std::string*>{"alpha", &settings.alpha},
+                                 {"max_loss", &settings.max_loss},
+                                 {"avg_loss", &settings.avg_loss}}) {
+      if (v->empty()) continue;
+      if (auto st = CheckNamespaceBudget(key, *v); !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("namespaces.\"", ns, "\".", key, ": ", std::string(st.message())));
+      }
     }
   }
   if (cfg.socket.empty() && cfg.tcp_listen.empty()) {
@@ -745,8 +781,11 @@ std::string ToToml(const ServerConfig& cfg) {
     absl::StrAppend(&out, s.key, " = ", TomlLiteral(s, cfg), "  # ", s.help, "\n");
   }
   for (const auto& [ns, settings] : cfg.namespaces) {
-    absl::StrAppend(&out, "\n[namespaces.", TomlQuote(ns), "]\ncodec = ", TomlQuote(settings.codec),
-                    "\n");
+    absl::StrAppend(&out, "\n[namespaces.", TomlQuote(ns), "]\n");
+    if (!settings.codec.empty()) absl::StrAppend(&out, "codec = ", TomlQuote(settings.codec), "\n");
+    if (!settings.alpha.empty()) absl::StrAppend(&out, "alpha = ", TomlQuote(settings.alpha), "\n");
+    if (!settings.max_loss.empty()) absl::StrAppend(&out, "max_loss = ", TomlQuote(settings.max_loss), "\n");
+    if (!settings.avg_loss.empty()) absl::StrAppend(&out, "avg_loss = ", TomlQuote(settings.avg_loss), "\n");
   }
   return out;
 }

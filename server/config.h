@@ -24,7 +24,9 @@ namespace adaptcache::server {
 inline constexpr char kVersion[] = "0.1.0";
 
 struct NamespaceSettings {
-  std::string codec;  // codec config name (kernels/codec.h)
+  std::string codec;  // codec config name (kernels/codec.h); "" = [codec] default
+  // The placement policy's quality budget for this namespace; "" = the [policy] value.
+  std::string alpha, max_loss, avg_loss;
 };
 
 struct ServerConfig {

@@ -89,6 +89,30 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
   o.budget.alpha = *alpha;
   o.budget.max_loss = *max_loss;
   o.budget.avg_loss = std::isinf(*avg_loss) ? -1.0 : *avg_loss;
+  // Per-namespace budgets: [namespaces."NS"] alpha / max_loss / avg_loss over [policy].
+  for (const auto& [name, ns] : cfg.namespaces) {
+    if (ns.alpha.empty() && ns.max_loss.empty() && ns.avg_loss.empty()) continue;
+    policy::QualityBudget b = o.budget;
+    const std::string what = absl::StrCat("namespaces.\"", name, "\".");
+    if (!ns.alpha.empty()) {
+      auto v = ParseNumber(what + "alpha", ns.alpha);
+      if (!v.ok()) return v.status();
+      if (!(*v >= 0) || std::isinf(*v)) return absl::InvalidArgumentError(what + "alpha must be finite and >= 0");
+      b.alpha = *v;
+    }
+    if (!ns.max_loss.empty()) {
+      auto v = ParseNumber(what + "max_loss", ns.max_loss);
+      if (!v.ok()) return v.status();
+      if (!(*v >= 0)) return absl::InvalidArgumentError(what + "max_loss must be >= 0");
+      b.max_loss = *v;
+    }
+    if (!ns.avg_loss.empty()) {
+      auto v = ParseNumber(what + "avg_loss", ns.avg_loss);
+      if (!v.ok()) return v.status();
+      b.avg_loss = std::isinf(*v) ? -1.0 : *v;
+    }
+    o.ns_budgets[NamespaceId(name)] = b;
+  }
   o.calibration_file = cfg.policy_calibration;
   o.interval = std::chrono::milliseconds(cfg.policy_interval_ms);
   o.mover.cpu_bytes_per_s = cfg.mover_cpu_budget;
@@ -164,7 +188,10 @@ absl::StatusOr<std::unique_ptr<PolicyRunner>> PolicyRunner::Create(PolicyRunnerO
     return absl::FailedPreconditionError("another policy runner is already installed");
   }
   if (r->opts_.admission) g_runner.store(r.get(), std::memory_order_release);
-  if (r->opts_.interval.count() > 0) r->thread_ = std::thread([p = r.get()] { p->Loop(); });
+  if (r->opts_.interval.count() > 0) {
+    r->thread_ = std::thread([p = r.get()] { p->Loop(); });
+    if (r->opts_.admission) r->admit_thread_ = std::thread([p = r.get()] { p->AdmissionLoop(); });
+  }
   return r;
 }
 
@@ -174,6 +201,10 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
   auto stats = policy::AccessStats::Create(so);
   if (!stats.ok()) return stats.status();
   stats_ = std::move(*stats);
+  if (opts_.ns_budgets.size() >= 0xffff) return absl::InvalidArgumentError("too many namespace budgets");
+  for (const auto& [id, b] : opts_.ns_budgets) {
+    ns_index_[id] = static_cast<uint16_t>(ns_index_.size() + 1);
+  }
   if (!opts_.calibration_file.empty()) {
     auto q = policy::QualityModel::FromFile(opts_.calibration_file);
     if (!q.ok()) {
@@ -225,6 +256,7 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
     }
   }
   mover_ = std::make_unique<Mover>(tm_, opts_.mover);
+  admit_mover_ = std::make_unique<Mover>(tm_, opts_.mover);
 
   metrics_ = std::make_unique<Metrics>();
   if (registry == nullptr) return absl::OkStatus();
@@ -313,7 +345,9 @@ PolicyRunner::~PolicyRunner() {
     stop_ = true;
   }
   cv_.notify_all();
+  admit_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (admit_thread_.joinable()) admit_thread_.join();
   policy::AccessStats* mine = stats_.get();
   g_access.compare_exchange_strong(mine, nullptr);
   PolicyRunner* me = this;
@@ -322,16 +356,9 @@ PolicyRunner::~PolicyRunner() {
 
 void PolicyRunner::Loop() {
   std::unique_lock<std::mutex> l(mu_);
-  auto next_plan = std::chrono::steady_clock::now() + opts_.interval;
   while (!stop_) {
-    cv_.wait_until(l, next_plan, [this] { return stop_.load() || !admit_queue_.empty(); });
+    cv_.wait_for(l, opts_.interval, [this] { return stop_.load(); });
     if (stop_) break;
-    if (!admit_queue_.empty()) {
-      l.unlock();
-      RunAdmissions();
-      l.lock();
-      if (std::chrono::steady_clock::now() < next_plan) continue;
-    }
     l.unlock();
     auto r = RunOnce();
     if (!r.ok()) {
@@ -343,17 +370,32 @@ void PolicyRunner::Loop() {
                     r->moves.installed.size());
     }
     l.lock();
-    next_plan = std::chrono::steady_clock::now() + opts_.interval;
   }
 }
 
+void PolicyRunner::AdmissionLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    admit_cv_.wait(l, [this] { return stop_.load() || !admit_queue_.empty(); });
+    if (stop_) break;
+    l.unlock();
+    RunAdmissions();
+    l.lock();
+  }
+}
+
+PolicyRunner::AdmitKey PolicyRunner::AdmitKeyOf(uint64_t ns, const KvShape& s) const {
+  auto it = ns_index_.find(ns);
+  return AdmitKey{it == ns_index_.end() ? uint16_t{0} : it->second,
+                  ShapeKey{s.layers, s.tokens, s.kv_heads, s.head_dim, static_cast<uint8_t>(s.dtype)}};
+}
+
 void PolicyRunner::EnqueueAdmission(const EntryKey& key, const KvShape& shape) {
-  const ShapeKey sk{shape.layers, shape.tokens, shape.kv_heads, shape.head_dim,
-                    static_cast<uint8_t>(shape.dtype)};
+  const AdmitKey ak = AdmitKeyOf(key.ns, shape);
   bool dropped = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!admit_rules_.contains(sk)) return;
+    if (!admit_rules_.contains(ak)) return;
     if (admit_queue_.size() >= opts_.admission_queue) {
       dropped = true;
     } else {
@@ -364,21 +406,24 @@ void PolicyRunner::EnqueueAdmission(const EntryKey& key, const KvShape& shape) {
     if (Counter* c = metrics_->admissions[kMoveResults]) c->Inc();
     return;
   }
-  cv_.notify_one();
+  admit_cv_.notify_one();
 }
 
 void PolicyRunner::SetAdmission(const policy::PolicyInput& in, const policy::PlacementPlan& plan,
                                 const std::map<ShapeKey, uint32_t>& class_of) {
   const policy::AdmissionTable table = policy_->Admission(in, plan);
   const std::vector<float> median = policy::MedianClassLoss(in);
-  const size_t k = in.configs.size();
-  std::map<ShapeKey, AdmitRule> rules;
-  for (const auto& [sk, cl] : class_of) {
-    if (cl >= table.size()) continue;  // namespace 0: the runner plans one namespace
-    const policy::ConfigIndex c = table[cl];
-    if (c == policy::kNoConfig || configs_[c].family == CodecId::kRaw) continue;
-    const float q = median[cl * k + c];
-    rules[sk] = AdmitRule{config_names_[c], std::isfinite(q) ? q : 0.f};
+  const size_t k = in.configs.size(), nc = in.classes.size();
+  std::map<AdmitKey, AdmitRule> rules;
+  for (size_t n = 0; n < in.namespaces.size(); ++n) {
+    for (const auto& [sk, cl] : class_of) {
+      const size_t g = n * nc + cl;
+      if (g >= table.size()) continue;
+      const policy::ConfigIndex c = table[g];
+      if (c == policy::kNoConfig || configs_[c].family == CodecId::kRaw) continue;
+      const float q = median[g * k + c];
+      rules[AdmitKey{static_cast<uint16_t>(n), sk}] = AdmitRule{config_names_[c], std::isfinite(q) ? q : 0.f};
+    }
   }
   if (metrics_->admission_rules) metrics_->admission_rules->Set(static_cast<double>(rules.size()));
   std::lock_guard<std::mutex> l(mu_);
@@ -387,7 +432,7 @@ void PolicyRunner::SetAdmission(const policy::PolicyInput& in, const policy::Pla
 
 uint64_t PolicyRunner::RunAdmissions() {
   std::vector<EntryKey> queue;
-  std::map<ShapeKey, AdmitRule> rules;
+  std::map<AdmitKey, AdmitRule> rules;
   {
     std::lock_guard<std::mutex> l(mu_);
     queue.swap(admit_queue_);
@@ -395,17 +440,14 @@ uint64_t PolicyRunner::RunAdmissions() {
   }
   uint64_t counts[kMoveResults] = {};
   MoverReport report;
-  ByteBudget& cpu = mover_->cpu_budget();
-  ByteBudget& ssd = mover_->ssd_budget();
-  const auto now = std::chrono::steady_clock::now();
-  cpu.Refill(now);
-  ssd.Refill(now);
+  ByteBudget& cpu = admit_mover_->cpu_budget();
+  cpu.Refill(std::chrono::steady_clock::now());
   for (const EntryKey& key : queue) {
     if (stop_.load(std::memory_order_relaxed)) break;
     MoveResult res = MoveResult::kDone;
     const Location loc = tm_->Locate(key);
     const KvShape& s = loc.meta.shape;
-    auto rule = rules.find(ShapeKey{s.layers, s.tokens, s.kv_heads, s.head_dim, static_cast<uint8_t>(s.dtype)});
+    auto rule = rules.find(AdmitKeyOf(key.ns, s));
     if (loc.tier != StorageTier::kDram || loc.meta.codec_family != CodecId::kRaw || rule == rules.end()) {
       res = MoveResult::kStale;  // gone, demoted, already transcoded, or no rule any more
     } else if (auto v = tm_->dram()->Inspect(key); v && v->leases > 0) {
@@ -417,7 +459,7 @@ uint64_t PolicyRunner::RunAdmissions() {
       // before anything is known of its popularity, and the plan, which leaves SSD room
       // for the masters that exist, cannot foresee these (measured: keeping them cost the
       // adaptive policy hits in the daemon replay, docs/evaluation.md).
-      auto st = mover_->Transcode(key, rule->second.config, StorageTier::kDram, rule->second.loss,
+      auto st = admit_mover_->Transcode(key, rule->second.config, StorageTier::kDram, rule->second.loss,
                                   loc.meta.crc32c, &report, nullptr, /*allow_master=*/false);
       if (st.ok()) {
         res = MoveResult::kDone;
@@ -604,7 +646,8 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
   policy::PolicyInput in;
   const size_t nc = configs_.size();
   for (size_t c = 0; c < nc; ++c) in.configs.push_back({config_names_[c], configs_[c].family});
-  in.namespaces.push_back(opts_.budget);
+  in.namespaces.push_back(opts_.budget);  // index 0: namespaces without their own budget
+  for (const auto& [id, b] : opts_.ns_budgets) in.namespaces.push_back(b);
   in.delay = *policy::DelayModel::Create(opts_.delay);  // checked in Init
   std::map<ShapeKey, uint32_t> class_of;
   uint64_t pinned_dram = 0, pinned_ssd = 0;
@@ -640,6 +683,7 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
     e.last_access_ns = r.last_ns;
     e.config = static_cast<policy::ConfigIndex>(r.config);
     e.tier = ToPolicyTier(r.loc.tier);
+    if (auto ni = ns_index_.find(r.key.ns); ni != ns_index_.end()) e.ns = ni->second;
     if (r.loc.ssd_master) e.flags |= policy::kHasMaster;
     const Estimate* est = nullptr;
     if (auto f = estimates_.find(r.key); f != estimates_.end() && has_estimate(r)) est = &f->second;

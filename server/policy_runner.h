@@ -69,7 +69,8 @@ struct PolicyRunnerOptions {
   // The config space; empty = DefaultConfigSpace(). raw is always included, and so is
   // the static policy's config. Configs found on entries are added as seen (<= 64).
   std::vector<std::string> configs;
-  policy::QualityBudget budget;      // applies to every namespace
+  policy::QualityBudget budget;      // namespaces without their own budget
+  std::map<uint64_t, policy::QualityBudget> ns_budgets;  // by NamespaceId
   std::string calibration_file;      // "" = loss is the proxy itself
   policy::DelayModelOptions delay;
   std::chrono::milliseconds interval{5000};  // 0 = no thread (call RunOnce)
@@ -113,10 +114,12 @@ class PolicyRunner {
 
   // Admission: transcodes the entries queued by NotePut, in arrival order, into the
   // admission config the last plan gave their shape (policy::Policy::Admission), in
-  // DRAM, under the mover's budgets and rules (still raw in DRAM, same CRC, unleased).
-  // So a new entry does not sit uncompressed, crowding DRAM, until the next plan. The
-  // background thread runs it as soon as puts are queued; with interval 0 tests call it.
-  // Must not run concurrently with RunOnce(). Returns the transcodes done.
+  // DRAM, under the mover's rules (still raw in DRAM, same CRC, unleased) and a CPU
+  // budget of the same rate as the mover's, kept apart. So a new entry does not sit
+  // uncompressed, crowding DRAM, until the next plan. A second background thread runs it
+  // as soon as puts are queued, concurrently with the planning thread (a plan's move and an
+  // admission of the same entry race safely: Replace checks the CRC); with interval 0
+  // tests call it. Must not run concurrently with itself. Returns the transcodes done.
   uint64_t RunAdmissions();
   void EnqueueAdmission(const EntryKey& key, const KvShape& shape);
 
@@ -135,12 +138,15 @@ class PolicyRunner {
   PolicyRunner(PolicyRunnerOptions opts, TierManager* tm);
   absl::Status Init(MetricsRegistry* registry);
   void Loop();
+  void AdmissionLoop();
   int ConfigIndex(const std::string& name);  // adds names seen on entries; -1 if full/bad
   absl::Status EstimateEntry(const EntryKey& key, Estimate* out, uint64_t* cost);
   std::vector<uint64_t>& SizesFor(const KvShape& shape);
   void Publish(const CycleReport& r, bool ok);
   void SetAdmission(const policy::PolicyInput& in, const policy::PlacementPlan& plan,
                     const std::map<ShapeKey, uint32_t>& class_of);
+  using AdmitKey = std::pair<uint16_t, ShapeKey>;  // (plan namespace index, shape)
+  AdmitKey AdmitKeyOf(uint64_t ns, const KvShape& shape) const;
   struct AdmitRule {
     std::string config;
     float loss = 0;  // the class's median estimate, recorded on the new copy
@@ -152,6 +158,7 @@ class PolicyRunner {
   policy::QualityModel quality_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<Mover> mover_;
+  std::unique_ptr<Mover> admit_mover_;  // the admission thread's (its own budgets)
   std::unique_ptr<Metrics> metrics_;
 
   // Planning state (the planning thread only).
@@ -165,9 +172,13 @@ class PolicyRunner {
   std::atomic<bool> stop_{false};
   std::mutex mu_;  // guards the admission rules and queue; cv_ wakes the thread
   std::condition_variable cv_;
-  std::map<ShapeKey, AdmitRule> admit_rules_;
+  std::condition_variable admit_cv_;  // wakes the admission thread
+  std::map<AdmitKey, AdmitRule> admit_rules_;
+  // NamespaceId -> index in the plan's namespaces (1..); others use 0. Set in Init.
+  absl::flat_hash_map<uint64_t, uint16_t> ns_index_;
   std::vector<EntryKey> admit_queue_;
   std::thread thread_;
+  std::thread admit_thread_;
 };
 
 }  // namespace adaptcache::server

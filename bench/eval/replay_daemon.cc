@@ -40,6 +40,7 @@
 #include "bench/eval/sim.h"
 #include "bench/eval/trace.h"
 #include "client/client.h"
+#include "client/npy.h"
 #include "httplib.h"
 #include "kernels/codec.h"
 #include "policy/delay_model.h"
@@ -66,6 +67,7 @@ struct Args {
   std::vector<double> sweep_alphas;  // expand "adaptive" and "greedy-downgrade" into @alpha runs
   std::string points_csv;            // eval_points.csv-format rows (mode "replay")
   std::vector<std::string> daemon_flags;  // passed to every policy daemon (not the oracle)
+  std::string real_kv;  // directory of kv_*.npy real KV samples to use instead of synthetic KV
   uint64_t real_bytes_per_token = 131072;
   double ssd_frac = 0.35;   // SSD tier (4 MiB segments, at least 3) / distinct chunk bytes
   double alpha = 0.01;
@@ -397,6 +399,7 @@ int Usage() {
                "  [--requests N] [--scale S] [--dram-fracs F,F] [--ssd-frac F] [--alpha A] [--interval-ms N] [--settle-ms N]\n"
                "  [--sweep-alphas A,A (run adaptive and greedy-downgrade at each alpha)] [--points-csv FILE]\n"
                "  [--daemon-flags 'FLAGS' (extra adaptcached flags for every policy run)]\n"
+               "  [--real-kv DIR (kv_*.npy real KV samples, e.g. tests/data, as the chunks' tensors)]\n"
                "  [--cuda-csv FILE] [--calibration FILE] [--out-csv FILE] [--log-level L] [--keep-logs DIR]\n"
                "  [--speedup X (pace requests at trace time / X after warm-up; 0 = back to back)]\n");
   return 2;
@@ -433,6 +436,7 @@ int Main(int argc, char** argv) {
       }
     }
     else if (k == "--points-csv") a.points_csv = v;
+    else if (k == "--real-kv") a.real_kv = v;
     else if (k == "--daemon-flags") a.daemon_flags = absl::StrSplit(v, ' ', absl::SkipEmpty());
     else if (k == "--ssd-frac") ok = absl::SimpleAtod(v, &a.ssd_frac) && a.ssd_frac > 0;
     else if (k == "--alpha") ok = absl::SimpleAtod(v, &a.alpha) && a.alpha > 0;
@@ -447,9 +451,37 @@ int Main(int argc, char** argv) {
     else return Usage();
     if (!ok) { std::fprintf(stderr, "bad value for %s: %s\n", k.c_str(), v.c_str()); return 2; }
   }
-  const KvShape shape{a.layers, a.chunk_tokens, a.kv_heads, a.head_dim, DType::kBF16};
+  KvShape shape{a.layers, a.chunk_tokens, a.kv_heads, a.head_dim, DType::kBF16};
   std::vector<std::vector<std::byte>> tmpl;
-  for (uint32_t t = 0; t < 8; ++t) tmpl.push_back(SyntheticKv(shape, t, 7));
+  if (a.real_kv.empty()) {
+    for (uint32_t t = 0; t < 8; ++t) tmpl.push_back(SyntheticKv(shape, t, 7));
+  } else {
+    // Real KV caches ([2][layers][tokens][heads][dim] f16 .npy, e.g. tests/data/kv_*.npy)
+    // as the templates: every chunk's tensor is one of them.
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(a.real_kv)) {
+      const std::string n = e.path().filename().string();
+      if (absl::StartsWith(n, "kv_") && absl::EndsWith(n, ".npy")) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      auto t = client::ReadNpy(f.string());
+      if (!t.ok()) { std::fprintf(stderr, "%s: %s\n", f.c_str(), t.status().ToString().c_str()); return 1; }
+      if (t->type != client::ElemType::kF16 || t->shape.size() != 5 || t->shape[0] != 2) {
+        std::fprintf(stderr, "%s: want a [2][layers][tokens][heads][dim] f16 array\n", f.c_str());
+        return 1;
+      }
+      const KvShape s{static_cast<uint32_t>(t->shape[1]), static_cast<uint32_t>(t->shape[2]),
+                      static_cast<uint32_t>(t->shape[3]), static_cast<uint32_t>(t->shape[4]), DType::kFP16};
+      if (!tmpl.empty() && !(s == shape)) { std::fprintf(stderr, "%s: shape differs\n", f.c_str()); return 1; }
+      shape = s;
+      tmpl.push_back(std::move(t->data));
+    }
+    if (tmpl.empty()) { std::fprintf(stderr, "no kv_*.npy in %s\n", a.real_kv.c_str()); return 1; }
+    a.chunk_tokens = shape.tokens;  // one chunk per sample
+    std::fprintf(stderr, "real KV: %zu samples of [2][%u][%u][%u][%u] f16 (%.0f KiB)\n", tmpl.size(), shape.layers,
+                 shape.tokens, shape.kv_heads, shape.head_dim, shape.Bytes() / 1024.0);
+  }
   const auto cuda = policy::ReadDecodeCsv(a.cuda_csv).value_or(std::map<std::string, double>{});
   const policy::DelayModel dm;
   // Full scale: the default delay model with the measured H100 decode speeds.

@@ -78,7 +78,7 @@ fi
 RREQ=${REPLAY_REQUESTS:-300}
 RCAL=()
 [ -f bench/results/calibration.json ] && RCAL=(--calibration "$PWD/bench/results/calibration.json")
-RARGS=(--daemon "$BUILD/bin/adaptcached" --requests "$RREQ" --dram-fracs 0.05,0.15
+RARGS=(--daemon "$BUILD/bin/adaptcached" --requests "$RREQ" --dram-fracs 0.1,0.2
        --policies oracle,lru-raw,static:fp8,static:quant-k8v8-g128,static:quant-k4v4-g64,static:quant-k2v2-g64,static:drop-50+quant-k4v4-g64,greedy-downgrade,adaptive
        --sweep-alphas 0.001,0.01,0.1,1 "${RCAL[@]}"
        --out-csv "$OUT/eval_daemon.csv" --points-csv "$OUT/eval_points_replay.csv" ${REPLAY_ARGS:-})
@@ -96,7 +96,7 @@ echo "$HTABLE"
   echo "- command: \`bench/scripts/60_eval.sh $BUILD\` -> \`eval_replay ${RARGS[*]}\` (${SECS} s)"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(uname -srm); load at start $LOAD"
   echo "- **mode: daemon replay** (bench/eval/replay_daemon.cc): one adaptcached per (workload, DRAM size, policy),"
-  echo "  DRAM pool 5% or 15% and SSD tier ~35% (4 MiB segments) of the trace's distinct raw KV,"
+  echo "  DRAM pool 10% or 20% and SSD tier ~35% (4 MiB segments) of the trace's distinct raw KV,"
   echo "  SSD under /var/tmp, --policy-interval-ms 200, daemon defaults otherwise (admission on, no master copies);"
   echo "  first 30% of requests are warm-up (not measured), then 1.5 s for the mover."
   echo "  Entries scaled down to [2 layers][128 tokens][2 heads][64] bf16 = 128 KiB (synthetic KV,"

@@ -107,7 +107,9 @@ TEST(ConfigTest, TomlErrorsAreClearAndChangeNothing) {
       {"[codec]\ndefault = \"zstd-9\"\n", "'zstd-9'"},
       {"[namespaces.\"ns\"]\ncodec = \"nope\"\n", "'nope'"},
       {"[namespaces.\"ns\"]\nlevel = 3\n", "unknown key 'level'"},
-      {"[namespaces.\"ns\"]\n", "needs a codec"},
+      {"[namespaces.\"ns\"]\nalpha = -1\n", "namespaces.\"ns\".alpha: must be >= 0"},
+      {"[namespaces.\"ns\"]\nmax_loss = \"lots\"\n", "max_loss: must be a number >= 0 or \"inf\""},
+      {"[namespaces.\"ns\"]\navg_loss = true\n", "avg_loss must be a number"},
       {"[namespaces.\"\"]\ncodec = \"raw\"\n", "namespace ''"},
       {"[server\n", "test.toml:1"},
   };
@@ -122,6 +124,28 @@ TEST(ConfigTest, TomlErrorsAreClearAndChangeNothing) {
     EXPECT_EQ(cfg.threads, 7u);
     EXPECT_TRUE(cfg.namespaces.empty());
   }
+}
+
+TEST(ConfigTest, NamespaceQualityBudgets) {
+  ServerConfig cfg;
+  ASSERT_TRUE(ApplyToml("[namespaces.\"chat\"]\nalpha = 0.5\nmax_loss = \"inf\"\n"
+                        "[namespaces.\"legal\"]\ncodec = \"fp8\"\nmax_loss = 0.001\navg_loss = -1\n",
+                        "test.toml", cfg)
+                  .ok());
+  ASSERT_EQ(cfg.namespaces.size(), 2u);
+  EXPECT_EQ(cfg.namespaces["chat"].alpha, "0.5");
+  EXPECT_EQ(cfg.namespaces["chat"].max_loss, "inf");
+  EXPECT_EQ(cfg.CodecFor("chat"), "raw");  // no codec of its own: the default
+  EXPECT_EQ(cfg.CodecFor("legal"), "fp8");
+  EXPECT_EQ(cfg.namespaces["legal"].max_loss, "0.001");
+  EXPECT_TRUE(Validate(cfg).ok());
+  // Round trip through --print-config's TOML.
+  ServerConfig back;
+  ASSERT_TRUE(ApplyToml(ToToml(cfg), "printed.toml", back).ok()) << ToToml(cfg);
+  EXPECT_EQ(back.namespaces["legal"].max_loss, "0.001");
+  EXPECT_EQ(back.namespaces["chat"].alpha, "0.5");
+  cfg.namespaces["chat"].alpha = "x";
+  EXPECT_FALSE(Validate(cfg).ok());
 }
 
 TEST(ConfigTest, CrossFieldValidation) {

@@ -70,8 +70,9 @@ class MoverRunnerTest : public ::testing::Test {
     tm_ = std::move(*t);
     for (int i = 0; i < kN; ++i) Put(i);
   }
-  void Put(int i) {
-    auto c = EncodeToVector(*ParseCodecConfig("raw"), kShape, Tensor(i));
+  void Put(int i) { PutKey(KeyOf(i), i); }
+  void PutKey(const EntryKey& key, int seed) {
+    auto c = EncodeToVector(*ParseCodecConfig("raw"), kShape, Tensor(seed));
     ASSERT_TRUE(c.ok());
     auto e = tm_->dram()->Allocate(c->size());
     ASSERT_TRUE(e.ok());
@@ -82,7 +83,7 @@ class MoverRunnerTest : public ::testing::Test {
     m.raw_bytes = kShape.Bytes();
     m.crc32c = Crc32c(c->data(), c->size());
     m.stored_bytes = c->size();
-    ASSERT_TRUE(tm_->CommitPut(KeyOf(i), Extent{e->offset, c->size()}, m).ok());
+    ASSERT_TRUE(tm_->CommitPut(key, Extent{e->offset, c->size()}, m).ok());
   }
   std::unique_ptr<PolicyRunner> Runner(const std::string& policy, uint64_t cpu_budget = 0,
                                        MetricsRegistry* reg = nullptr) {
@@ -277,6 +278,42 @@ TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   // Nothing was installed by the failed attempts: a valid runner still starts.
   o->policy = "adaptive";
   EXPECT_TRUE(PolicyRunner::Create(*o, tm_.get(), nullptr).ok());
+}
+
+TEST_F(MoverRunnerTest, NamespaceBudgetsApplyToTheirEntries) {
+  // Entries 0..3 move to namespace "strict" (floor 0: nothing lossy); the rest keep the
+  // default budget, so static:fp8 compresses only them.
+  auto strict = [](int i) { return EntryKey{NamespaceId("strict"), KeyOf(i).key}; };
+  for (int i = 0; i < 4; ++i) {
+    PutKey(strict(i), i);
+    ASSERT_TRUE(tm_->Evict(KeyOf(i)).ok());
+  }
+  ServerConfig cfg;
+  cfg.policy = "static:fp8";
+  cfg.policy_configs = "fp8";
+  cfg.namespaces["strict"].max_loss = "0";
+  cfg.namespaces["loose"].alpha = "0.1";  // a budget for a namespace with no entries
+  auto o = PolicyRunnerOptionsFrom(cfg);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->ns_budgets.size(), 2u);
+  EXPECT_EQ(o->ns_budgets[NamespaceId("strict")].max_loss, 0.0);
+  o->interval = std::chrono::milliseconds(0);
+  auto r = PolicyRunner::Create(*o, tm_.get(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto rep = (*r)->RunOnce();
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(tm_->Locate(strict(i)).meta.codec, "raw") << i;
+  for (int i = 4; i < kN; ++i) EXPECT_EQ(tm_->Locate(KeyOf(i)).meta.codec, "fp8") << i;
+  // Admission follows the namespace too: a new strict entry stays raw, a default one not.
+  PutKey(strict(kN), kN);
+  Put(kN + 1);
+  NotePut(strict(kN), kShape, CodecId::kRaw);
+  NotePut(KeyOf(kN + 1), kShape, CodecId::kRaw);
+  EXPECT_EQ((*r)->RunAdmissions(), 1u);
+  EXPECT_EQ(tm_->Locate(strict(kN)).meta.codec, "raw");
+  EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "fp8");
+  cfg.namespaces["strict"].max_loss = "-1";
+  EXPECT_FALSE(PolicyRunnerOptionsFrom(cfg).ok());
 }
 
 TEST_F(MoverRunnerTest, DelayModelComesFromTheConfig) {
