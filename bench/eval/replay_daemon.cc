@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -539,9 +540,12 @@ int Main(int argc, char** argv) {
                  WorkloadName(w), (unsigned long)sum.requests, (unsigned long)sum.distinct_chunks,
                  working / 1048576.0, S, ssd_segments);
     double oracle_model = 0, oracle_measured = 0;
-    auto one = [&](const std::string& p, double frac) {
+    auto one = [&](const std::string& p, double want_frac) {
+      // The daemon's smallest pool is 4 MiB: small traces get more than asked, and the
+      // fraction reported is the one used.
       const uint64_t pb = p == "oracle" ? working * 2 + (16ull << 20)
-                                        : std::max<uint64_t>(static_cast<uint64_t>(working * frac), 2ull << 20);
+                                        : std::max<uint64_t>(static_cast<uint64_t>(working * want_frac), 4ull << 20);
+      const double frac = p == "oracle" ? 0.0 : std::round(1000.0 * pb / working) / 1000.0;
       const auto t0 = Clock::now();
       auto row = RunOne(a, *trace, p, pb, p == "oracle" ? 3 : ssd_segments, shape, tmpl, cuda, dm, full, S);
       if (!row.ok()) {
