@@ -278,6 +278,21 @@ AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const 
                                double fresh_freq) {
   const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
   const std::vector<float> q = MedianClassLoss(in);
+  // fresh_freq <= 0: a new entry is expected to be as popular as the class's median entry.
+  std::vector<double> fq(nn * nc, fresh_freq);
+  if (fresh_freq <= 0) {
+    std::vector<std::vector<float>> fs(nn * nc);
+    for (const EntryInput& e : in.entries) {
+      auto& v = fs[size_t{e.ns} * nc + e.size_class];
+      if (!(e.flags & kPinned) && v.size() < 255) v.push_back(e.freq);
+    }
+    for (size_t g = 0; g < fs.size(); ++g) {
+      fq[g] = 1.0;
+      if (fs[g].empty()) continue;
+      std::nth_element(fs[g].begin(), fs[g].begin() + fs[g].size() / 2, fs[g].end());
+      fq[g] = std::max(1.0, static_cast<double>(fs[g][fs[g].size() / 2]));
+    }
+  }
   AdmissionTable out(nn * nc, kNoConfig);
   for (size_t n = 0; n < nn; ++n) {
     const double a = n < alpha.size() ? alpha[n] : in.namespaces[n].alpha;
@@ -287,7 +302,7 @@ AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const 
       for (size_t c = 0; c < k; ++c) {
         const float qc = q[(n * nc + cl) * k + c];
         if (sc.bytes[c] == 0 || !std::isfinite(qc) || qc > in.namespaces[n].max_loss) continue;
-        const double cost = fresh_freq * (in.delay.Delay(Tier::kDram, in.configs[c].family, sc.bytes[c],
+        const double cost = fq[n * nc + cl] * (in.delay.Delay(Tier::kDram, in.configs[c].family, sc.bytes[c],
                                                          sc.raw_bytes) + a * qc) +
                             lambda_dram * static_cast<double>(sc.bytes[c]);
         if (cost < best) {

@@ -181,14 +181,16 @@ using AdmissionTable = std::vector<ConfigIndex>;
 //   fresh_freq · (delay(DRAM, config) + alpha[ns] · q) + lambda_dram · stored_bytes
 // among those with q <= the namespace's floor, where q is the median loss of that config
 // over (up to 255 of) the class's unpinned entries in the namespace; kNoConfig where the
-// namespace has no unpinned entry of the class. fresh_freq is the decayed frequency of an
-// entry just stored (a put counts as one access: 1).
+// namespace has no unpinned entry of the class. fresh_freq is the frequency a new entry is
+// expected to have; <= 0 (default): the median decayed frequency of those entries, at
+// least 1 (a put counts as one access). Pricing every new entry at 1 compressed it harder
+// than it later deserved, and without a master it cannot be upgraded (docs/evaluation.md).
+AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram,
+                               const std::vector<double>& alpha, double fresh_freq = 0);
+
 // The median loss per [ns][class][config] over (up to 255 of) the unpinned entries of
 // that class in that namespace; NaN where there is none.
 std::vector<float> MedianClassLoss(const PolicyInput& in);
-
-AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram,
-                               const std::vector<double>& alpha, double fresh_freq = 1.0);
 
 class Policy {
  public:

@@ -71,6 +71,18 @@ TEST(AdmissionTest, OptimizerAdmitsRawWhenDramIsFreeAndCompressesWhenItIsTight) 
   }
   // It is the priced rule itself, and it honours the floor.
   EXPECT_EQ(t, PricedAdmission(tight, p->totals.lambda_dram, opt2.last_alpha()));
+  // A new entry is priced at the class's median frequency (default) or at a given one:
+  // when every entry is hot, the median admits larger (higher-fidelity) configs than 1.
+  PolicyInput hot = tight;
+  for (EntryInput& e : hot.entries) e.freq = 1000.f;
+  const AdmissionTable at1 = PricedAdmission(hot, p->totals.lambda_dram, opt2.last_alpha(), 1.0);
+  const AdmissionTable atm = PricedAdmission(hot, p->totals.lambda_dram, opt2.last_alpha());
+  bool larger = false;
+  for (size_t cl = 0; cl < at1.size(); ++cl) {
+    EXPECT_GE(hot.classes[cl].bytes[atm[cl]], hot.classes[cl].bytes[at1[cl]]) << cl;
+    larger |= hot.classes[cl].bytes[atm[cl]] > hot.classes[cl].bytes[at1[cl]];
+  }
+  EXPECT_TRUE(larger);
   tight.namespaces[0].max_loss = 0;
   for (ConfigIndex c : PricedAdmission(tight, p->totals.lambda_dram, opt2.last_alpha())) {
     EXPECT_EQ(c, 0);
