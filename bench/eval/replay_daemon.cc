@@ -576,7 +576,7 @@ int Main(int argc, char** argv) {
         std::string name = base == "adaptive" ? "adaptcache" : base;
         if (kind == "static") name = "static-" + base.substr(7);
         const double alpha = at == std::string::npos ? a.alpha : std::stod(p.substr(at + 1));
-        points << "replay," << row->workload << ',' << frac << ',' << pb * S / 1073741824.0 << ','
+        points << (a.real_kv.empty() ? "replay," : "replay-realkv,") << row->workload << ',' << frac << ',' << pb * S / 1073741824.0 << ','
                << ssd_segments * (4.0 * S / 1024) << ',' << name << ',' << kind << ',' << alpha << ','
                << row->mean_modelled * 1e3 << ','
                << (oracle_model > 0 ? row->mean_modelled / oracle_model : 0) << ',' << row->mean_loss << ','
