@@ -132,6 +132,10 @@ AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPla
   return out;
 }
 
+AdmissionTable GreedyDowngrader::Admission(const PolicyInput& in, const PlacementPlan& plan) const {
+  return ModalAdmission(in, plan);
+}
+
 absl::StatusOr<PlacementPlan> GreedyDowngrader::Plan(const PolicyInput& in) {
   if (auto s = ValidateInput(in); !s.ok()) return s;
   Tiering t(in);

@@ -47,6 +47,9 @@ class GreedyDowngrader final : public Policy {
  public:
   std::string Name() const override { return "greedy-downgrade"; }
   absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) override;
+  // ModalAdmission: new entries start where the greedy left most of their class in DRAM
+  // (it has no price of its own; without a rule new raw entries push others out).
+  AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const override;
 };
 
 }  // namespace adaptcache::policy

@@ -315,6 +315,28 @@ AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const 
   return out;
 }
 
+AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan) {
+  const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
+  std::vector<uint32_t> count(nn * nc * k, 0);
+  for (size_t i = 0; i < in.entries.size() && i < plan.target.size(); ++i) {
+    const EntryInput& e = in.entries[i];
+    const Placement& t = plan.target[i];
+    if ((e.flags & kPinned) || t.tier != Tier::kDram || t.config == kNoConfig) continue;
+    ++count[(size_t{e.ns} * nc + e.size_class) * k + static_cast<size_t>(t.config)];
+  }
+  AdmissionTable out(nn * nc, kNoConfig);
+  for (size_t g = 0; g < out.size(); ++g) {
+    uint32_t best = 0;
+    for (size_t c = 0; c < k; ++c) {
+      if (count[g * k + c] > best) {
+        best = count[g * k + c];
+        out[g] = static_cast<ConfigIndex>(c);
+      }
+    }
+  }
+  return out;
+}
+
 AdmissionTable Policy::Admission(const PolicyInput& in, const PlacementPlan&) const {
   return AdmissionTable(in.namespaces.size() * in.classes.size(), kNoConfig);
 }

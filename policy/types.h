@@ -188,6 +188,11 @@ using AdmissionTable = std::vector<ConfigIndex>;
 AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram,
                                const std::vector<double>& alpha, double fresh_freq = 0);
 
+// The plan's own choice for entries like a new one: per (namespace, class) the config the
+// plan gives most of the class's unpinned entries it keeps in DRAM; kNoConfig where it
+// keeps none. For policies without a pricing of their own (the greedy downgrader).
+AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan);
+
 // The median loss per [ns][class][config] over (up to 255 of) the unpinned entries of
 // that class in that namespace; NaN where there is none.
 std::vector<float> MedianClassLoss(const PolicyInput& in);

@@ -1,4 +1,5 @@
 // Admission tables (policy/types.h): what a policy wants new entries stored as between plans.
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -43,6 +44,33 @@ TEST(AdmissionTest, BaselinesKeepOrUseTheirConfig) {
   // A floor below the config's loss: the static policy admits nothing lossy either.
   in.namespaces[0].max_loss = 1e-6;
   for (ConfigIndex c : st.Admission(in, *p)) EXPECT_EQ(c, kNoConfig);
+}
+
+TEST(AdmissionTest, GreedyAdmitsWhatItGaveMostOfTheClassInDram) {
+  std::mt19937_64 rng(5);
+  PolicyInput in = RandomInstance(rng, 400, 6, 0.05, 0.3);
+  in.namespaces[0].alpha = 1e-3;
+  GreedyDowngrader g;
+  auto p = g.Plan(in);
+  ASSERT_TRUE(p.ok());
+  const AdmissionTable t = g.Admission(in, *p);
+  ASSERT_EQ(t, ModalAdmission(in, *p));
+  for (size_t cl = 0; cl < in.classes.size(); ++cl) {
+    std::vector<int> n(in.configs.size(), 0);
+    for (size_t i = 0; i < in.entries.size(); ++i) {
+      if (in.entries[i].size_class == cl && p->target[i].tier == Tier::kDram) ++n[p->target[i].config];
+    }
+    const int most = *std::max_element(n.begin(), n.end());
+    if (most == 0) {
+      EXPECT_EQ(t[cl], kNoConfig);
+    } else {
+      EXPECT_EQ(n[t[cl]], most) << "class " << cl;
+    }
+  }
+  // An empty plan (nothing in DRAM) admits nothing.
+  PlacementPlan none;
+  none.target.assign(in.entries.size(), Placement{});
+  for (ConfigIndex c : ModalAdmission(in, none)) EXPECT_EQ(c, kNoConfig);
 }
 
 TEST(AdmissionTest, OptimizerAdmitsRawWhenDramIsFreeAndCompressesWhenItIsTight) {
