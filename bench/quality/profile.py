@@ -223,6 +223,9 @@ def build_samples(args, tok):
     else:
         groups = [("books", datamod.read_docs(texts)), ("essays", datamod.read_docs(pg, "pg_essays"))]
     for gi, (task, docs) in enumerate(groups):
+        if not docs:
+            raise SystemExit(f"no {task} texts found (data dir {os.path.abspath(args.data_dir)}: "
+                             "texts/*.txt and pg/*.txt, see ../shared/data/README.md; or pass --texts)")
         n = args.contexts // len(groups) + (1 if gi < args.contexts % len(groups) else 0)
         for i in range(n):
             L = lens[len(samples) % len(lens)]
