@@ -126,7 +126,9 @@ AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPla
   for (size_t g = 0; g < out.size(); ++g) {
     const float qc = q[g * k + cfg];
     if (in.classes[g % nc].bytes[cfg] == 0) continue;
-    if (std::isfinite(qc) && qc > in.namespaces[g / nc].max_loss) continue;
+    // Unknown quality (no unpinned entry of the class): nothing to admit on, as Plan()
+    // would not transcode an entry it knows nothing of either.
+    if (!std::isfinite(qc) || qc > in.namespaces[g / nc].max_loss) continue;
     out[g] = cfg;
   }
   return out;

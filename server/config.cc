@@ -21,6 +21,7 @@
 #include "absl/strings/ascii.h"  // [policy] settings
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/key.h"
 #include "common/kv_shape.h"
@@ -572,7 +573,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, Serv
             if (auto* str = v.as_string()) {
               text = str->get();
             } else if (auto d = v.value<double>()) {
-              text = absl::StrCat(*d);
+              text = absl::StrCat(*d);  // 6 significant digits: keep them only if exact
+              double back = 0;
+              if (!absl::SimpleAtod(text, &back) || back != *d) text = absl::StrFormat("%.17g", *d);
             } else {
               return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".",
                                                              key, " must be a number"));

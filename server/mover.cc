@@ -172,16 +172,16 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   ro.target = tier;
   ro.if_crc32c = best_crc;
   ro.bypass_admission = true;
-  // Compressing a lossless copy in DRAM: keep the lossless one on SSD to come back to.
-  ro.keep_master = tier == StorageTier::kDram && opts_.keep_master && allow_master && tm_->ssd() != nullptr &&
-                   !same && best_lossless;
-  if (ro.keep_master && best->tier != StorageTier::kSsd) {
-    // Replace writes the current copy to SSD first (unless it is already there).
-    const Location loc = tm_->Locate(key);
-    if (!loc.on_ssd) {
-      ssd_.Charge(best->meta.stored_bytes);
-      report->ssd_write_bytes += best->meta.stored_bytes;
-    }
+  // Compressing a lossless copy in DRAM: keep the lossless one on SSD to come back to,
+  // always when it is already there (a durable Put's copy costs nothing to keep, and
+  // erasing it would leave the entry lossy and in DRAM only), else when asked.
+  const bool on_ssd = tm_->Locate(key).on_ssd;
+  ro.keep_master = tier == StorageTier::kDram && tm_->ssd() != nullptr && !same && best_lossless &&
+                   (on_ssd || (opts_.keep_master && allow_master));
+  if (ro.keep_master && best->tier != StorageTier::kSsd && !on_ssd) {
+    // Replace writes the current copy to SSD first.
+    ssd_.Charge(best->meta.stored_bytes);
+    report->ssd_write_bytes += best->meta.stored_bytes;
   }
   if (tier == StorageTier::kSsd) {
     ssd_.Charge(encoded.size());

@@ -13,7 +13,8 @@
 //    has its own budget); promote -> Promote; transcode -> ReadBest, decode, encode
 //    with the target config (kernels/codec.h), Replace(if_crc32c = the copy read) into
 //    the target tier. A transcode of a lossless copy into a lossy DRAM config keeps the
-//    lossless copy on SSD as the master when keep_master is set and there is an SSD.
+//    lossless copy on SSD as the master when it is already there (e.g. a durable Put),
+//    or when keep_master is set and there is an SSD.
 //  - budgets are token buckets that may go into debt by one move: a move runs while
 //    its bucket is not negative and is charged afterwards; once a bucket is negative,
 //    the rest of the moves needing it are deferred to the next plan ("budget").
@@ -100,7 +101,7 @@ class Mover {
   // given, must be the CRC of the copy ReadBest returns (else Aborted, nothing changes).
   // est_quality_loss goes into the new copy's metadata. Adds the work to `report`;
   // `new_crc` (optional) receives the installed container's CRC.
-  // allow_master = false never keeps a master, whatever the options say.
+  // allow_master = false keeps a master only where the lossless copy is already on SSD.
   absl::Status Transcode(const EntryKey& key, const std::string& config, StorageTier tier,
                          float est_quality_loss, std::optional<uint32_t> expected_crc,
                          MoverReport* report, uint32_t* new_crc = nullptr,

@@ -148,7 +148,7 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
     if (!gbs.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("policy decode_csv: ", std::string(gbs.status().message())));
     }
-    const auto fam = policy::FamilyDecodeBps(*gbs);
+    const auto fam = policy::FamilyDecodeBps(*gbs, o.configs);  // all when none configured
     for (size_t f = 1; f < fam.size(); ++f) {
       if (fam[f] > 0) o.delay.decode_Bps[f] = fam[f];
     }
@@ -340,6 +340,10 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
 }
 
 PolicyRunner::~PolicyRunner() {
+  // Stop taking puts first (request threads are stopped before the runner is destroyed,
+  // daemon.cc; a Put that already loaded the pointer only queues).
+  PolicyRunner* me = this;
+  g_runner.compare_exchange_strong(me, nullptr);
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
@@ -350,8 +354,6 @@ PolicyRunner::~PolicyRunner() {
   if (admit_thread_.joinable()) admit_thread_.join();
   policy::AccessStats* mine = stats_.get();
   g_access.compare_exchange_strong(mine, nullptr);
-  PolicyRunner* me = this;
-  g_runner.compare_exchange_strong(me, nullptr);
 }
 
 void PolicyRunner::Loop() {
@@ -395,7 +397,7 @@ void PolicyRunner::EnqueueAdmission(const EntryKey& key, const KvShape& shape) {
   bool dropped = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!admit_rules_.contains(ak)) return;
+    if (!admit_rules_ || !admit_rules_->contains(ak)) return;
     if (admit_queue_.size() >= opts_.admission_queue) {
       dropped = true;
     } else {
@@ -414,7 +416,7 @@ void PolicyRunner::SetAdmission(const policy::PolicyInput& in, const policy::Pla
   const policy::AdmissionTable table = policy_->Admission(in, plan);
   const std::vector<float> median = policy::MedianClassLoss(in);
   const size_t k = in.configs.size(), nc = in.classes.size();
-  std::map<AdmitKey, AdmitRule> rules;
+  auto rules = std::make_shared<std::map<AdmitKey, AdmitRule>>();
   for (size_t n = 0; n < in.namespaces.size(); ++n) {
     for (const auto& [sk, cl] : class_of) {
       const size_t g = n * nc + cl;
@@ -422,22 +424,25 @@ void PolicyRunner::SetAdmission(const policy::PolicyInput& in, const policy::Pla
       const policy::ConfigIndex c = table[g];
       if (c == policy::kNoConfig || configs_[c].family == CodecId::kRaw) continue;
       const float q = median[g * k + c];
-      rules[AdmitKey{static_cast<uint16_t>(n), sk}] = AdmitRule{config_names_[c], std::isfinite(q) ? q : 0.f};
+      if (!std::isfinite(q) || q >= kUnknownLoss) continue;  // no estimate to record
+      (*rules)[AdmitKey{static_cast<uint16_t>(n), sk}] = AdmitRule{config_names_[c], q};
     }
   }
-  if (metrics_->admission_rules) metrics_->admission_rules->Set(static_cast<double>(rules.size()));
+  if (metrics_->admission_rules) metrics_->admission_rules->Set(static_cast<double>(rules->size()));
   std::lock_guard<std::mutex> l(mu_);
   admit_rules_ = std::move(rules);
 }
 
 uint64_t PolicyRunner::RunAdmissions() {
   std::vector<EntryKey> queue;
-  std::map<AdmitKey, AdmitRule> rules;
+  std::shared_ptr<const std::map<AdmitKey, AdmitRule>> rules_ptr;
   {
     std::lock_guard<std::mutex> l(mu_);
     queue.swap(admit_queue_);
-    rules = admit_rules_;
+    rules_ptr = admit_rules_;
   }
+  if (!rules_ptr) rules_ptr = std::make_shared<const std::map<AdmitKey, AdmitRule>>();
+  const auto& rules = *rules_ptr;
   uint64_t counts[kMoveResults] = {};
   MoverReport report;
   ByteBudget& cpu = admit_mover_->cpu_budget();

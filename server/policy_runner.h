@@ -173,7 +173,7 @@ class PolicyRunner {
   std::mutex mu_;  // guards the admission rules and queue; cv_ wakes the thread
   std::condition_variable cv_;
   std::condition_variable admit_cv_;  // wakes the admission thread
-  std::map<AdmitKey, AdmitRule> admit_rules_;
+  std::shared_ptr<const std::map<AdmitKey, AdmitRule>> admit_rules_;  // swapped whole
   // NamespaceId -> index in the plan's namespaces (1..); others use 0. Set in Init.
   absl::flat_hash_map<uint64_t, uint16_t> ns_index_;
   std::vector<EntryKey> admit_queue_;

@@ -41,6 +41,13 @@ TEST(AdmissionTest, BaselinesKeepOrUseTheirConfig) {
   const AdmissionTable t = st.Admission(in, *p);
   ASSERT_EQ(t.size(), in.classes.size());
   for (ConfigIndex c : t) EXPECT_EQ(c, 2);
+  // No unpinned entry of a class: no quality to go on, no admission (Plan() would not
+  // transcode such entries either).
+  {
+    PolicyInput pinned = in;
+    for (EntryInput& e : pinned.entries) e.flags |= kPinned;
+    for (ConfigIndex c : st.Admission(pinned, *p)) EXPECT_EQ(c, kNoConfig);
+  }
   // A floor below the config's loss: the static policy admits nothing lossy either.
   in.namespaces[0].max_loss = 1e-6;
   for (ConfigIndex c : st.Admission(in, *p)) EXPECT_EQ(c, kNoConfig);

@@ -13,6 +13,7 @@
 #include "server/metrics.h"
 #include "server/policy_runner.h"
 #include "storage/tier_manager.h"
+#include "tests/storage/ssd_test_util.h"
 
 namespace adaptcache::server {
 namespace {
@@ -71,7 +72,7 @@ class MoverRunnerTest : public ::testing::Test {
     for (int i = 0; i < kN; ++i) Put(i);
   }
   void Put(int i) { PutKey(KeyOf(i), i); }
-  void PutKey(const EntryKey& key, int seed) {
+  void PutKey(const EntryKey& key, int seed, bool durable = false) {
     auto c = EncodeToVector(*ParseCodecConfig("raw"), kShape, Tensor(seed));
     ASSERT_TRUE(c.ok());
     auto e = tm_->dram()->Allocate(c->size());
@@ -83,7 +84,11 @@ class MoverRunnerTest : public ::testing::Test {
     m.raw_bytes = kShape.Bytes();
     m.crc32c = Crc32c(c->data(), c->size());
     m.stored_bytes = c->size();
-    ASSERT_TRUE(tm_->CommitPut(key, Extent{e->offset, c->size()}, m).ok());
+    TierPutOptions po;
+    po.durable = durable;
+    auto r = tm_->CommitPut(key, Extent{e->offset, c->size()}, m, po);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->durable, durable) << r->ssd_status;
   }
   std::unique_ptr<PolicyRunner> Runner(const std::string& policy, uint64_t cpu_budget = 0,
                                        MetricsRegistry* reg = nullptr) {
@@ -252,6 +257,50 @@ TEST_F(MoverRunnerTest, LossyCopyIsNeverRelabelledRaw) {
   EXPECT_EQ(loc.meta.crc32c, crc);
   // Lossy to smaller lossy is still allowed.
   EXPECT_TRUE(mover.Transcode(KeyOf(1), "quant-k4v4-g64", StorageTier::kDram, 0.05f, std::nullopt, &report).ok());
+}
+
+TEST_F(MoverRunnerTest, DurableCopyIsKeptAsTheMasterWhenCompressing) {
+  // With an SSD tier and keep_master off (the default), compressing an entry keeps the
+  // lossless SSD copy a durable Put already wrote (as the master) and writes none for
+  // the others; admission does the same.
+  testing::TempDir dir;
+  TierManagerOptions o;
+  o.dram.capacity_bytes = 1 << 20;
+  o.dram.huge_pages = false;
+  o.dram.mlock = false;
+  o.dram.name = "ac-mover-test-ssd";
+  o.ssd = testing::SmallOptions(dir.path());
+  tm_.reset();
+  auto t = TierManager::Create(std::move(o));
+  ASSERT_TRUE(t.ok()) << t.status();
+  tm_ = std::move(*t);
+  PutKey(KeyOf(0), 0, /*durable=*/true);
+  PutKey(KeyOf(1), 1);
+  ASSERT_TRUE(tm_->Locate(KeyOf(0)).on_ssd);
+  auto runner = Runner("static:fp8");
+  ASSERT_NE(runner, nullptr);
+  ASSERT_TRUE(runner->RunOnce().ok());
+  Location d = tm_->Locate(KeyOf(0));
+  EXPECT_EQ(d.meta.codec, "fp8");
+  EXPECT_TRUE(d.on_ssd);
+  EXPECT_TRUE(d.ssd_master);
+  auto best = tm_->ReadBest(KeyOf(0));
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(best->meta.codec, "raw");  // the exact bytes are still there
+  const Location n = tm_->Locate(KeyOf(1));
+  EXPECT_EQ(n.meta.codec, "fp8");
+  EXPECT_FALSE(n.on_ssd);
+  // Admission of a new durable put keeps its SSD copy too.
+  PutKey(KeyOf(2), 2, /*durable=*/true);
+  NotePut(KeyOf(2), kShape, CodecId::kRaw);
+  EXPECT_EQ(runner->RunAdmissions(), 1u);
+  d = tm_->Locate(KeyOf(2));
+  EXPECT_EQ(d.meta.codec, "fp8");
+  EXPECT_TRUE(d.ssd_master);
+  std::string codec;
+  EXPECT_LT(ReadError(2, &codec), 0.1);
+  runner.reset();
+  tm_.reset();  // before the SSD directory goes
 }
 
 TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
