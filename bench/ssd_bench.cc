@@ -31,6 +31,7 @@
 #include "rocksdb/options.h"
 #include "storage/ssd_format.h"
 #include "storage/ssd_tier.h"
+#include "tests/storage/ssd_test_util.h"
 
 namespace ac = adaptcache;
 using Clock = std::chrono::steady_clock;
@@ -73,22 +74,7 @@ double Secs(Clock::time_point a, Clock::time_point b) { return std::chrono::dura
 
 // A container of exactly `total` bytes (raw codec, one section), content from `seed`.
 std::vector<std::byte> Container(uint64_t seed, uint64_t total) {
-  const uint64_t overhead = sizeof(ac::ContainerHeader) + sizeof(ac::SectionEntry);
-  ac::ContainerWriter w(ac::CodecId::kRaw, ac::KvShape{1, 1, 1, 8, ac::DType::kBF16});
-  w.AddSection(0, total - overhead);
-  std::vector<std::byte> out(w.TotalBytes());
-  if (!w.Layout(ac::ByteSpan(out)).ok()) std::abort();
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  auto s = w.SectionData(0);
-  auto* p = reinterpret_cast<uint64_t*>(s.data());
-  for (size_t i = 0; i < s.size() / 8; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    p[i] = x;
-  }
-  w.Seal();
-  return out;
+  return ac::testing::MakeContainer(seed, total - sizeof(ac::ContainerHeader) - sizeof(ac::SectionEntry));
 }
 
 ac::EntryKey KeyOf(uint64_t i) { return ac::EntryKey{1, ac::Key128{i * 0x9e3779b97f4a7c15ull, i}}; }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "storage/tier_manager.h"
+#include "tests/storage/ssd_test_util.h"
 
 using namespace adaptcache;
 using Clock = std::chrono::steady_clock;
@@ -22,21 +23,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 std::vector<std::byte> Container(uint64_t seed, uint64_t payload) {
-  ContainerWriter w(CodecId::kRaw, KvShape{1, 16, 1, 64, DType::kFP16});
-  w.AddSection(0, payload);
-  std::vector<std::byte> out(w.TotalBytes());
-  if (!w.Layout(ByteSpan(out)).ok()) std::abort();
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  auto s = w.SectionData(0);
-  auto* p = reinterpret_cast<uint64_t*>(s.data());
-  for (size_t i = 0; i < s.size() / 8; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    p[i] = x;
-  }
-  w.Seal();
-  return out;
+  return testing::MakeContainer(seed, payload, CodecId::kRaw, KvShape{1, 16, 1, 64, DType::kFP16});
 }
 
 EntryKey Key(uint64_t i) { return EntryKey{3, Key128{i * 7919 + 1, i}}; }

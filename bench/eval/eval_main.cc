@@ -41,16 +41,6 @@ struct Args {
   bool admission = true;
 };
 
-bool ParseList(const std::string& s, std::vector<double>* out) {
-  out->clear();
-  for (absl::string_view p : absl::StrSplit(s, ',')) {
-    double v;
-    if (!absl::SimpleAtod(p, &v) || !(v > 0)) return false;
-    out->push_back(v);
-  }
-  return !out->empty();
-}
-
 int Usage() {
   std::fprintf(stderr,
                "usage: eval_sim [--workloads chat,docqa,code] [--requests N] [--seed S] [--templates K]\n"
@@ -87,9 +77,9 @@ int Main(int argc, char** argv) {
     } else if (k == "--requests") ok = absl::SimpleAtoi(v, &a.requests) && a.requests > 0;
     else if (k == "--seed") ok = absl::SimpleAtoi(v, &a.seed);
     else if (k == "--templates") ok = absl::SimpleAtoi(v, &a.templates);
-    else if (k == "--dram-fracs") ok = ParseList(v, &a.dram_fracs);
+    else if (k == "--dram-fracs") ok = ParsePositiveList(v, &a.dram_fracs);
     else if (k == "--ssd-frac") ok = absl::SimpleAtod(v, &a.ssd_frac) && a.ssd_frac >= 0;
-    else if (k == "--alphas") ok = ParseList(v, &a.alphas);
+    else if (k == "--alphas") ok = ParsePositiveList(v, &a.alphas);
     else if (k == "--calibration") a.calibration = v;
     else if (k == "--decode") ok = (a.decode = v) == "gpu" || v == "cpu";
     else if (k == "--cuda-csv") a.cuda_csv = v;

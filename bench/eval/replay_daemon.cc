@@ -423,19 +423,17 @@ int Main(int argc, char** argv) {
       }
     } else if (k == "--policies") {
       std::vector<std::string> ps = absl::StrSplit(v, ',');
+      for (const std::string& q : ps) {  // "<policy>@<alpha>": the alpha must be a number >= 0
+        const auto at = q.find('@');
+        double al = 0;
+        if (at != std::string::npos && !(absl::SimpleAtod(q.substr(at + 1), &al) && al >= 0)) ok = false;
+      }
       a.policies = std::move(ps);
     }
     else if (k == "--requests") ok = absl::SimpleAtoi(v, &a.requests) && a.requests > 0;
     else if (k == "--scale") ok = absl::SimpleAtod(v, &a.scale) && a.scale > 0;
-    else if (k == "--dram-frac" || k == "--dram-fracs" || k == "--sweep-alphas") {
-      std::vector<double>& out = k == "--sweep-alphas" ? a.sweep_alphas : a.dram_fracs;
-      out.clear();
-      for (absl::string_view p : absl::StrSplit(v, ',')) {
-        double x;
-        if (!(ok = absl::SimpleAtod(p, &x) && x > 0)) break;
-        out.push_back(x);
-      }
-    }
+    else if (k == "--dram-frac" || k == "--dram-fracs") ok = ParsePositiveList(v, &a.dram_fracs);
+    else if (k == "--sweep-alphas") ok = ParsePositiveList(v, &a.sweep_alphas);
     else if (k == "--points-csv") a.points_csv = v;
     else if (k == "--real-kv") a.real_kv = v;
     else if (k == "--daemon-flags") a.daemon_flags = absl::StrSplit(v, ' ', absl::SkipEmpty());
@@ -575,7 +573,8 @@ int Main(int argc, char** argv) {
                                                               : "static";
         std::string name = base == "adaptive" ? "adaptcache" : base;
         if (kind == "static") name = "static-" + base.substr(7);
-        const double alpha = at == std::string::npos ? a.alpha : std::stod(p.substr(at + 1));
+        double alpha = a.alpha;
+        if (at != std::string::npos) (void)absl::SimpleAtod(p.substr(at + 1), &alpha);  // checked at parse
         points << (a.real_kv.empty() ? "replay," : "replay-realkv,") << row->workload << ',' << frac << ',' << pb * S / 1073741824.0 << ','
                << ssd_segments * (4.0 * S / 1024) << ',' << name << ',' << kind << ',' << alpha << ','
                << row->mean_modelled * 1e3 << ','

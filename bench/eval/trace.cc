@@ -252,6 +252,16 @@ const char* WorkloadName(Workload w) {
   return "?";
 }
 
+bool ParsePositiveList(std::string_view s, std::vector<double>* out) {
+  out->clear();
+  for (absl::string_view p : absl::StrSplit(absl::string_view(s.data(), s.size()), ',')) {
+    double v;
+    if (!absl::SimpleAtod(p, &v) || !(v > 0) || !std::isfinite(v)) return false;
+    out->push_back(v);
+  }
+  return !out->empty();
+}
+
 absl::StatusOr<Workload> ParseWorkload(std::string_view name) {
   if (name == "chat") return Workload::kChat;
   if (name == "docqa") return Workload::kDocQa;

@@ -32,6 +32,9 @@ enum class Workload { kChat, kDocQa, kCode };
 const char* WorkloadName(Workload w);
 absl::StatusOr<Workload> ParseWorkload(std::string_view name);
 
+// "a,b,c" of numbers > 0 (command-line lists of the eval tools); false on anything else.
+bool ParsePositiveList(std::string_view s, std::vector<double>* out);
+
 struct TraceChunk {
   uint64_t id = 0;
   uint32_t tokens = 0;

@@ -19,15 +19,7 @@ namespace {
 constexpr char kNs[] = "mover-it";
 constexpr int kEntries = 80;  // 80 x 64 KiB raw = 5 MiB > the 4 MiB DRAM pool
 
-v1::KvShape Shape() {
-  v1::KvShape s;
-  s.set_layers(2);
-  s.set_tokens(64);
-  s.set_kv_heads(2);
-  s.set_head_dim(64);
-  s.set_dtype(v1::DTYPE_BF16);
-  return s;
-}
+v1::KvShape Shape() { return SmallShape(64); }
 
 uint16_t ToBf16(float f) {
   uint32_t u;

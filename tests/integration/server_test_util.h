@@ -26,11 +26,11 @@ inline std::string TestKey(uint64_t i) {
   return k;
 }
 
-// [2][layers=2][tokens=16][kv_heads=2][head_dim=64] bf16 = 16 KiB.
-inline v1::KvShape SmallShape() {
+// [2][layers=2][tokens][kv_heads=2][head_dim=64] bf16 = 16 KiB at 16 tokens.
+inline v1::KvShape SmallShape(uint32_t tokens = 16) {
   v1::KvShape s;
   s.set_layers(2);
-  s.set_tokens(16);
+  s.set_tokens(tokens);
   s.set_kv_heads(2);
   s.set_head_dim(64);
   s.set_dtype(v1::DTYPE_BF16);
