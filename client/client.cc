@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -31,7 +33,10 @@ struct PoolMapping {
   std::string path;
   dev_t dev = 0;
   ino_t ino = 0;
+  std::mutex attach_mu;
+  std::map<std::string, std::shared_ptr<void>> attachments;  // Client::AttachToPool
   ~PoolMapping() {
+    attachments.clear();  // e.g. cudaHostUnregister, while the memory is still mapped
     if (base != nullptr) ::munmap(base, size);
   }
   // True when [offset, offset + length) lies inside the mapping.
@@ -150,7 +155,15 @@ class ClientCore {
  public:
   ClientCore(std::string target, const ClientOptions& opts, std::shared_ptr<grpc::Channel> ch)
       : target_(std::move(target)), opts_(opts), channel_(std::move(ch)), stub_(v1::AdaptCache::NewStub(channel_)) {}
-  ~ClientCore() { (void)Flush(); }
+  ~ClientCore() {
+    {
+      std::lock_guard<std::mutex> lock(rel_mu_);
+      stop_ = true;
+    }
+    rel_cv_.notify_all();
+    if (releaser_.joinable()) releaser_.join();
+    (void)Flush();
+  }
 
   void Prepare(grpc::ClientContext* ctx) const {
     if (opts_.rpc_timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + opts_.rpc_timeout);
@@ -188,14 +201,21 @@ class ClientCore {
     return mapping_;
   }
 
+  // release_batch 1 releases on the caller's thread, at once; larger batches go out from
+  // the releaser thread, so the request that fills a batch does not wait for the RPC.
   void QueueRelease(uint64_t lease_id) {
-    bool flush = false;
+    const size_t batch = std::max<size_t>(1, opts_.release_batch);
     {
       std::lock_guard<std::mutex> lock(rel_mu_);
       pending_.push_back(lease_id);
-      flush = pending_.size() >= std::max<size_t>(1, opts_.release_batch);
+      if (pending_.size() < batch) return;
+      if (batch > 1) {
+        if (!releaser_.joinable()) releaser_ = std::thread([this] { ReleaseLoop(); });
+        rel_cv_.notify_one();
+        return;
+      }
     }
-    if (flush) (void)Flush();
+    (void)Flush();
   }
 
   absl::StatusOr<uint32_t> Flush() {
@@ -217,6 +237,18 @@ class ClientCore {
   }
 
  private:
+  void ReleaseLoop() {
+    const size_t batch = std::max<size_t>(1, opts_.release_batch);
+    std::unique_lock<std::mutex> lock(rel_mu_);
+    while (!stop_) {
+      rel_cv_.wait(lock, [&] { return stop_ || pending_.size() >= batch; });
+      if (stop_) break;
+      lock.unlock();
+      (void)Flush();
+      lock.lock();
+    }
+  }
+
   absl::StatusOr<std::shared_ptr<PoolMapping>> MapPool() {
     v1::PoolInfoResponse info;
     grpc::ClientContext ctx;
@@ -261,7 +293,10 @@ class ClientCore {
   std::mutex map_mu_;
   std::shared_ptr<PoolMapping> mapping_;
   std::mutex rel_mu_;
+  std::condition_variable rel_cv_;
   std::vector<uint64_t> pending_;
+  bool stop_ = false;
+  std::thread releaser_;
 };
 
 // ---------------------------------------------------------------------------- LeasedEntry
@@ -620,6 +655,74 @@ absl::StatusOr<LeasedEntry> Client::GetShm(const std::string& ns, const Key128& 
   le.info_ = std::move(*e);
   le.expires_ = std::chrono::system_clock::time_point(std::chrono::milliseconds(frame.lease_expires_unix_ms()));
   return le;
+}
+
+absl::StatusOr<LeasedPrefix> Client::LeasePrefix(const std::string& ns, std::span<const Key128> keys,
+                                                 uint32_t lease_ms) {
+  if (auto st = ValidateNamespace(ns); !st.ok()) return st;
+  v1::LeasePrefixRequest req;
+  req.set_namespace_(ns);
+  for (const auto& k : keys) req.add_keys(k.ToBytes());
+  req.set_lease_ms(lease_ms);
+  v1::LeasePrefixResponse resp;
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  if (auto st = FromGrpc(core_->stub()->LeasePrefix(&ctx, req, &resp)); !st.ok()) return st;
+  const uint32_t n = std::min<uint32_t>(resp.leased(), static_cast<uint32_t>(resp.lease_ids_size()));
+  LeasedPrefix out;
+  // Own every lease the daemon granted before any check, so an error releases them.
+  out.leases.resize(n);
+  const auto expires =
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(resp.lease_expires_unix_ms()));
+  for (uint32_t i = 0; i < n; ++i) {
+    out.leases[i].core_ = core_;
+    out.leases[i].lease_id_ = resp.lease_ids(i);
+    out.leases[i].expires_ = expires;
+  }
+  if (static_cast<size_t>(resp.entries_size()) != keys.size() || resp.leased() > keys.size() ||
+      resp.lease_ids_size() != static_cast<int>(resp.leased()) ||
+      resp.offsets_size() != static_cast<int>(resp.leased()) || resp.prefix_hits() > keys.size() ||
+      resp.prefix_hits() < resp.leased()) {
+    return absl::InternalError("server answered LeasePrefix with a malformed response");
+  }
+  out.lookup.prefix_hits = resp.prefix_hits();
+  out.lookup.entries.reserve(keys.size());
+  for (const auto& e : resp.entries()) {
+    auto info = FromProtoEntry(e);
+    if (!info.ok()) return info.status();
+    out.lookup.entries.push_back(std::move(*info));
+  }
+  for (uint32_t i = 0; i < out.lookup.prefix_hits; ++i) {
+    if (!out.lookup.entries[i].hit()) return absl::InternalError("server's prefix_hits covers a miss");
+  }
+  if (n == 0) return out;
+  auto mapping = core_->Mapping(resp.pool_id());
+  if (!mapping.ok()) return mapping.status();
+  for (uint32_t i = 0; i < n; ++i) {
+    const EntryInfo& info = out.lookup.entries[i];
+    if (resp.lease_ids(i) == 0) return absl::InternalError("LeasePrefix hit without a lease");
+    if (!(*mapping)->Contains(resp.offsets(i), info.stored_bytes)) {
+      return absl::InternalError(absl::StrCat("server's extent [", resp.offsets(i), ", +", info.stored_bytes,
+                                              ") lies outside the ", (*mapping)->size, "-byte pool"));
+    }
+    LeasedEntry& le = out.leases[i];
+    le.mapping_ = *mapping;
+    le.bytes_ = std::span<const std::byte>((*mapping)->base + resp.offsets(i), info.stored_bytes);
+    le.info_ = info;
+  }
+  return out;
+}
+
+absl::StatusOr<std::pair<PoolView, Client::PoolAttachment>> Client::AttachToPool(
+    const std::string& slot, const std::function<PoolAttachment(const PoolView&)>& make) {
+  auto mapping = core_->Mapping();
+  if (!mapping.ok()) return mapping.status();
+  PoolMapping& m = **mapping;
+  const PoolView view{m.base, m.size, m.pool_id};
+  std::lock_guard<std::mutex> lock(m.attach_mu);
+  auto& a = m.attachments[slot];
+  if (a == nullptr) a = make(view);
+  return std::make_pair(view, a);
 }
 
 absl::StatusOr<EntryInfo> Client::GetShmInto(const std::string& ns, const Key128& key, std::span<std::byte> out) {

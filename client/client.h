@@ -44,7 +44,8 @@ struct ClientOptions {
   // Deadline of each RPC; zero means none.
   std::chrono::milliseconds rpc_timeout{60'000};
   // Leases of destroyed LeasedEntry objects are released in one Release RPC once this
-  // many are pending (1 = release immediately). FlushReleases() sends them early.
+  // many are pending (1 = release immediately), sent by a background thread so no request
+  // waits for it. FlushReleases() sends them now.
   size_t release_batch = 16;
   // Largest message accepted from the server.
   int max_receive_message_bytes = 64 << 20;
@@ -123,6 +124,19 @@ class LeasedEntry {
   std::chrono::system_clock::time_point expires_{};
 };
 
+// Lookup's answer plus leases of the leading hits, from one LeasePrefix round trip.
+struct LeasedPrefix {
+  LookupResult lookup;              // prefix_hits and one EntryInfo per key
+  std::vector<LeasedEntry> leases;  // leases[i] is key i's, for the leading leased keys
+};
+
+// The client's current mapping of the daemon's pool.
+struct PoolView {
+  const std::byte* base = nullptr;
+  uint64_t size = 0;
+  uint64_t pool_id = 0;
+};
+
 struct HealthInfo {
   bool serving = false;
   std::string version;
@@ -169,6 +183,11 @@ class Client {
 
   // Leases the entry in the shared pool. NotFound on a miss.
   absl::StatusOr<LeasedEntry> GetShm(const std::string& ns, const Key128& key, uint32_t lease_ms = 0);
+  // Lookup and shared-memory leases of the leading hits of `keys` in one round trip (an
+  // SSD hit is brought into the pool first, as GetShm does). Leasing stops at the first
+  // key the daemon cannot lease; lookup.prefix_hits may exceed leases.size() then.
+  absl::StatusOr<LeasedPrefix> LeasePrefix(const std::string& ns, std::span<const Key128> keys,
+                                           uint32_t lease_ms = 0);
   // Lease + CopyOut + release, the common case.
   absl::StatusOr<EntryInfo> GetShmInto(const std::string& ns, const Key128& key, std::span<std::byte> out);
 
@@ -180,6 +199,14 @@ class Client {
   absl::StatusOr<HealthInfo> Health();
 
   const std::string& target() const;
+
+  // State kept with the current pool mapping (e.g. a GPU client's cudaHostRegister of it):
+  // `make` runs once per mapping, on the first call that finds none for `slot`; the state
+  // is destroyed just before that mapping is unmapped (after a daemon restart, once no
+  // lease points into the old mapping). Maps the pool if needed.
+  using PoolAttachment = std::shared_ptr<void>;
+  absl::StatusOr<std::pair<PoolView, PoolAttachment>> AttachToPool(
+      const std::string& slot, const std::function<PoolAttachment(const PoolView&)>& make);
 
  private:
   explicit Client(std::shared_ptr<ClientCore> core);

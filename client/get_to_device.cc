@@ -2,15 +2,20 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
 #include "common/half.h"
 #include "kernels/codec.h"
+#include "kernels/cuda/verify.h"
 
 namespace adaptcache::client {
 namespace {
@@ -19,63 +24,161 @@ absl::Status CudaError(const char* what, cudaError_t e) {
   return absl::InternalError(absl::StrCat("CUDA ", what, ": ", cudaGetErrorString(e)));
 }
 
-// Pins the whole mapping that contains `p` (found in /proc/self/maps) once per process,
-// so copies from the pool are DMAs. Returns false when the OS or driver refuses (e.g.
-// RLIMIT_MEMLOCK); callers then stage through pinned memory.
-bool EnsureRegistered(const void* p) {
-  static std::mutex mu;
-  static std::vector<std::pair<uintptr_t, uintptr_t>> registered, refused;
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  std::lock_guard<std::mutex> lock(mu);
-  for (const auto& [lo, hi] : registered) {
-    if (a >= lo && a < hi) return true;
+// cudaHostRegister of one pool mapping, done on a background thread; unregistered when
+// the mapping goes away (Client::AttachToPool destroys it before munmap).
+class Registration {
+ public:
+  Registration(const PoolView& v, int device) : base_(v.base), bytes_(v.size) {
+    thread_ = std::thread([this, device] {
+      cudaSetDevice(device);
+      const auto t0 = std::chrono::steady_clock::now();
+      const cudaError_t err =
+          cudaHostRegister(const_cast<std::byte*>(base_), bytes_,
+                           cudaHostRegisterPortable | cudaHostRegisterReadOnly);
+      seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (err != cudaSuccess) cudaGetLastError();  // refused (e.g. RLIMIT_MEMLOCK): stage instead
+      state_.store(err == cudaSuccess ? kRegistered : kRefused, std::memory_order_release);
+    });
   }
-  for (const auto& [lo, hi] : refused) {
-    if (a >= lo && a < hi) return false;
+  ~Registration() {
+    if (thread_.joinable()) thread_.join();
+    if (state_.load() == kRegistered) cudaHostUnregister(const_cast<std::byte*>(base_));
   }
-  FILE* f = std::fopen("/proc/self/maps", "r");
-  if (f == nullptr) return false;
-  uintptr_t lo = 0, hi = 0;
-  bool found = false;
-  char line[512];
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    unsigned long s, e;
-    if (std::sscanf(line, "%lx-%lx", &s, &e) == 2 && a >= s && a < e) {
-      lo = s, hi = e, found = true;
-      break;
-    }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+  DeviceRegistration Info() const {
+    const int s = state_.load(std::memory_order_acquire);
+    DeviceRegistration r;
+    r.done = s != kPending;
+    r.registered = s == kRegistered;
+    r.seconds = r.done ? seconds_ : 0;
+    r.bytes = bytes_;
+    return r;
   }
-  std::fclose(f);
-  if (!found) return false;
-  const cudaError_t err = cudaHostRegister(reinterpret_cast<void*>(lo), hi - lo,
-                                           cudaHostRegisterDefault | cudaHostRegisterReadOnly);
-  if (err != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free error state of this thread
-    refused.emplace_back(lo, hi);
-    return false;
+  bool Covers(std::span<const std::byte> b) const {
+    return state_.load(std::memory_order_acquire) == kRegistered && b.data() >= base_ &&
+           b.data() + b.size() <= base_ + bytes_;
   }
-  registered.emplace_back(lo, hi);
-  return true;
+
+ private:
+  static constexpr int kPending = 0, kRegistered = 1, kRefused = 2;
+  const std::byte* const base_;
+  const uint64_t bytes_;
+  std::atomic<int> state_{kPending};
+  double seconds_ = 0;  // written before state_ leaves kPending
+  std::thread thread_;
+};
+
+absl::StatusOr<std::shared_ptr<Registration>> RegistrationOf(Client& client, int device) {
+  auto a = client.AttachToPool(absl::StrCat("cuda-register-", device), [device](const PoolView& v) {
+    return std::static_pointer_cast<void>(std::make_shared<Registration>(v, device));
+  });
+  if (!a.ok()) return a.status();
+  return std::static_pointer_cast<Registration>(a->second);
 }
 
-// A per-thread pinned staging buffer (grown as needed, kept for reuse).
-std::byte* Staging(size_t n) {
-  struct Buf {
-    void* p = nullptr;
-    size_t n = 0;
-    ~Buf() {
-      if (p != nullptr) cudaFreeHost(p);
-    }
-  };
-  thread_local Buf buf;
-  if (buf.n < n) {
-    if (buf.p != nullptr) cudaFreeHost(buf.p);
-    buf.p = nullptr;
-    buf.n = 0;
-    if (cudaMallocHost(&buf.p, n) != cudaSuccess) return nullptr;
-    buf.n = n;
+// Stream-ordered device memory that stays with the process between calls (the default
+// release threshold would hand it back to the driver at every synchronisation).
+absl::StatusOr<cudaMemPool_t> DevicePool(int device) {
+  static std::mutex mu;
+  static std::map<int, cudaMemPool_t> pools;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = pools.find(device); it != pools.end()) return it->second;
+  cudaMemPoolProps props{};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  cudaMemPool_t pool;
+  if (cudaError_t e = cudaMemPoolCreate(&pool, &props); e != cudaSuccess) return CudaError("memory pool", e);
+  uint64_t keep = UINT64_MAX;
+  cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  pools[device] = pool;
+  return pool;
+}
+
+// Per thread and device: the internal streams, events, pinned staging and status buffers.
+struct ThreadGpu {
+  cudaStream_t copy = nullptr, verify = nullptr;
+  std::vector<cudaEvent_t> events;
+  void* staging = nullptr;
+  size_t staging_bytes = 0;
+  uint32_t* status = nullptr;  // pinned, kVerifyWordsPerContainer words per entry
+  size_t status_words = 0;
+  ~ThreadGpu() {
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
+    if (copy != nullptr) cudaStreamDestroy(copy);
+    if (verify != nullptr) cudaStreamDestroy(verify);
+    if (staging != nullptr) cudaFreeHost(staging);
+    if (status != nullptr) cudaFreeHost(status);
   }
-  return static_cast<std::byte*>(buf.p);
+  absl::Status Init() {
+    if (copy != nullptr) return absl::OkStatus();
+    if (cudaError_t e = cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking); e != cudaSuccess) {
+      return CudaError("stream", e);
+    }
+    if (cudaError_t e = cudaStreamCreateWithFlags(&verify, cudaStreamNonBlocking); e != cudaSuccess) {
+      return CudaError("stream", e);
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<cudaEvent_t> Event(size_t i) {
+    while (events.size() <= i) {
+      cudaEvent_t e;
+      if (cudaError_t err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming); err != cudaSuccess) {
+        return CudaError("event", err);
+      }
+      events.push_back(e);
+    }
+    return events[i];
+  }
+  absl::StatusOr<std::byte*> Staging(size_t n) {
+    if (staging_bytes < n) {
+      if (staging != nullptr) cudaFreeHost(staging);
+      staging = nullptr;
+      staging_bytes = 0;
+      if (cudaError_t e = cudaMallocHost(&staging, n); e != cudaSuccess) return CudaError("pinned staging", e);
+      staging_bytes = n;
+    }
+    return static_cast<std::byte*>(staging);
+  }
+  absl::StatusOr<uint32_t*> Status(size_t words) {
+    if (status_words < words) {
+      if (status != nullptr) cudaFreeHost(status);
+      status = nullptr;
+      status_words = 0;
+      if (cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&status), words * 4); e != cudaSuccess) {
+        return CudaError("pinned status", e);
+      }
+      status_words = words;
+    }
+    return status;
+  }
+};
+
+ThreadGpu& ThreadGpuFor(int device) {
+  thread_local std::map<int, ThreadGpu> per_device;
+  return per_device[device];
+}
+
+// The host's part of the check, from the 64-byte header only: it is intact, describes the
+// entry, and its payload CRC combined with it gives the entry's whole-container CRC (so it
+// is this entry's header, not a stale one). The GPU then checks every byte's CRC.
+absl::Status CheckHeader(std::span<const std::byte> c, const EntryInfo& info) {
+  if (c.size() != info.stored_bytes || c.size() <= sizeof(ContainerHeader)) {
+    return absl::DataLossError("container size differs from the entry's");
+  }
+  auto h = PeekHeader(c);
+  if (!h.ok()) return h.status();
+  if (h->total_bytes != c.size()) return absl::DataLossError("container header's size differs from the entry's");
+  if (KvShape{h->layers, h->tokens, h->kv_heads, h->head_dim, static_cast<DType>(h->dtype)} != info.shape) {
+    return absl::DataLossError("container shape differs from the entry's");
+  }
+  const uint32_t head = Crc32c(c.data(), sizeof(ContainerHeader));
+  if (Crc32cCombine(head, h->payload_crc32c, c.size() - sizeof(ContainerHeader)) != info.payload_crc32c) {
+    return absl::DataLossError("container header does not belong to the entry (stale or reused slot)");
+  }
+  return absl::OkStatus();
 }
 
 // CPU fallback: decode one container into host memory (contiguous or paged).
@@ -117,6 +220,175 @@ absl::Status CpuDecode(std::span<const std::byte> container, const EntryInfo& in
   return absl::OkStatus();
 }
 
+absl::Status LeasesStillValid(std::span<const LeasedEntry> leases) {
+  // The daemon frees or moves nothing under a live lease: bytes read before every lease's
+  // expiry are the bytes that were checked.
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& le : leases) {
+    if (now >= le.expires()) {
+      return absl::UnavailableError("a lease expired before its copy finished; retry");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FetchOnCpu(std::span<const LeasedEntry> leases, const DeviceOutput& out,
+                        GetToDeviceResult& res) {
+  for (size_t i = 0; i < leases.size(); ++i) {
+    if (!VerifyContainer(leases[i].bytes(), leases[i].info()).ok()) {
+      res.corrupt = true;
+      break;
+    }
+    if (auto st = CpuDecode(leases[i].bytes(), leases[i].info(), out, i); !st.ok()) return st;
+    res.decoded = static_cast<uint32_t>(i + 1);
+  }
+  return LeasesStillValid(leases);
+}
+
+// Decodes entries [b, e) on `stream`, gated by their device checks.
+absl::Status DecodeGroup(std::span<const cuda::DeviceContainer> in, std::span<const uint32_t* const> gates,
+                         const DeviceOutput& out, size_t b, cudaStream_t stream) {
+  cuda::DecodeOptions dopts;
+  dopts.verify_payload_crc = false;
+  dopts.device_gates = gates;
+  if (out.paged) return cuda::DecodePaged(in, std::span(out.slot_mappings).subspan(b, in.size()), out.cache, stream, dopts);
+  return cuda::DecodeContiguous(in, std::span(out.contiguous).subspan(b, in.size()), stream, dopts);
+}
+
+absl::Status FetchOnGpu(Client& client, std::span<const LeasedEntry> leases, const DeviceOutput& out,
+                        cudaStream_t stream, GetToDeviceResult& res) {
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return CudaError("device", e);
+  auto reg = RegistrationOf(client, device);
+  if (!reg.ok()) return reg.status();
+  ThreadGpu& g = ThreadGpuFor(device);
+  if (auto st = g.Init(); !st.ok()) return st;
+  auto pool = DevicePool(device);
+  if (!pool.ok()) return pool.status();
+
+  // Header checks first: a bad header ends the prefix before anything is enqueued.
+  size_t n = 0;
+  for (; n < leases.size(); ++n) {
+    if (!CheckHeader(leases[n].bytes(), leases[n].info()).ok()) {
+      res.corrupt = true;
+      break;
+    }
+  }
+  if (n == 0) return LeasesStillValid(leases);
+
+  // Device buffer: the verify work words, then each container 256-byte aligned.
+  const uint64_t work_bytes = (n * cuda::kVerifyWordsPerContainer * 4 + 255) / 256 * 256;
+  std::vector<uint64_t> off(n);
+  uint64_t total = work_bytes;
+  bool direct = true;
+  for (size_t i = 0; i < n; ++i) {
+    off[i] = total;
+    total += (leases[i].bytes().size() + 255) / 256 * 256;
+    direct = direct && (*reg)->Covers(leases[i].bytes());
+  }
+  res.mapping_registered = direct;
+  std::byte* staging = nullptr;
+  if (!direct) {
+    auto s = g.Staging(total);
+    if (!s.ok()) return s.status();
+    staging = *s;
+  }
+  auto host_status = g.Status(n * cuda::kVerifyWordsPerContainer);
+  if (!host_status.ok()) return host_status.status();
+  void* dbuf = nullptr;
+  if (cudaError_t e = cudaMallocFromPoolAsync(&dbuf, total, *pool, g.copy); e != cudaSuccess) {
+    return CudaError("device buffer", e);
+  }
+  auto* work = static_cast<uint32_t*>(dbuf);
+  std::vector<cuda::DeviceContainer> in(n);
+  std::vector<cuda::DeviceCheck> checks(n);
+  std::vector<const uint32_t*> gates(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto bytes = leases[i].bytes();
+    void* dst = static_cast<char*>(dbuf) + off[i];
+    in[i] = {bytes, dst};
+    checks[i] = {dst, bytes.size(), leases[i].info().payload_crc32c};
+    gates[i] = cuda::GateOf(work, i);
+  }
+
+  // Groups of chunks: the copy of group k+1 overlaps the check and decode of group k.
+  const size_t groups = std::min<size_t>(n, 8);
+  const size_t per = (n + groups - 1) / groups;
+  absl::Status st;
+  size_t enqueued = 0;  // entries whose decode is enqueued
+  for (size_t b = 0; b < n && st.ok(); b += per) {
+    const size_t e = std::min(n, b + per);
+    const size_t k = b / per;
+    for (size_t i = b; i < e && st.ok(); ++i) {
+      const auto bytes = leases[i].bytes();
+      const void* src = bytes.data();
+      if (!direct) {
+        std::memcpy(staging + off[i], bytes.data(), bytes.size());
+        src = staging + off[i];
+      }
+      if (cudaError_t err = cudaMemcpyAsync(static_cast<char*>(dbuf) + off[i], src, bytes.size(),
+                                            cudaMemcpyHostToDevice, g.copy);
+          err != cudaSuccess) {
+        st = CudaError("copy", err);
+      }
+    }
+    if (!st.ok()) break;
+    auto copied = g.Event(2 * k), checked = g.Event(2 * k + 1);
+    if (!copied.ok() || !checked.ok()) {
+      st = copied.ok() ? checked.status() : copied.status();
+      break;
+    }
+    cudaEventRecord(*copied, g.copy);
+    cudaStreamWaitEvent(g.verify, *copied, 0);
+    st = cuda::VerifyOnDevice(std::span(checks).subspan(b, e - b), work + b * cuda::kVerifyWordsPerContainer, g.verify);
+    if (!st.ok()) break;
+    cudaEventRecord(*checked, g.verify);
+    cudaStreamWaitEvent(stream, *checked, 0);
+    st = DecodeGroup(std::span(in).subspan(b, e - b), std::span(gates).subspan(b, e - b), out, b, stream);
+    if (!st.ok() && absl::IsDataLoss(st)) {
+      // A container the daemon's CRC vouches for but the decoder rejects: decode the group
+      // one entry at a time, so the prefix ends exactly at the bad one.
+      st = absl::OkStatus();
+      size_t i = b;
+      for (; i < e; ++i) {
+        auto one = DecodeGroup(std::span(in).subspan(i, 1), std::span(gates).subspan(i, 1), out, i, stream);
+        if (absl::IsDataLoss(one)) break;
+        if (!one.ok()) {
+          st = one;
+          break;
+        }
+      }
+      if (st.ok() && i < e) {
+        res.corrupt = true;
+        enqueued = i;
+        break;
+      }
+    }
+    if (st.ok()) enqueued = e;
+  }
+  // Wait for the copies and checks (not the decodes), then read the gates back.
+  auto done = g.Event(2 * groups);
+  if (done.ok()) {
+    cudaMemcpyAsync(*host_status, work, n * cuda::kVerifyWordsPerContainer * 4, cudaMemcpyDeviceToHost, g.verify);
+    cudaEventRecord(*done, g.verify);
+    cudaStreamWaitEvent(g.copy, *done, 0);
+    cudaEventRecord(*done, g.copy);  // after every copy and check
+    const cudaError_t sync = cudaEventSynchronize(*done);
+    if (st.ok() && sync != cudaSuccess) st = CudaError("copy", sync);
+    cudaStreamWaitEvent(stream, *done, 0);
+  } else if (st.ok()) {
+    st = done.status();
+  }
+  cudaFreeAsync(dbuf, stream);  // stream-ordered: after the decodes
+  if (!st.ok()) return st;
+  if (auto v = LeasesStillValid(leases.first(n)); !v.ok()) return v;
+  size_t ok = 0;
+  while (ok < enqueued && (*host_status)[ok * cuda::kVerifyWordsPerContainer] == cuda::kGateOpen) ++ok;
+  if (ok < enqueued) res.corrupt = true;
+  res.decoded = static_cast<uint32_t>(ok);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string& ns,
@@ -128,92 +400,33 @@ absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string&
         keys.size(), " keys but ", out.paged ? out.slot_mappings.size() : out.contiguous.size(),
         out.paged ? " slot mappings" : " outputs"));
   }
+  auto lp = client.LeasePrefix(ns, keys, opts.lease_ms);
+  if (!lp.ok()) return lp.status();
   GetToDeviceResult res;
-  auto look = client.Lookup(ns, keys);
-  if (!look.ok()) return look.status();
-  res.entries = look->entries;
-  // Lease the prefix of hits; an entry evicted since the Lookup or failing verification
-  // ends the prefix (a cache miss, never data).
-  std::vector<LeasedEntry> leases;
-  for (uint32_t i = 0; i < look->prefix_hits; ++i) {
-    auto le = client.GetShm(ns, keys[i], opts.lease_ms);
-    if (!le.ok()) {
-      if (absl::IsNotFound(le.status())) break;
-      return le.status();
-    }
-    if (!VerifyContainer(le->bytes(), le->info()).ok()) break;
-    leases.push_back(std::move(*le));
-  }
-  const size_t n = leases.size();
-  res.decoded = static_cast<uint32_t>(n);
-  if (n == 0) return res;
-
-  if (opts.force_cpu || !cuda::CudaDeviceAvailable()) {
-    for (size_t i = 0; i < n; ++i) {
-      if (auto st = CpuDecode(leases[i].bytes(), leases[i].info(), out, i); !st.ok()) return st;
-    }
-    return res;
-  }
-
-  res.used_gpu = true;
-  std::vector<uint64_t> off(n);
-  uint64_t total = 0;
-  for (size_t i = 0; i < n; ++i) {
-    off[i] = total;
-    total += (leases[i].bytes().size() + 255) / 256 * 256;
-  }
-  void* dbuf = nullptr;
-  if (cudaError_t e = cudaMallocAsync(&dbuf, total, stream); e != cudaSuccess) return CudaError("alloc", e);
-  auto fail = [&](absl::Status st) {
-    cudaFreeAsync(dbuf, stream);
-    return st;
-  };
-  bool all_registered = true;
-  for (size_t i = 0; i < n; ++i) all_registered = all_registered && EnsureRegistered(leases[i].bytes().data());
-  res.mapping_registered = all_registered;
-  std::byte* staging = all_registered ? nullptr : Staging(total);
-  if (!all_registered && staging == nullptr) return fail(absl::ResourceExhaustedError("no pinned staging memory"));
-  std::vector<cuda::DeviceContainer> in(n);
-  for (size_t i = 0; i < n; ++i) {
-    const auto bytes = leases[i].bytes();
-    const void* src = bytes.data();
-    if (!all_registered) {
-      std::memcpy(staging + off[i], bytes.data(), bytes.size());
-      src = staging + off[i];
-    }
-    void* dst = static_cast<char*>(dbuf) + off[i];
-    if (cudaError_t e = cudaMemcpyAsync(dst, src, bytes.size(), cudaMemcpyHostToDevice, stream); e != cudaSuccess) {
-      return fail(CudaError("copy", e));
-    }
-    in[i] = {bytes, dst};
-  }
-  cudaEvent_t copied;
-  if (cudaError_t e = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming); e != cudaSuccess) {
-    return fail(CudaError("event", e));
-  }
-  cudaEventRecord(copied, stream);
-  cuda::DecodeOptions dopts;
-  dopts.verify_payload_crc = false;  // VerifyContainer checked the CRC of these bytes
+  res.entries = std::move(lp->lookup.entries);
+  res.leased = static_cast<uint32_t>(lp->leases.size());
+  if (lp->leases.empty()) return res;
   absl::Status st;
-  if (out.paged) {
-    st = cuda::DecodePaged(in, std::span(out.slot_mappings).first(n), out.cache, stream, dopts);
+  if (opts.force_cpu || !cuda::CudaDeviceAvailable()) {
+    st = FetchOnCpu(lp->leases, out, res);
   } else {
-    st = cuda::DecodeContiguous(in, std::span(out.contiguous).first(n), stream, dopts);
+    res.used_gpu = true;
+    st = FetchOnGpu(client, lp->leases, out, stream, res);
   }
-  const cudaError_t sync = cudaEventSynchronize(copied);
-  cudaEventDestroy(copied);
-  cudaFreeAsync(dbuf, stream);  // stream-ordered: after the decode kernels
   if (!st.ok()) return st;
-  if (sync != cudaSuccess) return CudaError("copy", sync);
-  // The daemon frees or moves nothing under a live lease: bytes copied before every
-  // lease's expiry are the bytes validated above.
-  const auto now = std::chrono::system_clock::now();
-  for (const auto& le : leases) {
-    if (now >= le.expires()) {
-      return absl::UnavailableError("a lease expired before its copy to the GPU finished; retry");
-    }
-  }
   return res;
+}
+
+absl::StatusOr<DeviceRegistration> PrepareDevice(Client& client, bool wait) {
+  if (!cuda::CudaDeviceAvailable()) return absl::FailedPreconditionError("no usable CUDA device");
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return CudaError("device", e);
+  auto reg = RegistrationOf(client, device);
+  if (!reg.ok()) return reg.status();
+  if (wait) {
+    while (!(*reg)->Info().done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return (*reg)->Info();
 }
 
 }  // namespace adaptcache::client

@@ -1,23 +1,37 @@
 // GetToDevice: fetch a request's chunks from adaptcached and decode them on the GPU into
-// the engine's KV layout (DESIGN.md §1 data plane, docs/cuda.md).
+// the engine's KV layout (DESIGN.md §1 data plane, docs/cuda.md "GetToDevice").
 //
-// Per call: one Lookup of the keys; the leading hits (the usable prefix) are leased in
-// the shared-memory pool (Client::GetShm), each container is validated on the host from
-// the mapping (VerifyContainer: size and CRC32C against the daemon's metadata, then the
-// decoder's structural checks), copied to the GPU with one DMA per chunk (the pool
-// mapping is cudaHostRegister'ed once per process when the OS allows it; otherwise the
-// chunk is staged through a pinned buffer), and decoded on the caller's stream into
+// Per call:
+//   1. one LeasePrefix RPC: Lookup's answer plus leases of the leading hits in the pool;
+//   2. on the host, per leased container, only its 64-byte header: header CRC, size and
+//      shape against the daemon's EntryInfo, and that the header's payload CRC combines
+//      with the header into the entry's whole-container CRC (it is this entry's header);
+//   3. the chunks are copied to the GPU in groups on an internal copy stream (DMAs straight
+//      from the pool mapping once it is registered with CUDA, else through a pinned buffer);
+//      each group's CRC32C is checked on the GPU against the daemon's value
+//      (kernels/cuda/verify.h) and then decoded on the caller's stream, so copies of later
+//      groups overlap the checks and decodes of earlier ones;
+//   4. the call waits for the copies and checks (not for the decodes), releases the leases
+//      (in the background) and returns. Outputs are ready when `stream` reaches the
+//      enqueued decodes.
+// An entry whose header or device CRC check fails is never decoded (a gate in device
+// memory stops its kernels) and ends the usable prefix: `decoded` counts the leading
+// entries written, `corrupt` says whether the prefix ended on bad bytes. A lease that
+// expired before its copy finished makes the call fail with Unavailable (the outputs of
+// that call must then be ignored); nothing wrong is reported as data.
+//
+// Pool registration (cudaHostRegister of the whole mapping, ~60 ms per GiB on an H100
+// host) runs on a background thread once per client and pool mapping; PrepareDevice()
+// starts it early. Until it completes, calls stage through pinned memory.
+//
+// Output layouts:
 //   - contiguous: one [2][layers][tokens][kv_heads][head_dim] buffer per chunk, or
 //   - paged: the engine's per-layer K/V caches through a per-chunk slot mapping
 //     (kernels/cuda/decode.h; dropped tokens of drop entries are not written).
-// The call waits for the host-to-device copies (so the leases can be released safely)
-// but not for the decode: outputs are ready when `stream` reaches the enqueued work.
-// A lease that expires before its copy finished makes the call fail with Unavailable
-// (the outputs of that call must then be ignored); nothing wrong is reported as data.
 //
-// Without a usable GPU (or with force_cpu) the CPU decoder serves: the outputs are then
-// HOST memory (contiguous buffers, or host-resident paged caches and slot mappings), and
-// the result is the same bytes.
+// Without a usable GPU (or with force_cpu) the CPU decoder serves, after a host CRC check
+// of each container in the pool: the outputs are then HOST memory (contiguous buffers, or
+// host-resident paged caches and slot mappings), and the result is the same bytes.
 // Thread safety: calls may run concurrently on one Client; each call owns its buffers.
 #pragma once
 
@@ -50,8 +64,10 @@ struct GetToDeviceOptions {
 };
 
 struct GetToDeviceResult {
-  uint32_t decoded = 0;             // leading keys decoded (the prefix of hits)
+  uint32_t decoded = 0;             // leading keys decoded (the usable prefix)
   std::vector<EntryInfo> entries;   // Lookup's answer, one per key
+  uint32_t leased = 0;              // leading keys the daemon leased
+  bool corrupt = false;             // the prefix ended on an entry that failed its checks
   bool used_gpu = false;
   bool mapping_registered = false;  // the H2D copies were DMAs from the pool mapping
 };
@@ -60,5 +76,18 @@ absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string&
                                               std::span<const Key128> keys,
                                               const DeviceOutput& out, cudaStream_t stream,
                                               const GetToDeviceOptions& opts = {});
+
+// The state of this client's pool registration with CUDA.
+struct DeviceRegistration {
+  bool done = false;        // finished (registered or refused)
+  bool registered = false;  // copies are DMAs from the mapping
+  double seconds = 0;       // how long cudaHostRegister took (when done)
+  uint64_t bytes = 0;       // mapping size
+};
+
+// Maps the pool and starts registering it with CUDA on a background thread (once per
+// mapping; later calls report the state). wait = true blocks until it is done.
+// FailedPrecondition without a usable GPU.
+absl::StatusOr<DeviceRegistration> PrepareDevice(Client& client, bool wait = false);
 
 }  // namespace adaptcache::client

@@ -1,5 +1,7 @@
 #include "common/crc32c.h"
 
+#include "common/crc32c_math.h"
+
 #include <array>
 #include <cstring>
 
@@ -11,7 +13,7 @@
 namespace adaptcache {
 namespace {
 
-constexpr uint32_t kPoly = 0x82F63B78u;  // reflected Castagnoli polynomial
+using crc32c_math::kPoly;
 
 constexpr std::array<uint32_t, 256> MakeTable() {
   std::array<uint32_t, 256> t{};
@@ -24,33 +26,7 @@ constexpr std::array<uint32_t, 256> MakeTable() {
 }
 constexpr auto kTable = MakeTable();
 
-uint32_t MultModP(uint32_t a, uint32_t b) {  // a*b mod P, bit 31 = x^0
-  uint32_t m = 1u << 31, p = 0;
-  for (;;) {
-    if (a & m) {
-      p ^= b;
-      if ((a & (m - 1)) == 0) break;
-    }
-    m >>= 1;
-    b = (b & 1) ? (b >> 1) ^ kPoly : b >> 1;
-  }
-  return p;
-}
-
-uint32_t XPow8N(uint64_t n) {  // x^(8n) mod P
-  static const auto kX2n = [] {
-    std::array<uint32_t, 32> t{};
-    uint32_t p = 1u << 30;  // x^1
-    t[0] = p;
-    for (int i = 1; i < 32; ++i) t[i] = p = MultModP(p, p);
-    return t;
-  }();
-  uint32_t p = 1u << 31;
-  for (unsigned k = 3; n != 0; n >>= 1, ++k) {
-    if (n & 1) p = MultModP(kX2n[k & 31], p);
-  }
-  return p;
-}
+constexpr crc32c_math::X2nTable kX2n = crc32c_math::MakeX2nTable();
 
 uint32_t ExtendSerial(uint32_t crc, const unsigned char* p, size_t n) {
   uint32_t c = ~crc;
@@ -74,7 +50,7 @@ uint32_t ExtendSerial(uint32_t crc, const unsigned char* p, size_t n) {
 }  // namespace
 
 uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
-  return MultModP(XPow8N(len_b), crc_a) ^ crc_b;
+  return crc32c_math::MultModP(crc32c_math::XPow8N(kX2n, len_b), crc_a) ^ crc_b;
 }
 
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n) {

@@ -27,6 +27,7 @@ const char* OpName(Op op) {
     case Op::kPoolInfo: return "pool_info";
     case Op::kStats: return "stats";
     case Op::kHealth: return "health";
+    case Op::kLeasePrefix: return "lease_prefix";
     case Op::kCount: break;
   }
   return "unknown";

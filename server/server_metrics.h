@@ -33,6 +33,7 @@ enum class Op : int {
   kPoolInfo,
   kStats,
   kHealth,
+  kLeasePrefix,
   kCount
 };
 const char* OpName(Op op);

@@ -73,42 +73,100 @@ void CacheService::FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes,
   shape->set_dtype(static_cast<v1::DType>(static_cast<int>(meta.shape.dtype)));
 }
 
+absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
+    const std::string& ns, const google::protobuf::RepeatedPtrField<std::string>& keys,
+    const char* rpc) const {
+  if (auto st = ValidateNamespace(ns); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("namespace: ", st.message()));
+  }
+  if (static_cast<uint64_t>(keys.size()) > cfg_.max_batch_keys) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(keys.size(), " keys in one ", rpc, "; at most ", cfg_.max_batch_keys));
+  }
+  const uint64_t ns_id = NamespaceId(ns);
+  std::vector<EntryKey> out;
+  out.reserve(keys.size());
+  for (int i = 0; i < keys.size(); ++i) {
+    auto k = ParseKey(ns_id, keys.Get(i), i);
+    if (!k.ok()) return k.status();
+    out.push_back(*k);
+  }
+  return out;
+}
+
+bool CacheService::LocateInto(const EntryKey& key, v1::EntryInfo* info) {
+  const Location loc = tm_->Locate(key);
+  metrics_->CountLookup(loc.tier != StorageTier::kNone);
+  if (loc.tier == StorageTier::kNone) {
+    info->set_tier(v1::TIER_NONE);
+    return false;
+  }
+  (loc.tier == StorageTier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
+      .fetch_add(1, std::memory_order_relaxed);
+  // An SSD entry not read since a restart has no shape yet (docs/api.md).
+  FillEntryInfo(loc.meta, loc.meta.stored_bytes, info, loc.tier);
+  return true;
+}
+
 grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req,
                                   v1::LookupResponse* resp) {
   RequestScope scope(metrics_, Op::kLookup);
-  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
-    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
-  }
-  if (static_cast<uint64_t>(req->keys_size()) > cfg_.max_batch_keys) {
-    return scope.Finish(Invalid(absl::StrCat(req->keys_size(), " keys in one Lookup; at most ",
-                                             cfg_.max_batch_keys)));
-  }
-  const uint64_t ns = NamespaceId(req->namespace_());
-  std::vector<EntryKey> keys;
-  keys.reserve(req->keys_size());
-  for (int i = 0; i < req->keys_size(); ++i) {
-    auto k = ParseKey(ns, req->keys(i), i);
-    if (!k.ok()) return scope.Finish(ToGrpc(k.status()));
-    keys.push_back(*k);
-  }
+  auto keys = ParseBatch(req->namespace_(), req->keys(), "Lookup");
+  if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
   bool prefix = true;
   uint32_t prefix_hits = 0;
-  for (const auto& k : keys) {
-    const Location loc = tm_->Locate(k);
-    auto* info = resp->add_entries();
-    metrics_->CountLookup(loc.tier != StorageTier::kNone);
-    if (loc.tier == StorageTier::kNone) {
-      info->set_tier(v1::TIER_NONE);
-      prefix = false;
-      continue;
-    }
-    (loc.tier == StorageTier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
-        .fetch_add(1, std::memory_order_relaxed);
-    // An SSD entry not read since a restart has no shape yet (docs/api.md).
-    FillEntryInfo(loc.meta, loc.meta.stored_bytes, info, loc.tier);
+  for (const auto& k : *keys) {
+    prefix = LocateInto(k, resp->add_entries()) && prefix;
     if (prefix) ++prefix_hits;
   }
   resp->set_prefix_hits(prefix_hits);
+  return scope.Finish(grpc::Status::OK);
+}
+
+grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePrefixRequest* req,
+                                       v1::LeasePrefixResponse* resp) {
+  RequestScope scope(metrics_, Op::kLeasePrefix);
+  auto keys = ParseBatch(req->namespace_(), req->keys(), "LeasePrefix");
+  if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
+  const uint32_t lease_ms = std::min(req->lease_ms(), cfg_.lease_max_ms);
+  uint32_t leased = 0, prefix_hits = 0;
+  bool leasing = true, prefix = true;
+  int64_t expires = 0;
+  for (const auto& k : *keys) {
+    auto* info = resp->add_entries();
+    if (leasing) {
+      auto tl = tm_->Get(k, lease_ms);
+      if (tl.ok()) {
+        metrics_->CountGet(true);  // a Get counts as a lookup in the Stats totals
+        NoteAccess(k);
+        const Lease& lease = tl->lease;
+        FillEntryInfo(lease.meta, lease.extent.length, info, tl->found_in);
+        resp->add_offsets(lease.extent.offset);
+        resp->add_lease_ids(lease.id);
+        const int64_t e = UnixMs(lease.expires);
+        expires = leased == 0 ? e : std::min(expires, e);
+        metrics_->CountGetBytes(lease.extent.length, true);
+        ++leased;
+        ++prefix_hits;
+        continue;
+      }
+      // A miss, or no lease capacity: the prefix of leases ends here (leases already
+      // taken stay the client's; an error is not the request's failure).
+      leasing = false;
+      if (absl::IsNotFound(tl.status())) {
+        metrics_->CountGet(false);
+        info->set_tier(v1::TIER_NONE);
+        prefix = false;
+        continue;
+      }
+    }
+    prefix = LocateInto(k, info) && prefix;
+    if (prefix) ++prefix_hits;
+  }
+  resp->set_leased(leased);
+  resp->set_prefix_hits(prefix_hits);
+  resp->set_lease_expires_unix_ms(expires);
+  resp->set_pool_id(tier_->pool_id());
   return scope.Finish(grpc::Status::OK);
 }
 
@@ -203,22 +261,11 @@ grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseReques
 grpc::Status CacheService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
                                   v1::DeleteResponse* resp) {
   RequestScope scope(metrics_, Op::kDelete);
-  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
-    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
-  }
-  if (static_cast<uint64_t>(req->keys_size()) > cfg_.max_batch_keys) {
-    return scope.Finish(Invalid(absl::StrCat(req->keys_size(), " keys in one Delete; at most ",
-                                             cfg_.max_batch_keys)));
-  }
-  const uint64_t ns = NamespaceId(req->namespace_());
-  std::vector<EntryKey> keys;
-  for (int i = 0; i < req->keys_size(); ++i) {
-    auto k = ParseKey(ns, req->keys(i), i);
-    if (!k.ok()) return scope.Finish(ToGrpc(k.status()));  // nothing deleted yet
-    keys.push_back(*k);
-  }
+  // Every key parses before anything is deleted.
+  auto keys = ParseBatch(req->namespace_(), req->keys(), "Delete");
+  if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
   uint32_t deleted = 0;
-  for (const auto& k : keys) deleted += tm_->Delete(k) ? 1 : 0;
+  for (const auto& k : *keys) deleted += tm_->Delete(k) ? 1 : 0;
   resp->set_deleted(deleted);
   return scope.Finish(grpc::Status::OK);
 }

@@ -50,6 +50,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
                          v1::PutResponse* resp) override;
   grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
                    grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::Status LeasePrefix(grpc::ServerContext* ctx, const v1::LeasePrefixRequest* req,
+                           v1::LeasePrefixResponse* resp) override;
   grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
                        v1::ReleaseResponse* resp) override;
   grpc::Status Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
@@ -91,6 +93,12 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   // Encodes `raw` into a new extent and commits it; fills `info`.
   absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::PutResponse* resp);
   absl::StatusOr<EntryKey> ParseKey(uint64_t ns_id, const std::string& bytes, int index) const;
+  // Namespace and key-count checks plus key parsing shared by the batched RPCs.
+  absl::StatusOr<std::vector<EntryKey>> ParseBatch(const std::string& ns,
+                                                   const google::protobuf::RepeatedPtrField<std::string>& keys,
+                                                   const char* rpc) const;
+  // Lookup's answer for one key; returns whether it hit.
+  bool LocateInto(const EntryKey& key, v1::EntryInfo* info);
   void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
                      StorageTier tier = StorageTier::kDram) const;
   grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease, const EntryKey& key,

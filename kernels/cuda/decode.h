@@ -50,6 +50,13 @@ struct DeviceContainer {
 struct DecodeOptions {
   // Verify the payload CRC32C on the host (skip only when the caller just verified it).
   bool verify_payload_crc = true;
+  // Device gate words, one per entry (VerifyOnDevice, verify.h). When given, entry i is
+  // decoded only if its gate reads kGateOpen when its kernels run, and the host skips its
+  // passes over the payload (CRC, fp8 NaN codes, scale values): the gate proves the device
+  // bytes are the container whose CRC the daemon recorded, which only its encoder wrote.
+  // The header, section table, sizes, parameters, kept-token index and lowrank slab
+  // structure are still checked on the host, from `host`.
+  std::span<const uint32_t* const> device_gates;
 };
 
 // Output of one entry in contiguous mode: shape.Elements() values of `dtype` at `data`

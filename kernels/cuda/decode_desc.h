@@ -19,6 +19,7 @@ struct EntryDesc {
   const uint16_t* kept;   // drop: kept positions [rows] (device), else null
   uint8_t* out;           // contiguous mode: [2][layers][tokens][W] in out_dtype
   const int64_t* slots;   // paged mode: slot of each token [tokens]
+  const uint32_t* gate;   // device gate word (verify.h): decode only when it is open; null = always
   uint32_t task_begin;    // first block index of this entry within its launch
   uint32_t tiles;         // row tiles per slab (lowrank: token tiles per (slab, head))
   uint32_t zero_tiles;    // drop, contiguous mode: token tiles per slab to zero

@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/decode_desc.h"
 #include "kernels/cuda/device_math.cuh"
+#include "kernels/cuda/gate.h"
 
 namespace adaptcache::cuda::internal {
 namespace {
@@ -32,6 +33,12 @@ __device__ __forceinline__ uint32_t FindEntry(const LaunchArgs& a, uint32_t task
     }
   }
   return lo;
+}
+
+// An entry whose device gate (verify.h) is not open is left alone: its bytes failed, or
+// never passed, the integrity check. Uniform per block, so the whole block returns.
+__device__ __forceinline__ bool GateClosed(const EntryDesc& e) {
+  return e.gate != nullptr && *reinterpret_cast<const volatile uint32_t*>(e.gate) != ::adaptcache::cuda::kGateOpen;
 }
 
 // Output row of token `t` of slab (kv, l), or null when the token is not written.
@@ -470,6 +477,7 @@ __global__ void __launch_bounds__(kRowsThreads, kMinBlocks) RowsKernel(const __g
   extern __shared__ __align__(16) uint8_t rows_smem[];
   const uint32_t task = blockIdx.x;
   const EntryDesc& e = a.e[FindEntry(a, task)];
+  if (GateClosed(e)) return;
   const uint32_t local = task - e.task_begin;
   const uint32_t decode_tasks = 2 * e.layers * e.tiles;
   if (local >= decode_tasks) {
@@ -519,6 +527,7 @@ __global__ void __launch_bounds__(kHadamardThreads)
   extern __shared__ float x[];  // [dim]
   const uint32_t task = blockIdx.x;
   const EntryDesc& e = a.e[FindEntry(a, task)];
+  if (GateClosed(e)) return;
   uint32_t local = task - e.task_begin;
   const uint32_t qrows = e.rows - e.sinks;
   const uint32_t head = local % e.heads;
@@ -572,6 +581,7 @@ __global__ void __launch_bounds__(kLowrankThreads)
   __shared__ uint32_t g_rank, g_row_bits, g_heads_per_group;
   const uint32_t task = blockIdx.x;
   const EntryDesc& e = a.e[FindEntry(a, task)];
+  if (GateClosed(e)) return;
   uint32_t local = task - e.task_begin;
   const uint32_t tile = local % e.tiles;
   local /= e.tiles;

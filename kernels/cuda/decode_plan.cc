@@ -129,7 +129,7 @@ const uint8_t* Dev(const DeviceContainer& c, ConstByteSpan section) {
 // Quant payload over `shape` (the compact shape for drop): the checks of
 // QuantDecodeSections, then the descriptor fields.
 absl::Status PlanQuant(const DeviceContainer& c, const ContainerView& v, const QuantParams& p,
-                       const KvShape& shape, Planned& out) {
+                       const KvShape& shape, bool scan_values, Planned& out) {
   if (auto st = ValidateQuantParams(p); !st.ok()) return Corrupt("quant", std::string(st.message()));
   if (auto st = CheckQuantShape(p, shape); !st.ok()) return Corrupt("quant", std::string(st.message()));
   auto sec = FindQuantSections(v);
@@ -141,8 +141,8 @@ absl::Status PlanQuant(const DeviceContainer& c, const ContainerView& v, const Q
                                            " bytes, params and shape need ", want[i]));
     }
   }
-  if (BadScales((*sec)[2], (*sec)[3], p.fp32_scales) ||
-      BadScales((*sec)[4], (*sec)[5], p.fp32_scales)) {
+  if (scan_values && (BadScales((*sec)[2], (*sec)[3], p.fp32_scales) ||
+                      BadScales((*sec)[4], (*sec)[5], p.fp32_scales))) {
     return Corrupt("quant", "a scale is negative or non-finite, or a min is non-finite");
   }
   EntryDesc& d = out.desc;
@@ -263,13 +263,16 @@ absl::Status PlanLowrank(const DeviceContainer& c, const ContainerView& v, Plann
   return absl::OkStatus();
 }
 
-absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, Planned& out) {
+absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, const uint32_t* gate,
+                       Planned& out) {
   if (c.device == nullptr) return absl::InvalidArgumentError("container has no device copy");
-  auto view = ParseContainer(c.host, opts.verify_payload_crc);
+  const bool scan_values = gate == nullptr;
+  auto view = ParseContainer(c.host, opts.verify_payload_crc && scan_values);
   if (!view.ok()) return view.status();
   const ContainerView& v = *view;
   const KvShape& s = v.shape;
   EntryDesc& d = out.desc;
+  d.gate = gate;
   d.layers = s.layers;
   d.tokens = s.tokens;
   d.rows = s.tokens;
@@ -306,6 +309,11 @@ absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, Plan
       const uint64_t rows = 2ull * s.layers * s.tokens;
       if (codes->size() != rows * d.width) return Corrupt("fp8", "codes section size");
       if (scales->size() != rows * 4) return Corrupt("fp8", "scales section size does not match shape");
+      d.kind = Kind::kFp8;
+      d.sec[0] = Dev(c, *codes);
+      d.sec[1] = Dev(c, *scales);
+      out.rows = true;
+      if (!scan_values) break;
       const auto* sp = reinterpret_cast<const uint8_t*>(scales->data());
       for (uint64_t r = 0; r < rows; ++r) {
         float f;
@@ -328,10 +336,6 @@ absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, Plan
       }
       for (; i < n; ++i) hits |= (cp[i] & 0x7f) == 0x7f;
       if (hits != 0) return Corrupt("fp8", "NaN code (0x7f/0xff)");
-      d.kind = Kind::kFp8;
-      d.sec[0] = Dev(c, *codes);
-      d.sec[1] = Dev(c, *scales);
-      out.rows = true;
       break;
     }
     case CodecId::kQuant: {
@@ -339,7 +343,7 @@ absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, Plan
       auto p = ReadQuantParams(v.params.data());
       if (!p.ok()) return p.status();
       if (v.sections.size() != kQuantSections) return Corrupt("quant", "expected 7 sections");
-      if (auto st = PlanQuant(c, v, *p, s, out); !st.ok()) return st;
+      if (auto st = PlanQuant(c, v, *p, s, scan_values, out); !st.ok()) return st;
       break;
     }
     case CodecId::kDrop: {
@@ -355,7 +359,7 @@ absl::Status PlanEntry(const DeviceContainer& c, const DecodeOptions& opts, Plan
       auto index = v.Find(kDropSectionIndex);
       if (!index.ok()) return index.status();
       if (p->quantized) {
-        if (auto st = PlanQuant(c, v, p->quant, compact, out); !st.ok()) return st;
+        if (auto st = PlanQuant(c, v, p->quant, compact, scan_values, out); !st.ok()) return st;
       } else {
         auto data = v.Find(kDropSectionRaw);
         if (!data.ok()) return data.status();
@@ -429,14 +433,21 @@ class Batcher {
 absl::Status PlanAndLaunch(std::span<const DeviceContainer> in, const LaunchArgs& base,
                            const std::function<absl::Status(size_t, const KvShape&, EntryDesc&)>& bind,
                            cudaStream_t stream, const DecodeOptions& opts) {
+  if (!opts.device_gates.empty() && opts.device_gates.size() != in.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(in.size(), " containers but ",
+                                                   opts.device_gates.size(), " device gates"));
+  }
   std::vector<Planned> plans(in.size());
   std::vector<absl::Status> status(in.size());
   // Validation reads every byte (CRC, code checks): spread entries over a few threads.
+  // Gated entries skip those passes, and threads would cost more than they save.
   const size_t nthreads =
-      std::min<size_t>({in.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
+      opts.device_gates.empty()
+          ? std::min<size_t>({in.size(), std::max(1u, std::thread::hardware_concurrency()), 8})
+          : 1;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < in.size();) status[i] = PlanEntry(in[i], opts, plans[i]);
+    for (size_t i; (i = next.fetch_add(1)) < in.size();) status[i] = PlanEntry(in[i], opts, opts.device_gates.empty() ? nullptr : opts.device_gates[i], plans[i]);
   };
   std::vector<std::thread> pool;
   for (size_t t = 1; t < nthreads; ++t) pool.emplace_back(work);

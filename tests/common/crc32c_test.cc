@@ -54,3 +54,39 @@ TEST(Crc32cTest, CombineJoinsIndependentCrcs) {
 
 }  // namespace
 }  // namespace adaptcache
+
+#include "common/crc32c_math.h"
+
+namespace adaptcache {
+namespace {
+
+// The GPU verifier's rule (kernels/cuda/verify_kernels.cu): the CRC of a container is the
+// XOR of each slice's CRC shifted by the bytes after that slice, with the shift split as
+// the kernel splits it (within the 32 KiB unit, then the unit's own place).
+TEST(Crc32cTest, ShiftedSliceCrcsXorToTheWholeCrc) {
+  namespace cm = crc32c_math;
+  constexpr auto x2n = cm::MakeX2nTable();
+  std::mt19937 rng(13);
+  std::vector<unsigned char> buf(200'000);
+  for (auto& b : buf) b = rng();
+  for (size_t n : {1u, 127u, 128u, 129u, 32767u, 32768u, 32769u, 65536u + 77u, 200'000u}) {
+    constexpr uint64_t kSlice = 128, kUnit = 256 * kSlice;
+    uint32_t acc = 0;
+    for (uint64_t us = 0; us < n; us += kUnit) {
+      const uint64_t ue = std::min<uint64_t>(us + kUnit, n);
+      uint32_t unit = 0;
+      for (uint64_t s = us; s < ue; s += kSlice) {
+        const uint64_t e = std::min<uint64_t>(s + kSlice, n);
+        const uint32_t c = Crc32c(buf.data() + s, e - s);
+        unit ^= ue - us == kUnit ? cm::MultModP(cm::XPow8N(x2n, ue - e), c)
+                                 : cm::MultModP(cm::XPow8N(x2n, n - e), c);
+      }
+      acc ^= cm::MultModP(cm::XPow8N(x2n, n - ue), unit);
+    }
+    EXPECT_EQ(acc, Crc32c(buf.data(), n)) << n;
+  }
+  for (int k = 1; k < 64; ++k) EXPECT_EQ(x2n.v[k], cm::MultModP(x2n.v[k - 1], x2n.v[k - 1]));
+}
+
+}  // namespace
+}  // namespace adaptcache

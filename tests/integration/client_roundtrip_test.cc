@@ -202,6 +202,39 @@ TEST_F(ClientTest, LeasesAreReleased) {
   EXPECT_EQ(LeasesOutstanding(), 0u);
 }
 
+TEST_F(ClientTest, LeasePrefixLeasesTheLeadingHitsInOneCall) {
+  const KvShape s{2, 32, 2, 64, DType::kBF16};
+  std::vector<Key128> keys;
+  std::vector<std::vector<std::byte>> raws;
+  for (uint64_t i = 0; i < 5; ++i) {
+    keys.push_back(KeyOf(100 + i));
+    raws.push_back(RandomKvBytes(s, 100 + i));
+    if (i != 3) ASSERT_TRUE(client_->Put(Spec(keys.back(), s), raws.back()).ok());
+  }
+  {
+    auto lp = client_->LeasePrefix(kNs, keys);
+    ASSERT_TRUE(lp.ok()) << lp.status();
+    ASSERT_EQ(lp->leases.size(), 3u);
+    EXPECT_EQ(lp->lookup.prefix_hits, 3u);
+    ASSERT_EQ(lp->lookup.entries.size(), 5u);
+    EXPECT_FALSE(lp->lookup.entries[3].hit());
+    EXPECT_TRUE(lp->lookup.entries[4].hit()) << "keys after the first miss still get Lookup's answer";
+    EXPECT_EQ(LeasesOutstanding(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      const LeasedEntry& le = lp->leases[i];
+      ASSERT_TRUE(le.valid());
+      EXPECT_EQ(le.info().payload_crc32c, lp->lookup.entries[i].payload_crc32c);
+      EXPECT_TRUE(VerifyContainer(le.bytes(), le.info()).ok());
+      ExpectDecodesTo(le.bytes(), raws[i]);
+    }
+  }
+  EXPECT_EQ(LeasesOutstanding(), 0u) << "destroyed leases are released";
+  auto none = client_->LeasePrefix(kNs, std::span(keys).subspan(3, 1));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->leases.empty());
+  EXPECT_EQ(client_->LeasePrefix("bad namespace\n", keys).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ClientTest, BatchedReleasesGoOutWhenFlushed) {
   ClientOptions opts;
   opts.release_batch = 8;
