@@ -47,8 +47,6 @@ def parse_args():
     p.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gpu_fetch.csv"),
                    help="CSV to update (rows of source python replaced)")
     p.add_argument("--namespace", default="bench/gpu-fetch/llama-3.1-8b/bf16")
-    p.add_argument("--no-check", action="store_true",
-                   help="get_to_device(check=False): skip the client's Lookup of output shapes")
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args()
 
@@ -140,7 +138,7 @@ def main():
                 res = {}
 
                 def fetch():
-                    r = c.get_to_device(ns, keys[:n], out=outs[:n], stream=stream, check=not args.no_check)
+                    r = c.get_to_device(ns, keys[:n], out=outs[:n], stream=stream)
                     stream.synchronize()
                     res["r"] = r
 

@@ -447,7 +447,7 @@ int ac_flush_releases(ac_client* c, uint32_t* held) {
 
 int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
                      uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
-                     uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
+                     const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
                      ac_device_result* result, ac_entry_info* entries) {
   return Guard([&] {
     if (int rc = CheckClient(c); rc != 0) return rc;
@@ -483,13 +483,16 @@ int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t
     }
     adaptcache::client::DeviceOutput out;
     if (paged == nullptr) {
-      for (uint64_t i = 0; i < n_keys; ++i) out.contiguous.push_back(cu::ContiguousOut{outs[i], odt});
+      for (uint64_t i = 0; i < n_keys; ++i) {
+        out.contiguous.push_back(cu::ContiguousOut{outs[i], odt, sizes != nullptr ? sizes[i] : 0});
+      }
     } else {
       out.paged = true;
       out.cache = cu::PagedCache{paged->k_layers, paged->v_layers, paged->layers, paged->kv_heads,
                                  paged->head_dim, paged->block_size, paged->num_blocks, paged->block_stride,
                                  odt, paged->bad_slots};
       out.slot_mappings.assign(slot_mappings, slot_mappings + n_keys);
+      if (sizes != nullptr) out.slot_counts.assign(sizes, sizes + n_keys);
     }
     adaptcache::client::GetToDeviceOptions opts;
     opts.lease_ms = lease_ms;
@@ -526,6 +529,15 @@ int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t
           return Invalid(absl::StrCat("entry ", i, " has shape ", s.DebugString(),
                                       "; the paged cache is layers ", paged->layers, " kv_heads ", paged->kv_heads,
                                       " head_dim ", paged->head_dim));
+        }
+      }
+      if (sizes != nullptr) {
+        const KvShape& s = le.info().shape;
+        const uint64_t need = paged != nullptr ? s.tokens : s.Elements() * adaptcache::DTypeSize(odt);
+        if (sizes[i] < need) {
+          return Invalid(absl::StrCat(paged != nullptr ? "slot mapping " : "output ", i, " holds ", sizes[i],
+                                      paged != nullptr ? " slots" : " bytes", "; the entry ", s.DebugString(),
+                                      " needs ", need));
         }
       }
       if (!adaptcache::client::VerifyContainer(le.bytes(), le.info()).ok()) {

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 /* Bumped on any change of a signature or struct below. */
-#define AC_ABI_VERSION 1
+#define AC_ABI_VERSION 2
 
 typedef struct ac_client ac_client;
 
@@ -154,6 +154,8 @@ int ac_flush_releases(ac_client* c, uint32_t* held);
 /* GetToDevice: one LeasePrefix round trip, then the leading leased entries decoded into
  *   contiguous mode (paged == NULL): outs[i], one [2][L][T][H][D] buffer of out_dtype per key;
  *   paged mode: the cache through slot_mappings[i] (int64 per token of key i).
+ * sizes (may be NULL: unchecked): per key, the bytes of outs[i] (contiguous) or the slots in
+ *   slot_mappings[i] (paged); an entry that needs more is INVALID_ARGUMENT before any write.
  * GPU path (built with CUDA, a usable device, force_cpu == 0): outputs, pointer arrays and
  * slot mappings are DEVICE memory of `device` (>= 0: made current first; -1 leaves the
  * current device); the decodes are enqueued on `stream` (a cudaStream_t / CUstream, 0 = the
@@ -163,7 +165,7 @@ int ac_flush_releases(ac_client* c, uint32_t* held);
  * result->decoded were not written (misses, or the prefix ended on a corrupt entry). */
 int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
                      uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
-                     uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
+                     const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
                      ac_device_result* result, ac_entry_info* entries);
 
 /* Starts (wait = 0) or completes (wait = 1) registering the pool mapping with CUDA

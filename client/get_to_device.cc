@@ -181,6 +181,33 @@ absl::Status CheckHeader(std::span<const std::byte> c, const EntryInfo& info) {
   return absl::OkStatus();
 }
 
+// The leased entries fit the caller's outputs (checked before any byte is written, so a
+// wrong-sized output is an error, not an overrun).
+absl::Status CheckOutputs(std::span<const LeasedEntry> leases, const DeviceOutput& out) {
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const KvShape& s = leases[i].info().shape;
+    if (!out.paged) {
+      const cuda::ContiguousOut& o = out.contiguous[i];
+      const uint64_t need = s.Elements() * DTypeSize(o.dtype);
+      if (o.capacity_bytes > 0 && o.capacity_bytes < need) {
+        return absl::InvalidArgumentError(absl::StrCat("output ", i, " holds ", o.capacity_bytes,
+                                                       " bytes; the entry ", s.DebugString(), " needs ", need));
+      }
+      continue;
+    }
+    const cuda::PagedCache& c = out.cache;
+    if (s.layers != c.layers || s.kv_heads != c.kv_heads || s.head_dim != c.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat("entry ", i, " is ", s.DebugString(), "; the paged cache has layers ",
+                                                     c.layers, ", kv_heads ", c.kv_heads, ", head_dim ", c.head_dim));
+    }
+    if (i < out.slot_counts.size() && out.slot_counts[i] < s.tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("slot mapping ", i, " has ", out.slot_counts[i],
+                                                     " slots; the entry has ", s.tokens, " tokens"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // CPU fallback: decode one container into host memory (contiguous or paged).
 absl::Status CpuDecode(std::span<const std::byte> container, const EntryInfo& info,
                        const DeviceOutput& out, size_t i) {
@@ -406,6 +433,7 @@ absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string&
   res.entries = std::move(lp->lookup.entries);
   res.leased = static_cast<uint32_t>(lp->leases.size());
   if (lp->leases.empty()) return res;
+  if (auto c = CheckOutputs(lp->leases, out); !c.ok()) return c;
   absl::Status st;
   if (opts.force_cpu || !cuda::CudaDeviceAvailable()) {
     st = FetchOnCpu(lp->leases, out, res);

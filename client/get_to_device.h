@@ -56,6 +56,9 @@ struct DeviceOutput {
   bool paged = false;
   cuda::PagedCache cache;
   std::vector<const int64_t*> slot_mappings;
+  // Optional, one per key: the slots slot_mappings[i] holds; a fetch of an entry with more
+  // tokens is refused before any write.
+  std::vector<uint64_t> slot_counts;
 };
 
 struct GetToDeviceOptions {

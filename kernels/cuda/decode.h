@@ -64,6 +64,7 @@ struct DecodeOptions {
 struct ContiguousOut {
   void* data = nullptr;
   DType dtype = DType::kBF16;
+  uint64_t capacity_bytes = 0;  // > 0: a fetch that needs more is refused before any write
 };
 
 // The engine's paged KV cache. k_layers/v_layers are DEVICE arrays of `layers` device

@@ -617,7 +617,7 @@ class Client:
     # -- GetToDevice
 
     def get_to_device(self, ns: str, keys, out: Sequence | None = None, *, paged: PagedKV | None = None,
-                      stream=None, force_cpu: bool = False, lease_ms: int = 0, check: bool = True) -> DeviceResult:
+                      stream=None, force_cpu: bool = False, lease_ms: int = 0) -> DeviceResult:
         """Fetches the longest prefix of ``keys`` that hits and decodes it into the engine's
         tensors, in one LeasePrefix round trip (client/get_to_device.h).
 
@@ -633,10 +633,8 @@ class Client:
         CPU tensors) take the CPU path, complete on return; ``force_cpu`` demands it.
         Both paths give the same bytes.
 
-        ``check``: first Lookup the keys and check every leading hit's shape against its
-        output (sizes, layers/kv_heads/head_dim, slot-mapping length), then fetch only that
-        prefix: nothing is written out of bounds. check=False saves that round trip when
-        the caller guarantees the shapes (keys of a namespace share one chunk shape).
+        The sizes of the outputs (or slot mappings) travel with the call: an entry that
+        does not fit raises InvalidArgument before anything is written.
         Returns a DeviceResult; keys past ``decoded`` were not written."""
         kbuf, n = _keys_buffer(keys)
         if (out is None) == (paged is None):
@@ -655,6 +653,7 @@ class Client:
                                          f"{sorted(DTYPE_NAMES[d] for d in dtypes)}")
             device = bufs[0].device if bufs else "cpu"
             out_dtype = bufs[0].dtype if bufs else BF16
+            sizes = (ctypes.c_uint64 * max(n, 1))(*[b.nbytes for b in bufs])
         else:
             if not isinstance(paged, PagedKV):
                 raise InvalidArgument(3, f"paged must be a PagedKV; got {type(paged).__name__}")
@@ -663,6 +662,7 @@ class Client:
             slots = [_slot_buffer(s, paged.device, f"slot_mappings[{i}]") for i, s in enumerate(paged.slot_mappings)]
             device = paged.device
             out_dtype = paged.dtype
+            sizes = (ctypes.c_uint64 * max(n, 1))(*[s[1] for s in slots])
         on_cuda = device.startswith("cuda")
         dev_index = int(device.split(":")[1]) if on_cuda else -1
         stream_handle = 0
@@ -674,68 +674,28 @@ class Client:
                 raise FailedPrecondition(9, ("libadaptcache_client.so was built without CUDA" if not built_with_cuda()
                            else "the library sees no usable CUDA device") + "; pass host outputs for the CPU path")
             stream_handle = _stream_handle(stream, dev_index)
-
-        entries_pre = None
-        if check and n > 0:
-            lr = self.lookup(ns, [kbuf[i * KEY_BYTES:(i + 1) * KEY_BYTES] for i in range(n)])
-            entries_pre = list(lr.entries)
-            m = lr.prefix_hits
-            for i in range(m):
-                e = entries_pre[i]
-                if e.shape is None:  # an SSD entry not read since a restart: a lease reads its shape
-                    entries_pre[i] = e = self._shape_by_lease(ns, kbuf[i * KEY_BYTES:(i + 1) * KEY_BYTES], e)
-                if out is not None:
-                    need = int(np.prod(e.shape)) * DTYPE_SIZES[out_dtype]
-                    if bufs[i].nbytes < need:
-                        raise InvalidArgument(3, f"out[{i}] holds {bufs[i].nbytes} bytes; the entry {e.shape} "
-                                                 f"{DTYPE_NAMES[out_dtype]} needs {need}")
-                else:
-                    _, L, T, H, D = e.shape
-                    if (L, H, D) != (paged.layers, paged.kv_heads, paged.head_dim):
-                        raise InvalidArgument(3, f"entry {i} is {e.shape}; the paged cache has layers "
-                                                 f"{paged.layers}, kv_heads {paged.kv_heads}, head_dim {paged.head_dim}")
-                    if slots[i][1] < T:
-                        raise InvalidArgument(3, f"slot_mappings[{i}] has {slots[i][1]} slots; the entry has {T} tokens")
-            n_call = m
-            if m == 0:  # nothing to fetch
-                return DeviceResult(decoded=0, leased=0, prefix_hits=0, corrupt=False, used_gpu=False,
-                                    mapping_registered=False, entries=entries_pre)
-        else:
-            n_call = n
+        if n == 0:
+            return DeviceResult(decoded=0, leased=0, prefix_hits=0, corrupt=False, used_gpu=False,
+                                mapping_registered=False, entries=[])
 
         res = _native.DeviceResult()
-        ents = (_native.EntryInfo * max(n_call, 1))()
+        ents = (_native.EntryInfo * n)()
         if out is not None:
-            ptrs = (ctypes.c_void_p * max(n_call, 1))(*[b.ptr for b in bufs[:n_call]])
-            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n_call, ptrs, out_dtype, None, None,
-                                            stream_handle, dev_index, 0 if on_cuda else 1, lease_ms,
+            ptrs = (ctypes.c_void_p * n)(*[b.ptr for b in bufs])
+            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n, ptrs, out_dtype, None, None,
+                                            sizes, stream_handle, dev_index, 0 if on_cuda else 1, lease_ms,
                                             ctypes.byref(res), ents)
         else:
             cache = paged._c_struct()
-            sm = (ctypes.c_void_p * max(n_call, 1))(*[s[0] for s in slots[:n_call]])
-            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n_call, None, out_dtype,
-                                            ctypes.byref(cache), sm, stream_handle, dev_index,
+            sm = (ctypes.c_void_p * n)(*[s[0] for s in slots])
+            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n, None, out_dtype,
+                                            ctypes.byref(cache), sm, sizes, stream_handle, dev_index,
                                             0 if on_cuda else 1, lease_ms, ctypes.byref(res), ents)
         _native.check(rc)
-        entries = [EntryInfo._from_c(ents[i]) for i in range(n_call)]
-        if entries_pre is not None:
-            entries += entries_pre[n_call:]
-        prefix = 0
-        while prefix < len(entries) and entries[prefix].hit:
-            prefix += 1
-        return DeviceResult(decoded=int(res.decoded), leased=int(res.leased), prefix_hits=prefix,
+        entries = [EntryInfo._from_c(ents[i]) for i in range(n)]
+        return DeviceResult(decoded=int(res.decoded), leased=int(res.leased), prefix_hits=int(res.prefix_hits),
                             corrupt=bool(res.corrupt), used_gpu=bool(res.used_gpu),
                             mapping_registered=bool(res.mapping_registered), entries=entries)
-
-    def _shape_by_lease(self, ns, key, e):
-        info = _native.EntryInfo()
-        rc = self._lib.ac_get_shm_into(self._handle(), _ns_bytes(ns), key, None, 0, ctypes.byref(info))
-        if rc not in (0, OutOfRange.code):
-            _native.check(rc)
-        got = EntryInfo._from_c(info)
-        if got.shape is None:
-            raise NotFound(5, "entry vanished while its shape was read")
-        return got
 
     def prepare_device(self, wait: bool = False, device: int | None = None) -> DeviceRegistration:
         """Maps the pool and registers it with CUDA in the background (wait=True blocks), so

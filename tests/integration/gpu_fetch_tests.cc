@@ -98,9 +98,11 @@ class GpuFetchTest : public DaemonTest {
     return out;
   }
 
-  // GetToDevice into contiguous host (force_cpu) or device buffers, poisoned first.
+  // GetToDevice into contiguous host (force_cpu) or device buffers, poisoned first; each
+  // output declares `capacity` bytes (0: unchecked).
   absl::StatusOr<GetToDeviceResult> FetchContiguous(std::span<const Key128> keys, const KvShape& shape,
-                                                    bool gpu, std::vector<std::vector<std::byte>>& outs) {
+                                                    bool gpu, std::vector<std::vector<std::byte>>& outs,
+                                                    uint64_t capacity = 0) {
     DeviceOutput out;
     std::vector<std::unique_ptr<DeviceBuf>> dev;
     outs.assign(keys.size(), std::vector<std::byte>(shape.Bytes(), kPoison));
@@ -111,7 +113,7 @@ class GpuFetchTest : public DaemonTest {
         dev.back()->Fill(kPoison);
         p = dev.back()->p;
       }
-      out.contiguous.push_back({p, shape.dtype});
+      out.contiguous.push_back({p, shape.dtype, capacity});
     }
     GetToDeviceOptions opts;
     opts.force_cpu = !gpu;
@@ -171,6 +173,24 @@ TEST_F(GpuFetchTest, PrefixEndsAtTheFirstMiss) {
   }
   auto s = client_->FlushReleases();
   ASSERT_TRUE(s.ok()) << s.status();
+}
+
+TEST_F(GpuFetchTest, OutputTooSmallIsRefusedBeforeAnyWrite) {
+  const auto keys = PutChunks("fp8", kSmall, 2);
+  for (bool gpu : {false, true}) {
+    if (gpu && !HaveGpu()) continue;
+    SCOPED_TRACE(gpu ? "gpu" : "cpu");
+    std::vector<std::vector<std::byte>> outs;
+    auto r = FetchContiguous(keys, kSmall, gpu, outs, kSmall.Bytes() - 1);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    for (const auto& o : outs) {
+      EXPECT_TRUE(std::all_of(o.begin(), o.end(), [](std::byte b) { return b == kPoison; }));
+    }
+    r = FetchContiguous(keys, kSmall, gpu, outs, kSmall.Bytes());
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decoded, 2u);
+    EXPECT_TRUE(outs[1] == Reference(keys[1], kSmall));
+  }
 }
 
 // Flips one byte of key `victim`'s container in the pool (after its Put, as a bad DIMM or a
