@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -260,8 +261,7 @@ class ClientCore {
     }
     int fd = ::open(info.shm_path().c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot open pool ", info.shm_path(), ": ", std::strerror(errno)));
+      return absl::ErrnoToStatus(errno, absl::StrCat("cannot open pool ", info.shm_path()));
     }
     struct stat st;
     if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < info.size()) {
@@ -484,8 +484,11 @@ absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec, std::span<const st
 
 namespace {
 
-// A data-only GetResponse frame is field 5 (`data`, length-delimited) and nothing else.
-constexpr uint8_t kDataTag = (5 << 3) | 2;
+// A data-only GetResponse frame is the `data` field (length-delimited) and nothing else.
+using WireFormat = google::protobuf::internal::WireFormatLite;
+constexpr uint32_t kDataTag =
+    WireFormat::MakeTag(v1::GetResponse::kDataFieldNumber, WireFormat::WIRETYPE_LENGTH_DELIMITED);
+static_assert(kDataTag < 0x80, "CopyDataFrame reads the tag as one byte");
 
 // If `bb` is a data-only frame, copies its payload to `dst + *got` (at most `room` bytes)
 // and returns true; sets *err on a payload larger than `room`. Returns false, touching

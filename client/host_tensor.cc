@@ -109,7 +109,7 @@ absl::StatusOr<uint64_t> CheckedElements(const std::vector<uint64_t>& shape, siz
 absl::StatusOr<std::vector<std::byte>> ReadFileBytes(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -142,7 +142,7 @@ absl::Status WriteFileBytes(const std::string& path, const void* data, size_t n)
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", tmp));
   }
   const auto* p = static_cast<const char*>(data);
   size_t done = 0;

@@ -1,6 +1,7 @@
 #include "kernels/container.h"
 
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
@@ -34,9 +35,12 @@ std::string_view CodecFamilyName(CodecId id) {
   return "unknown";
 }
 
-absl::StatusOr<ContainerHeader> PeekHeader(ConstByteSpan blob) {
+namespace {
+
+// `total` is the container's size when the caller holds all of it.
+absl::StatusOr<ContainerHeader> CheckHeader(ConstByteSpan blob, std::optional<uint64_t> total) {
   if (blob.size() < sizeof(ContainerHeader)) {
-    return Corrupt(absl::StrCat("only ", blob.size(), " bytes, header needs 64"));
+    return Corrupt(absl::StrCat("only ", blob.size(), " bytes, header needs ", sizeof(ContainerHeader)));
   }
   ContainerHeader h;
   std::memcpy(&h, blob.data(), sizeof(h));
@@ -48,8 +52,8 @@ absl::StatusOr<ContainerHeader> PeekHeader(ConstByteSpan blob) {
   }
   if (h.header_bytes != sizeof(ContainerHeader)) return Corrupt("bad header size");
   if (Crc32c(blob.data(), kHeaderCrcSpan) != h.header_crc32c) return Corrupt("header checksum");
-  if (h.total_bytes != blob.size()) {
-    return Corrupt(absl::StrCat("total_bytes ", h.total_bytes, " != blob size ", blob.size()));
+  if (total && h.total_bytes != *total) {
+    return Corrupt(absl::StrCat("total_bytes ", h.total_bytes, " != blob size ", *total));
   }
   if (h.codec > kMaxCodecId) return Corrupt(absl::StrCat("unknown codec id ", h.codec));
   auto dt = DTypeFromCode(h.dtype);
@@ -58,6 +62,14 @@ absl::StatusOr<ContainerHeader> PeekHeader(ConstByteSpan blob) {
   if (auto st = ValidateShape(s); !st.ok()) return Corrupt(st.message());
   if (h.section_count > kMaxSections) return Corrupt("too many sections");
   return h;
+}
+
+}  // namespace
+
+absl::StatusOr<ContainerHeader> PeekHeader(ConstByteSpan blob) { return CheckHeader(blob, blob.size()); }
+
+absl::StatusOr<ContainerHeader> CheckContainerHeader(ConstByteSpan head) {
+  return CheckHeader(head, std::nullopt);
 }
 
 absl::StatusOr<ContainerView> ParseContainer(ConstByteSpan blob, bool verify_payload_crc) {

@@ -25,6 +25,7 @@ using ConstByteSpan = std::span<const std::byte>;
 
 inline constexpr uint32_t kContainerMagic = 0x564B4341;  // bytes "ACKV"
 inline constexpr uint16_t kContainerVersion = 1;
+inline constexpr size_t kContainerHeaderBytes = 64;
 inline constexpr size_t kContainerParamBytes = 20;
 inline constexpr uint16_t kMaxSections = 32;
 inline constexpr size_t kSectionAlign = 8;
@@ -58,7 +59,7 @@ struct SectionEntry {
   uint64_t length;   // bytes
 };
 #pragma pack(pop)
-static_assert(sizeof(ContainerHeader) == 64, "container header layout is pinned");
+static_assert(sizeof(ContainerHeader) == kContainerHeaderBytes, "container header layout is pinned");
 static_assert(sizeof(SectionEntry) == 24, "section entry layout is pinned");
 
 // A validated view into container bytes (borrowed; the bytes must outlive it).
@@ -83,6 +84,11 @@ absl::StatusOr<ContainerView> ParseContainer(ConstByteSpan blob, bool verify_pay
 
 // Reads only the fixed header after checking magic, version, sizes and header CRC.
 absl::StatusOr<ContainerHeader> PeekHeader(ConstByteSpan blob);
+
+// PeekHeader's checks on the header alone: `head` holds at least the first
+// kContainerHeaderBytes of a container (the rest may be absent), and total_bytes is
+// returned unchecked, for a caller that knows the size from elsewhere.
+absl::StatusOr<ContainerHeader> CheckContainerHeader(ConstByteSpan head);
 
 // Writes a container in place. Usage: compute sizes, Layout(), fill each section
 // through SectionData(), then Seal() to set the CRCs.

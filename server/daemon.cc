@@ -264,7 +264,7 @@ int RunDaemon(ServerConfig cfg) {
     return 1;
   }
   // The placement policy and mover (server/policy_runner.h); destroyed after the
-  // gRPC server has stopped, so no request thread is left calling NoteAccess.
+  // gRPC server has stopped, so no request thread is left calling it.
   std::unique_ptr<PolicyRunner> policy_runner;
   if (cfg.policy != "none") {
     auto popts = PolicyRunnerOptionsFrom(cfg);
@@ -277,7 +277,7 @@ int RunDaemon(ServerConfig cfg) {
     policy_runner = std::move(*runner);
     spdlog::info("placement policy {} every {} ms", cfg.policy, cfg.policy_interval_ms);
   }
-  CacheService service(cfg, tm->get(), metrics->get());
+  CacheService service(cfg, tm->get(), metrics->get(), policy_runner.get());
 
   const int threads = cfg.threads != 0
                           ? static_cast<int>(cfg.threads)
@@ -290,6 +290,8 @@ int RunDaemon(ServerConfig cfg) {
                               std::max(2, threads / 4));
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(cfg.max_frame_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(static_cast<int>(cfg.stream_chunk_bytes + (64 << 10)));
+  // gRPC sets SO_REUSEPORT by default: a second daemon would share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!cfg.socket.empty()) {
     builder.AddListeningPort("unix:" + cfg.socket, grpc::InsecureServerCredentials());
   }
@@ -301,8 +303,10 @@ int RunDaemon(ServerConfig cfg) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
-    spdlog::critical("cannot listen on {}{}{}", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
-                     cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen);
+    spdlog::critical("cannot listen on {}{}{}{}", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
+                     cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen,
+                     cfg.tcp_listen.empty() ? "" : absl::StrCat(" (is ", cfg.tcp_listen,
+                                                                " in use by another process?)"));
     return 1;
   }
   if (!cfg.socket.empty()) ::chmod(cfg.socket.c_str(), 0600);

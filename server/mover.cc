@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
+#include "common/status_kinds.h"
 #include "kernels/codec.h"
 
 namespace adaptcache::server {
@@ -114,9 +115,7 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
     }
   }
   if (st.ok()) return MoveResult::kDone;
-  if (absl::IsFailedPrecondition(st) && st.message().find("leased") != absl::string_view::npos) {
-    return MoveResult::kLeased;
-  }
+  if (IsLeased(st)) return MoveResult::kLeased;
   if (absl::IsAborted(st) || absl::IsNotFound(st)) return MoveResult::kStale;
   if (report->errors.size() < kMaxErrors) {
     report->errors.push_back(absl::StrCat(policy::MoveKindName(m.kind), " ", subj.key.key.ToHex(),

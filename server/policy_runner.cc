@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crc32c.h"
+#include "common/status_kinds.h"
 #include "kernels/quality_proxy.h"
 #include "policy/baselines.h"
 #include "policy/optimizer.h"
@@ -16,10 +17,6 @@
 
 namespace adaptcache::server {
 namespace {
-
-// The hooks NoteAccess() and NotePut() use; set while a runner lives.
-std::atomic<policy::AccessStats*> g_access{nullptr};
-std::atomic<PolicyRunner*> g_runner{nullptr};
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -51,15 +48,6 @@ policy::Tier ToPolicyTier(StorageTier t) {
 }
 
 }  // namespace
-
-void NoteAccess(const EntryKey& key) {
-  if (policy::AccessStats* s = g_access.load(std::memory_order_acquire)) s->Record(key, NowNs());
-}
-
-void NotePut(const EntryKey& key, const KvShape& shape, CodecId family) {
-  if (family != CodecId::kRaw) return;
-  if (PolicyRunner* r = g_runner.load(std::memory_order_acquire)) r->EnqueueAdmission(key, shape);
-}
 
 absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& cfg) {
   PolicyRunnerOptions o;
@@ -183,11 +171,6 @@ absl::StatusOr<std::unique_ptr<PolicyRunner>> PolicyRunner::Create(PolicyRunnerO
   if (tm == nullptr) return absl::InvalidArgumentError("no tier manager");
   std::unique_ptr<PolicyRunner> r(new PolicyRunner(std::move(opts), tm));
   if (auto st = r->Init(registry); !st.ok()) return st;
-  policy::AccessStats* expected = nullptr;
-  if (!g_access.compare_exchange_strong(expected, r->stats_.get())) {
-    return absl::FailedPreconditionError("another policy runner is already installed");
-  }
-  if (r->opts_.admission) g_runner.store(r.get(), std::memory_order_release);
   if (r->opts_.interval.count() > 0) {
     r->thread_ = std::thread([p = r.get()] { p->Loop(); });
     if (r->opts_.admission) r->admit_thread_ = std::thread([p = r.get()] { p->AdmissionLoop(); });
@@ -340,10 +323,6 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
 }
 
 PolicyRunner::~PolicyRunner() {
-  // Stop taking puts first (request threads are stopped before the runner is destroyed,
-  // daemon.cc; a Put that already loaded the pointer only queues).
-  PolicyRunner* me = this;
-  g_runner.compare_exchange_strong(me, nullptr);
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
@@ -352,8 +331,13 @@ PolicyRunner::~PolicyRunner() {
   admit_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (admit_thread_.joinable()) admit_thread_.join();
-  policy::AccessStats* mine = stats_.get();
-  g_access.compare_exchange_strong(mine, nullptr);
+}
+
+void PolicyRunner::OnAccess(const EntryKey& key) { stats_->Record(key, NowNs()); }
+
+void PolicyRunner::OnPut(const EntryKey& key, const KvShape& shape, CodecId family) {
+  if (family != CodecId::kRaw || !opts_.admission) return;
+  EnqueueAdmission(key, shape);
 }
 
 void PolicyRunner::Loop() {
@@ -468,8 +452,7 @@ uint64_t PolicyRunner::RunAdmissions() {
                                   loc.meta.crc32c, &report, nullptr, /*allow_master=*/false);
       if (st.ok()) {
         res = MoveResult::kDone;
-      } else if (absl::IsAborted(st) || absl::IsNotFound(st) ||
-                 (absl::IsFailedPrecondition(st) && st.message().find("leased") != absl::string_view::npos)) {
+      } else if (absl::IsAborted(st) || absl::IsNotFound(st) || IsLeased(st)) {
         res = MoveResult::kStale;
       } else {
         res = MoveResult::kFailed;
@@ -653,7 +636,9 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
   for (size_t c = 0; c < nc; ++c) in.configs.push_back({config_names_[c], configs_[c].family});
   in.namespaces.push_back(opts_.budget);  // index 0: namespaces without their own budget
   for (const auto& [id, b] : opts_.ns_budgets) in.namespaces.push_back(b);
-  in.delay = *policy::DelayModel::Create(opts_.delay);  // checked in Init
+  auto delay = policy::DelayModel::Create(opts_.delay);
+  if (!delay.ok()) return delay.status();
+  in.delay = *std::move(delay);
   std::map<ShapeKey, uint32_t> class_of;
   uint64_t pinned_dram = 0, pinned_ssd = 0;
   std::vector<MoveSubject> subjects;

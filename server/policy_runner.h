@@ -2,7 +2,7 @@
 // "The mover"). Every `interval` a background thread
 //   1. snapshots the entries (TierManager::ForEach + Locate: shape, config, tier, CRC,
 //      leases, master copy) and their decayed access frequencies (policy/access_stats,
-//      fed by NoteAccess() on the request path),
+//      fed by OnAccess() from the request path, server/access_observer.h),
 //   2. estimates per-entry, per-config quality losses for entries it has not estimated
 //      yet (or whose bytes changed), hottest first, under the CPU budget: the best copy
 //      (ReadBest) is decoded and every config of the config space is encoded, decoded
@@ -21,10 +21,10 @@
 // Counters (plans, plan time, objective, moves by kind and result, estimates, bytes)
 // are exported through the metrics registry.
 //
-// Thread safety: NoteAccess() may be called from any thread. RunOnce() must not run
-// concurrently with itself (the background thread calls it; tests call it directly
-// with interval 0). The destructor stops and joins the thread; callers must stop
-// request threads that call NoteAccess() before destroying the runner.
+// Thread safety: OnAccess() and OnPut() may be called from any thread. RunOnce() must
+// not run concurrently with itself (the background thread calls it; tests call it
+// directly with interval 0). The destructor stops and joins the thread; callers must
+// stop request threads that call OnAccess()/OnPut() before destroying the runner.
 #pragma once
 
 #include <atomic>
@@ -46,22 +46,13 @@
 #include "policy/access_stats.h"
 #include "policy/quality_model.h"
 #include "policy/types.h"
+#include "server/access_observer.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/mover.h"
 #include "storage/tier_manager.h"
 
 namespace adaptcache::server {
-
-// Records one access for the installed runner's statistics; a no-op when the daemon
-// runs no policy. Cheap: one sharded-map update.
-void NoteAccess(const EntryKey& key);
-
-// Tells the installed runner that an entry was just stored with `family`; a raw one is
-// queued for admission (see PolicyRunner::RunAdmissions). A no-op without a policy,
-// with admission off, or when no plan has given the shape a lossy admission config.
-// Cheap: one short mutex section.
-void NotePut(const EntryKey& key, const KvShape& shape, CodecId family);
 
 struct PolicyRunnerOptions {
   // "adaptive", "lru-raw", "greedy-downgrade" or "static:<config name>".
@@ -77,7 +68,7 @@ struct PolicyRunnerOptions {
   double dram_fraction = 0.85;       // of the pool the plan may fill
   double ssd_fraction = 0.9;         // of the SSD capacity the plan may fill
   uint32_t estimates_per_plan = 256; // entries estimated per cycle at most
-  bool admission = true;             // act on NotePut (see RunAdmissions)
+  bool admission = true;             // act on OnPut (see RunAdmissions)
   size_t admission_queue = 4096;     // queued puts at most; more are left to the next plan
   int64_t half_life_ns = 600'000'000'000;
   MoverOptions mover;
@@ -98,21 +89,28 @@ struct CycleReport {
   MoverReport moves;
 };
 
-class PolicyRunner {
+class PolicyRunner final : public AccessObserver {
  public:
   // Loads the calibration file, builds the policy, registers metrics (registry may be
-  // null), installs the NoteAccess hook, and starts the thread (interval > 0).
+  // null), and starts the thread (interval > 0).
   static absl::StatusOr<std::unique_ptr<PolicyRunner>> Create(PolicyRunnerOptions opts,
                                                               TierManager* tm,
                                                               MetricsRegistry* registry);
-  ~PolicyRunner();
+  ~PolicyRunner() override;
   PolicyRunner(const PolicyRunner&) = delete;
   PolicyRunner& operator=(const PolicyRunner&) = delete;
+
+  // Records one access in the statistics. Cheap: one sharded-map update.
+  void OnAccess(const EntryKey& key) override;
+  // Queues a raw entry for admission (see RunAdmissions). A no-op for other families,
+  // with admission off, or when no plan has given the shape a lossy admission config.
+  // Cheap: one short mutex section.
+  void OnPut(const EntryKey& key, const KvShape& shape, CodecId family) override;
 
   // One snapshot -> estimate -> plan -> move cycle.
   absl::StatusOr<CycleReport> RunOnce();
 
-  // Admission: transcodes the entries queued by NotePut, in arrival order, into the
+  // Admission: transcodes the entries queued by OnPut, in arrival order, into the
   // admission config the last plan gave their shape (policy::Policy::Admission), in
   // DRAM, under the mover's rules (still raw in DRAM, same CRC, unleased) and a CPU
   // budget of the same rate as the mover's, kept apart. So a new entry does not sit

@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/key.h"
-#include "server/policy_runner.h"
 
 namespace adaptcache::server {
 namespace {
@@ -39,11 +38,13 @@ grpc::Status ToGrpc(const absl::Status& st) {
   return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
 }
 
-CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics)
+CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics,
+                           AccessObserver* observer)
     : cfg_(cfg),
       tm_(tm),
       tier_(tm->dram()),
       metrics_(metrics),
+      observer_(observer),
       start_(std::chrono::steady_clock::now()) {}
 
 absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::string& bytes,

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "adaptcache/v1/cache.grpc.pb.h"
 #include "kernels/codec.h"
+#include "server/access_observer.h"
 #include "server/config.h"
 #include "server/server_metrics.h"
 #include "storage/dram_tier.h"
@@ -38,7 +39,9 @@ grpc::Status ToGrpc(const absl::Status& st);
 class CacheService final : public adaptcache::v1::AdaptCache::Service {
  public:
   // `tm` routes Lookup/Get/Delete/Stats and Put commits through DRAM and SSD.
-  CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics);
+  // `observer` hears of every hit and stored entry; null when the daemon runs no policy.
+  CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics,
+               AccessObserver* observer = nullptr);
 
   grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
                       v1::LookupResponse* resp) override;
@@ -101,6 +104,12 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   bool LocateInto(const EntryKey& key, v1::EntryInfo* info);
   void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
                      StorageTier tier = StorageTier::kDram) const;
+  void NoteAccess(const EntryKey& key) {
+    if (observer_ != nullptr) observer_->OnAccess(key);
+  }
+  void NotePut(const EntryKey& key, const KvShape& shape, CodecId family) {
+    if (observer_ != nullptr) observer_->OnPut(key, shape, family);
+  }
   grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease, const EntryKey& key,
                            StorageTier found_in, grpc::ServerWriter<v1::GetResponse>* writer);
 
@@ -108,6 +117,7 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   TierManager* const tm_;
   DramTier* const tier_;  // tm_->dram()
   ServerMetrics* const metrics_;
+  AccessObserver* const observer_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> serving_{true};
   std::atomic<int64_t> inflight_puts_{0};

@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/key.h"
-#include "server/policy_runner.h"
 #include "server/service.h"
 
 namespace adaptcache::server {
@@ -209,6 +208,9 @@ grpc::Status CacheService::Put(grpc::ServerContext* ctx,
         return scope.Finish(Invalid(absl::StrCat("frame ", index, " is a second header")));
       case v1::PutRequest::kData: {
         const std::string& d = frame.data();
+        if (d.empty()) {  // docs/api.md: an empty frame is a client bug, not a keepalive
+          return scope.Finish(Invalid(absl::StrCat("frame ", index, " is an empty data frame")));
+        }
         if (d.size() > raw_bytes - got) {
           return scope.Finish(Invalid(absl::StrCat("stream carries more than the shape's ",
                                                    raw_bytes, " bytes (frame ", index, ")")));

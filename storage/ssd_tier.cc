@@ -11,7 +11,6 @@
 #include <future>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "spdlog/spdlog.h"
@@ -20,21 +19,12 @@
 namespace adaptcache {
 
 namespace {
-constexpr char kNotAdmitted[] = "ssd admission: not admitted";
-constexpr char kOverBudget[] = "ssd admission: write budget exhausted";
 
 uint64_t MicrosSince(std::chrono::steady_clock::time_point t) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count());
 }
 }  // namespace
-
-bool IsNotAdmitted(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kFailedPrecondition && absl::StartsWith(s.message(), kNotAdmitted);
-}
-bool IsOverBudget(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kResourceExhausted && absl::StartsWith(s.message(), kOverBudget);
-}
 
 // A record being written: its request, where it goes, and the first I/O error seen.
 struct SsdTier::Staged {
@@ -111,10 +101,10 @@ absl::Status SsdTier::Put(const EntryKey& key, ConstByteSpan container, PutCallb
       std::lock_guard<std::mutex> m(mu_);
       if (v == AdmissionController::Verdict::kTooCold) {
         ++stats_.rejected_cold;
-        return absl::FailedPreconditionError(kNotAdmitted);
+        return NotAdmittedError("ssd admission: not admitted");
       }
       ++stats_.rejected_budget;
-      return absl::ResourceExhaustedError(kOverBudget);
+      return OverBudgetError("ssd admission: write budget exhausted");
     }
   }
   {

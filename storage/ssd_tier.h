@@ -48,6 +48,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/key.h"
+#include "common/status_kinds.h"
 #include "kernels/container.h"
 #include "storage/fault_injection.h"
 #include "storage/io_uring_file.h"
@@ -102,9 +103,6 @@ struct SsdPutOptions {
   bool bypass_admission = false;  // skip the frequency rule and budget (tier manager)
 };
 
-bool IsNotAdmitted(const absl::Status& s);
-bool IsOverBudget(const absl::Status& s);
-
 class SsdTier {
  public:
   using PutCallback = std::function<void(absl::Status)>;
@@ -133,10 +131,10 @@ class SsdTier {
   absl::Status GetAsync(const EntryKey& key, ByteSpan dst, GetCallback done);
 
   std::optional<SsdEntryInfo> Lookup(const EntryKey& key) const;
-  // Reads only the first 64 bytes of the entry's container (its header: shape, codec),
-  // checking the record header (key, sequence, segment) but not the payload CRC: for
-  // metadata only, never for serving bytes. NotFound on a miss or a mismatch.
-  absl::StatusOr<std::array<std::byte, 64>> ReadContainerHead(const EntryKey& key) const;
+  // Reads only the entry's container header (its first kContainerHeaderBytes: shape,
+  // codec), checking the record header (key, sequence, segment) but not the payload CRC:
+  // for metadata only, never for serving bytes. NotFound on a miss or a mismatch.
+  absl::StatusOr<std::array<std::byte, kContainerHeaderBytes>> ReadContainerHead(const EntryKey& key) const;
   bool Contains(const EntryKey& key) const { return Lookup(key).has_value(); }
   // Removes the entry from the index (NotFound if absent). Its record becomes garbage.
   absl::Status Erase(const EntryKey& key);

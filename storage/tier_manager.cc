@@ -271,19 +271,9 @@ Location TierManager::Locate(const EntryKey& key) const {
 void TierManager::LearnSsdHead(const EntryKey& key, const SsdEntryInfo& info, Location* loc) {
   auto head = ssd_->ReadContainerHead(key);
   if (!head.ok()) return;  // stays incomplete; a Get reports the truth
-  // PeekHeader wants the whole container; the same header checks on 64 bytes.
-  ContainerHeader h;
-  static_assert(sizeof(h) == std::tuple_size_v<std::array<std::byte, 64>>);
-  std::memcpy(&h, head->data(), sizeof(h));
-  if (h.magic != kContainerMagic || h.version != kContainerVersion ||
-      h.header_bytes != sizeof(h) || Crc32c(head->data(), 60) != h.header_crc32c ||
-      h.total_bytes != info.payload_bytes || h.codec != info.codec) {
-    return;
-  }
-  auto dtype = DTypeFromCode(h.dtype);
-  if (!dtype.ok()) return;
-  const KvShape shape{h.layers, h.tokens, h.kv_heads, h.head_dim, *dtype};
-  if (!ValidateShape(shape).ok()) return;
+  auto h = CheckContainerHeader(*head);
+  if (!h.ok() || h->total_bytes != info.payload_bytes || h->codec != info.codec) return;
+  const KvShape shape{h->layers, h->tokens, h->kv_heads, h->head_dim, static_cast<DType>(h->dtype)};
   EntryMeta meta = loc->meta;
   meta.shape = shape;
   meta.raw_bytes = meta.shape.Bytes();

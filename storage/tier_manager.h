@@ -54,6 +54,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/key.h"
+#include "common/status_kinds.h"
 #include "kernels/container.h"
 #include "storage/dram_tier.h"
 #include "storage/ssd_tier.h"
@@ -199,9 +200,10 @@ class TierManager {
 
   // ---- mover primitives ----
   // Writes the DRAM copy to SSD (if not already there), waits until durable, then drops
-  // the DRAM copy. FailedPrecondition if the DRAM copy is leased (nothing changes; also
-  // if a lease appeared during the write: the SSD copy then stays beside it), NotFound if
-  // not in DRAM, the SSD refusal (IsNotAdmitted/IsOverBudget) otherwise (DRAM copy kept).
+  // the DRAM copy. IsLeased if the DRAM copy is leased (nothing changes); a plain
+  // FailedPrecondition if a lease appeared during the write (the SSD copy then stays
+  // beside it); NotFound if not in DRAM; the SSD refusal (IsNotAdmitted/IsOverBudget)
+  // otherwise (DRAM copy kept).
   absl::Status Demote(const EntryKey& key, bool bypass_admission = false);
   // Reads the SSD copy into DRAM and commits it (the SSD copy stays). NotFound if not on
   // SSD; OK without change if already in DRAM; Aborted if the key changed meanwhile.

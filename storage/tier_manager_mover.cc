@@ -29,7 +29,7 @@ absl::Status TierManager::Demote(const EntryKey& key, bool bypass_admission) {
   if (!ssd_) return absl::FailedPreconditionError("no SSD tier configured");
   auto view = dram_->Inspect(key);
   if (!view) return absl::NotFoundError("not in DRAM");
-  if (view->leases > 0) return absl::FailedPreconditionError("DRAM copy is leased");
+  if (view->leases > 0) return LeasedError("DRAM copy is leased");
   const uint32_t crc = view->meta.crc32c;
   auto info = ssd_->Lookup(key);
   if (!info || info->payload_crc32c != crc) {

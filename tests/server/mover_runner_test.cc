@@ -123,7 +123,7 @@ TEST_F(MoverRunnerTest, StaticPolicyTranscodesEveryEntry) {
   MetricsRegistry reg;
   auto runner = Runner("static:quant-k4v4-g64", 0, &reg);
   ASSERT_NE(runner, nullptr);
-  for (int i = 0; i < kN; ++i) NoteAccess(KeyOf(i));
+  for (int i = 0; i < kN; ++i) runner->OnAccess(KeyOf(i));
   EXPECT_EQ(runner->access_stats()->size(), uint64_t{kN});
   auto r = runner->RunOnce();
   ASSERT_TRUE(r.ok()) << r.status();
@@ -188,7 +188,7 @@ TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
   ASSERT_NE(runner, nullptr);
   // Before any plan there is no admission rule: a put is not even queued.
   Put(kN);
-  NotePut(KeyOf(kN), kShape, CodecId::kRaw);
+  runner->OnPut(KeyOf(kN), kShape, CodecId::kRaw);
   EXPECT_EQ(runner->RunAdmissions(), 0u);
   EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
   ASSERT_TRUE(runner->RunOnce().ok());
@@ -201,8 +201,8 @@ TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
   Put(kN + 3);
   auto lease = tm_->Get(KeyOf(kN + 2), 60'000);
   ASSERT_TRUE(lease.ok());
-  for (int i = kN + 1; i <= kN + 3; ++i) NotePut(KeyOf(i), kShape, CodecId::kRaw);
-  NotePut(KeyOf(0), kShape, CodecId::kFp8);  // not raw: ignored
+  for (int i = kN + 1; i <= kN + 3; ++i) runner->OnPut(KeyOf(i), kShape, CodecId::kRaw);
+  runner->OnPut(KeyOf(0), kShape, CodecId::kFp8);  // not raw: ignored
   EXPECT_EQ(runner->RunAdmissions(), 2u);
   for (int i : {kN + 1, kN + 3}) {
     const Location loc = tm_->Locate(KeyOf(i));
@@ -225,7 +225,7 @@ TEST_F(MoverRunnerTest, LruAndDisabledAdmissionLeavePutsRaw) {
     ASSERT_NE(runner, nullptr);
     ASSERT_TRUE(runner->RunOnce().ok());
     Put(kN);
-    NotePut(KeyOf(kN), kShape, CodecId::kRaw);
+    runner->OnPut(KeyOf(kN), kShape, CodecId::kRaw);
     EXPECT_EQ(runner->RunAdmissions(), 0u);
     EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
   }
@@ -238,7 +238,7 @@ TEST_F(MoverRunnerTest, LruAndDisabledAdmissionLeavePutsRaw) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE((*r)->RunOnce().ok());
   Put(kN + 1);
-  NotePut(KeyOf(kN + 1), kShape, CodecId::kRaw);
+  (*r)->OnPut(KeyOf(kN + 1), kShape, CodecId::kRaw);
   EXPECT_EQ((*r)->RunAdmissions(), 0u);
   EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "raw");
 }
@@ -292,7 +292,7 @@ TEST_F(MoverRunnerTest, DurableCopyIsKeptAsTheMasterWhenCompressing) {
   EXPECT_FALSE(n.on_ssd);
   // Admission of a new durable put keeps its SSD copy too.
   PutKey(KeyOf(2), 2, /*durable=*/true);
-  NotePut(KeyOf(2), kShape, CodecId::kRaw);
+  runner->OnPut(KeyOf(2), kShape, CodecId::kRaw);
   EXPECT_EQ(runner->RunAdmissions(), 1u);
   d = tm_->Locate(KeyOf(2));
   EXPECT_EQ(d.meta.codec, "fp8");
@@ -324,7 +324,7 @@ TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   o->calibration_file = "";
   o->policy = "static:nope";
   EXPECT_FALSE(PolicyRunner::Create(*o, tm_.get(), nullptr).ok());
-  // Nothing was installed by the failed attempts: a valid runner still starts.
+  // The failed attempts leave nothing behind: a valid runner still starts.
   o->policy = "adaptive";
   EXPECT_TRUE(PolicyRunner::Create(*o, tm_.get(), nullptr).ok());
 }
@@ -356,8 +356,8 @@ TEST_F(MoverRunnerTest, NamespaceBudgetsApplyToTheirEntries) {
   // Admission follows the namespace too: a new strict entry stays raw, a default one not.
   PutKey(strict(kN), kN);
   Put(kN + 1);
-  NotePut(strict(kN), kShape, CodecId::kRaw);
-  NotePut(KeyOf(kN + 1), kShape, CodecId::kRaw);
+  (*r)->OnPut(strict(kN), kShape, CodecId::kRaw);
+  (*r)->OnPut(KeyOf(kN + 1), kShape, CodecId::kRaw);
   EXPECT_EQ((*r)->RunAdmissions(), 1u);
   EXPECT_EQ(tm_->Locate(strict(kN)).meta.codec, "raw");
   EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "fp8");

@@ -1,40 +1,26 @@
+// The settings table (AllSettings()): every setting's section, key, flag, help, default
+// and checked setter; value syntax (sizes, host:port); and Validate().
 #include "server/config.h"
 
-#include <sys/statvfs.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <charconv>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <sstream>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
-#include <CLI/CLI.hpp>
-#include <toml++/toml.h>
-
-#include "absl/strings/ascii.h"  // [policy] settings
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/key.h"
-#include "common/kv_shape.h"
 #include "kernels/codec.h"
+#include "server/config_internal.h"
 
 namespace adaptcache::server {
 namespace {
 
-constexpr uint64_t kKiB = 1ull << 10;
-constexpr uint64_t kMiB = 1ull << 20;
-constexpr uint64_t kGiB = 1ull << 30;
 constexpr uint64_t kMinPoolBytes = 4 * kMiB;
-constexpr uint64_t kAutoMinPoolBytes = 64 * kMiB;
 constexpr uint32_t kDayMs = 24u * 3600u * 1000u;
 
 absl::Status SettingError(const Setting& s, const std::string& value, std::string_view why) {
@@ -173,25 +159,6 @@ absl::Status CheckLogLevel(const std::string& v) {
     if (v == l) return absl::OkStatus();
   }
   return absl::InvalidArgumentError("must be one of trace, debug, info, warn, error, critical, off");
-}
-
-absl::Status CheckCodec(const std::string& v) {
-  auto cfg = ParseCodecConfig(v);
-  if (!cfg.ok()) return cfg.status();
-  return ValidateConfig(*cfg);
-}
-
-// A namespace's quality budget value: alpha finite >= 0, max_loss >= 0 or "inf",
-// avg_loss finite (< 0 = none).
-absl::Status CheckNamespaceBudget(std::string_view key, const std::string& v) {
-  double d = 0;
-  if (key == "max_loss" && v == "inf") return absl::OkStatus();
-  if (!absl::SimpleAtod(v, &d) || !std::isfinite(d)) {
-    return absl::InvalidArgumentError(key == "max_loss" ? "must be a number >= 0 or \"inf\""
-                                                        : "must be a finite number");
-  }
-  if (key != "avg_loss" && d < 0) return absl::InvalidArgumentError("must be >= 0");
-  return absl::OkStatus();
 }
 
 std::vector<Setting> BuildSettings() {
@@ -390,73 +357,24 @@ std::vector<Setting> BuildSettings() {
   return s;
 }
 
-std::string TomlQuote(std::string_view v) {
-  std::string out = "\"";
-  for (char ch : v) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string TomlLiteral(const Setting& s, const ServerConfig& c) {
-  std::string v = s.get(c);
-  switch (s.kind) {
-    case SettingKind::kBool:
-    case SettingKind::kUint:
-      return v;
-    case SettingKind::kBytes:
-      return std::all_of(v.begin(), v.end(), ::isdigit) ? v : TomlQuote(v);
-    case SettingKind::kString:
-      return TomlQuote(v);
-  }
-  return v;
-}
-
-std::string Where(const toml::node& n, std::string_view origin) {
-  const auto& src = n.source();
-  return absl::StrCat(std::string(origin), ":", src.begin.line, ": ");
-}
-
-// The TOML value as the text a setter parses; type mismatches are errors.
-absl::StatusOr<std::string> NodeText(const Setting& s, const toml::node& n) {
-  switch (s.kind) {
-    case SettingKind::kBool:
-      if (auto* b = n.as_boolean()) return std::string(b->get() ? "true" : "false");
-      return absl::InvalidArgumentError("must be a boolean");
-    case SettingKind::kUint:
-      if (auto* i = n.as_integer()) {
-        if (i->get() < 0) return absl::InvalidArgumentError("must not be negative");
-        return std::to_string(i->get());
-      }
-      return absl::InvalidArgumentError("must be an integer");
-    case SettingKind::kBytes:
-      if (auto* i = n.as_integer()) {
-        if (i->get() < 0) return absl::InvalidArgumentError("must not be negative");
-        return std::to_string(i->get());
-      }
-      if (auto* str = n.as_string()) return str->get();
-      return absl::InvalidArgumentError("must be an integer or a size string like \"64MiB\"");
-    case SettingKind::kString:
-      if (auto* str = n.as_string()) return str->get();
-      return absl::InvalidArgumentError("must be a string");
-  }
-  return absl::InternalError("unknown setting kind");
-}
-
 }  // namespace
+
+absl::Status CheckCodec(const std::string& v) {
+  auto cfg = ParseCodecConfig(v);
+  if (!cfg.ok()) return cfg.status();
+  return ValidateConfig(*cfg);
+}
+
+absl::Status CheckNamespaceBudget(std::string_view key, const std::string& v) {
+  double d = 0;
+  if (key == "max_loss" && v == "inf") return absl::OkStatus();
+  if (!absl::SimpleAtod(v, &d) || !std::isfinite(d)) {
+    return absl::InvalidArgumentError(key == "max_loss" ? "must be a number >= 0 or \"inf\""
+                                                        : "must be a finite number");
+  }
+  if (key != "avg_loss" && d < 0) return absl::InvalidArgumentError("must be >= 0");
+  return absl::OkStatus();
+}
 
 const std::string& ServerConfig::CodecFor(std::string_view ns) const {
   auto it = namespaces.find(std::string(ns));
@@ -524,122 +442,6 @@ absl::Status ParseHostPort(std::string_view text, std::string* host, int* port) 
   return absl::OkStatus();
 }
 
-absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, ServerConfig& cfg) {
-  toml::table doc;
-  try {
-    doc = toml::parse(toml_text, origin);
-  } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(origin), ":",
-                                                   e.source().begin.line, ": ",
-                                                   std::string(e.description())));
-  }
-  ServerConfig next = cfg;
-  for (auto&& [section_key, section_node] : doc) {
-    const std::string section(section_key.str());
-    auto* table = section_node.as_table();
-    if (table == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(Where(section_node, origin), "'", section,
-                                                     "' must be a table like [", section, "]"));
-    }
-    if (section == "namespaces") {
-      for (auto&& [ns_key, ns_node] : *table) {
-        const std::string ns(ns_key.str());
-        if (auto st = ValidateNamespace(ns); !st.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat(Where(ns_node, origin), "namespace '", ns,
-                                                         "': ", std::string(st.message())));
-        }
-        auto* ns_table = ns_node.as_table();
-        if (ns_table == nullptr) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              Where(ns_node, origin), "namespaces.\"", ns, "\" must be a table"));
-        }
-        NamespaceSettings settings;
-        for (auto&& [k, v] : *ns_table) {
-          const std::string key(k.str());
-          if (key == "codec") {
-            auto* str = v.as_string();
-            if (str == nullptr) {
-              return absl::InvalidArgumentError(
-                  absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".codec must be a string"));
-            }
-            if (auto st = CheckCodec(str->get()); !st.ok()) {
-              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns,
-                                                             "\".codec: ", std::string(st.message())));
-            }
-            settings.codec = str->get();
-          } else if (key == "alpha" || key == "max_loss" || key == "avg_loss") {
-            // A number, or "inf" for max_loss.
-            std::string text;
-            if (auto* str = v.as_string()) {
-              text = str->get();
-            } else if (auto d = v.value<double>()) {
-              text = absl::StrCat(*d);  // 6 significant digits: keep them only if exact
-              double back = 0;
-              if (!absl::SimpleAtod(text, &back) || back != *d) text = absl::StrFormat("%.17g", *d);
-            } else {
-              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".",
-                                                             key, " must be a number"));
-            }
-            if (auto st = CheckNamespaceBudget(key, text); !st.ok()) {
-              return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "namespaces.\"", ns, "\".",
-                                                             key, ": ", std::string(st.message())));
-            }
-            (key == "alpha" ? settings.alpha : key == "max_loss" ? settings.max_loss : settings.avg_loss) = text;
-          } else {
-            return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '", key,
-                                                           "' in namespaces.\"", ns,
-                                                           "\" (known: codec, alpha, max_loss, avg_loss)"));
-          }
-        }
-        next.namespaces[ns] = settings;
-      }
-      continue;
-    }
-    bool known_section = false;
-    for (const auto& s : AllSettings()) known_section |= s.section == section;
-    if (!known_section) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(section_node, origin), "unknown section [", section,
-                       "] (known: server, pool, leases, limits, codec, namespaces)"));
-    }
-    for (auto&& [k, v] : *table) {
-      const std::string key(k.str());
-      const Setting* setting = nullptr;
-      for (const auto& s : AllSettings()) {
-        if (s.section == section && s.key == key) setting = &s;
-      }
-      if (setting == nullptr) {
-        std::string known;
-        for (const auto& s : AllSettings()) {
-          if (s.section == section) absl::StrAppend(&known, known.empty() ? "" : ", ", s.key);
-        }
-        return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "unknown key '", key,
-                                                       "' in [", section, "] (known: ", known,
-                                                       ")"));
-      }
-      auto text = NodeText(*setting, v);
-      if (!text.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(Where(v, origin), "[", section, "] ", key,
-                                                       " ", std::string(text.status().message())));
-      }
-      if (auto st = setting->set(next, *text); !st.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(v, origin), std::string(st.message())));
-      }
-    }
-  }
-  cfg = std::move(next);
-  return absl::OkStatus();
-}
-
-absl::Status ApplyTomlFile(const std::string& path, ServerConfig& cfg) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ApplyToml(ss.str(), path, cfg);
-}
-
 absl::Status Validate(const ServerConfig& cfg) {
   // Per-field checks, through the same setters the parsers use.
   for (const auto& s : AllSettings()) {
@@ -685,183 +487,4 @@ absl::Status Validate(const ServerConfig& cfg) {
   }
   return absl::OkStatus();
 }
-
-absl::StatusOr<uint64_t> AutoPoolBytes(const std::string& shm_dir) {
-  std::ifstream meminfo("/proc/meminfo");
-  uint64_t mem_total_kib = 0;
-  std::string name;
-  uint64_t value = 0;
-  std::string unit;
-  while (meminfo >> name >> value >> unit) {
-    if (name == "MemTotal:") {
-      mem_total_kib = value;
-      break;
-    }
-  }
-  if (mem_total_kib == 0) return absl::InternalError("cannot read MemTotal from /proc/meminfo");
-  struct statvfs vfs {};
-  if (::statvfs(shm_dir.c_str(), &vfs) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shm_dir ", shm_dir, ": ", std::strerror(errno)));
-  }
-  uint64_t bytes = mem_total_kib * kKiB / 4;
-  bytes = std::min<uint64_t>(bytes, uint64_t{vfs.f_bavail} * vfs.f_frsize);
-  bytes = std::max(bytes, kAutoMinPoolBytes);
-  return bytes / (2 * kMiB) * (2 * kMiB);
-}
-
-absl::StatusOr<std::string> DefaultSsdDir() {
-  if (::geteuid() == 0) return std::string("/var/lib/adaptcache");
-  const char* xdg = std::getenv("XDG_STATE_HOME");
-  if (xdg != nullptr && xdg[0] == '/') return absl::StrCat(xdg, "/adaptcache");
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && home[0] == '/') return absl::StrCat(home, "/.local/state/adaptcache");
-  return absl::FailedPreconditionError(
-      "cannot choose the SSD directory: neither XDG_STATE_HOME nor HOME is an absolute path; "
-      "set --ssd-dir PATH (or --ssd-dir \"\" for no SSD tier)");
-}
-
-absl::StatusOr<uint32_t> AutoSsdSegmentCount(const std::string& dir, uint64_t segment_bytes,
-                                             uint32_t configured) {
-  namespace fs = std::filesystem;
-  constexpr uint32_t kAutoMaxSegments = 16;
-  constexpr uint64_t kAutoMaxBytes = 4 * kGiB;
-  if (segment_bytes == 0) return absl::InvalidArgumentError("segment_bytes is 0");
-  std::error_code ec;
-  // Segment files already there: their space is in use by us, not lost.
-  uint32_t existing = 0;
-  uint64_t existing_bytes = 0;
-  if (fs::is_directory(dir, ec)) {
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("segment-", 0) == 0 && name.size() > 4 &&
-          name.compare(name.size() - 4, 4, ".log") == 0) {
-        ++existing;
-        existing_bytes += e.file_size(ec);
-      }
-    }
-  }
-  if (configured == 0 && existing >= 3) return existing;
-  fs::path probe(dir);
-  while (!probe.empty() && !fs::exists(probe, ec)) probe = probe.parent_path();
-  if (probe.empty()) probe = "/";
-  struct statvfs vfs {};
-  if (::statvfs(probe.c_str(), &vfs) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("ssd dir ", dir, ": statvfs(", probe.string(), "): ", std::strerror(errno)));
-  }
-  const uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
-  if (configured != 0) {
-    const uint64_t need = configured * segment_bytes;
-    if (need > free_bytes + existing_bytes) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "[ssd] ", configured, " segments of ", FormatByteSize(segment_bytes), " need ",
-          FormatByteSize(need), " but ", probe.string(), " has ", free_bytes,
-          " bytes free; lower --ssd-segment-count or --ssd-segment-bytes, or --ssd-dir \"\""));
-    }
-    return configured;
-  }
-  const uint64_t budget = std::min(kAutoMaxBytes, (free_bytes + existing_bytes) / 10);
-  const uint64_t count = std::min<uint64_t>(kAutoMaxSegments, budget / segment_bytes);
-  if (count < 3) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "[ssd] auto size: 10% of the free space of ", probe.string(), " (", free_bytes,
-        " bytes free) holds fewer than 3 segments of ", FormatByteSize(segment_bytes),
-        "; set --ssd-segment-bytes smaller, --ssd-segment-count, another --ssd-dir, or "
-        "--ssd-dir \"\" for no SSD tier"));
-  }
-  return static_cast<uint32_t>(count);
-}
-
-std::string ToToml(const ServerConfig& cfg) {
-  std::string out = "# adaptcached effective configuration\n";
-  std::string section;
-  for (const auto& s : AllSettings()) {
-    if (s.section != section) {
-      section = s.section;
-      absl::StrAppend(&out, "\n[", section, "]\n");
-    }
-    absl::StrAppend(&out, s.key, " = ", TomlLiteral(s, cfg), "  # ", s.help, "\n");
-  }
-  for (const auto& [ns, settings] : cfg.namespaces) {
-    absl::StrAppend(&out, "\n[namespaces.", TomlQuote(ns), "]\n");
-    if (!settings.codec.empty()) absl::StrAppend(&out, "codec = ", TomlQuote(settings.codec), "\n");
-    if (!settings.alpha.empty()) absl::StrAppend(&out, "alpha = ", TomlQuote(settings.alpha), "\n");
-    if (!settings.max_loss.empty()) absl::StrAppend(&out, "max_loss = ", TomlQuote(settings.max_loss), "\n");
-    if (!settings.avg_loss.empty()) absl::StrAppend(&out, "avg_loss = ", TomlQuote(settings.avg_loss), "\n");
-  }
-  return out;
-}
-
-absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
-  CommandLine result;
-  CLI::App app{"adaptcached: the AdaptCache KV-cache storage daemon.\n"
-               "Settings come from embedded defaults, then --config FILE (TOML), then flags."};
-  app.set_version_flag("--version", "adaptcached 0.1.0");
-  std::string config_path;
-  app.add_option("--config", config_path, "TOML config file (see deploy/adaptcached.toml)");
-  app.add_flag("--print-config", result.print_config,
-               "Print the effective configuration as TOML and exit");
-  const ServerConfig defaults;
-  std::vector<std::string> values(AllSettings().size());
-  std::vector<CLI::Option*> options;
-  for (size_t i = 0; i < AllSettings().size(); ++i) {
-    const Setting& s = AllSettings()[i];
-    std::string type = s.kind == SettingKind::kBool   ? "BOOL"
-                       : s.kind == SettingKind::kUint ? "UINT"
-                       : s.kind == SettingKind::kBytes ? "SIZE"
-                                                       : "TEXT";
-    options.push_back(app.add_option("--" + s.flag, values[i],
-                                     absl::StrCat(s.help, " [", s.section, "] ", s.key,
-                                                  " (default: ", TomlLiteral(s, defaults), ")"))
-                          ->type_name(type));
-  }
-  std::vector<std::string> ns_codecs;
-  app.add_option("--namespace-codec", ns_codecs,
-                 "Per-namespace codec NAMESPACE=CODEC (repeatable); like [namespaces.\"NS\"]")
-      ->type_name("NS=CODEC");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::ostringstream out, err;
-    int code = app.exit(e, out, err);
-    if (code != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(err.str(), out.str()));
-    }
-    std::cout << out.str();
-    result.exit_now = true;
-    result.exit_code = 0;
-    return result;
-  }
-  ServerConfig cfg;
-  if (!config_path.empty()) {
-    if (auto st = ApplyTomlFile(config_path, cfg); !st.ok()) return st;
-  }
-  for (size_t i = 0; i < options.size(); ++i) {
-    if (options[i]->count() == 0) continue;
-    if (auto st = AllSettings()[i].set(cfg, values[i]); !st.ok()) return st;
-  }
-  for (const auto& nc : ns_codecs) {
-    size_t eq = nc.rfind('=');
-    if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--namespace-codec '", nc, "': expected NAMESPACE=CODEC"));
-    }
-    std::string ns = nc.substr(0, eq);
-    std::string codec = nc.substr(eq + 1);
-    if (auto st = ValidateNamespace(ns); !st.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--namespace-codec '", nc, "': ", std::string(st.message())));
-    }
-    if (auto st = CheckCodec(codec); !st.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--namespace-codec '", nc, "': ", std::string(st.message())));
-    }
-    cfg.namespaces[ns].codec = codec;
-  }
-  if (auto st = Validate(cfg); !st.ok()) return st;
-  result.config = std::move(cfg);
-  return result;
-}
-
 }  // namespace adaptcache::server
