@@ -1,4 +1,6 @@
 // adaptcached: the AdaptCache daemon. See docs/operations.md ("Running the daemon").
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -25,5 +27,7 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(cl->config.log_level));
   BlockShutdownSignals();
+  // The daemon's files hold tenants' bytes; RocksDB creates its files with 0644 & ~umask.
+  ::umask(077);
   return RunDaemon(cl->config);
 }

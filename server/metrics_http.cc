@@ -1,9 +1,12 @@
 #include "server/metrics_http.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -32,12 +35,21 @@ absl::StatusOr<int> MetricsHttpServer::Start(const std::string& host, int port) 
   if (bind_host.size() > 2 && bind_host.front() == '[') {
     bind_host = bind_host.substr(1, bind_host.size() - 2);
   }
+  // httplib's default options set SO_REUSEPORT, which lets a second daemon share the port.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  errno = 0;
   int bound = port == 0 ? http_->bind_to_any_port(bind_host)
                         : (http_->bind_to_port(bind_host, port) ? port : -1);
   if (bound <= 0) {
+    const int err = errno;
     http_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("cannot bind the metrics endpoint to ", host, ":", port));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot bind the metrics endpoint to ", host, ":", port,
+        err == EADDRINUSE ? absl::StrCat(": port ", port, " is in use (another daemon?)")
+                          : err != 0 ? absl::StrCat(": ", std::strerror(err)) : ""));
   }
   auto done = std::make_shared<std::atomic<bool>>(false);
   thread_ = std::thread([this, done] {

@@ -6,13 +6,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
 #include "storage/extent_allocator.h"
@@ -87,6 +90,24 @@ absl::Status ValidateOptions(const DramTierOptions& o) {
   if (o.max_leases == 0) return absl::InvalidArgumentError("max_leases must be > 0");
   if (o.reservation_ms == 0) return absl::InvalidArgumentError("reservation_ms must be > 0");
   return absl::OkStatus();
+}
+
+// The pid in "<name>-<pid>-<16 hex>.pool" (the names Create makes), else 0.
+pid_t PoolFileOwner(std::string_view f, const std::string& name) {
+  absl::string_view file(f.data(), f.size());
+  if (!absl::ConsumePrefix(&file, name) || !absl::ConsumePrefix(&file, "-") ||
+      !absl::ConsumeSuffix(&file, ".pool") || file.size() < 18 || file[file.size() - 17] != '-') {
+    return 0;
+  }
+  const absl::string_view id = file.substr(file.size() - 16), pid = file.substr(0, file.size() - 17);
+  const auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  int32_t v = 0;
+  if (!std::all_of(id.begin(), id.end(), hex) || pid.empty() ||
+      !std::all_of(pid.begin(), pid.end(), digit) || !absl::SimpleAtoi(pid, &v)) {
+    return 0;
+  }
+  return v;
 }
 
 }  // namespace
@@ -277,6 +298,14 @@ absl::StatusOr<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions
   if (auto st = ValidateOptions(opts); !st.ok()) return st;
   auto id = RandomPoolId();
   if (!id.ok()) return id.status();
+  if (opts.remove_dead_pools) {
+    const ShmCleanup c = RemoveDeadShmFiles(
+        opts.shm_dir, [&](std::string_view f) { return PoolFileOwner(f, opts.name); });
+    if (c.removed > 0) {
+      spdlog::info("removed {} pool file(s) ({} bytes) left by dead instances in '{}'", c.removed,
+                   c.removed_bytes, opts.shm_dir);
+    }
+  }
   ShmRegionOptions ro;
   ro.dir = opts.shm_dir;
   ro.file_name =

@@ -42,6 +42,8 @@ struct DramTierOptions {
   std::string name = "adaptcache";        // pool file is <shm_dir>/<name>-<pid>-<pool_id>.pool
   bool huge_pages = true;                 // madvise(MADV_HUGEPAGE); best effort
   bool mlock = true;                      // try to lock the pool; warn if refused
+  // At Create, unlink pool files of this name left by dead instances (RemoveDeadShmFiles).
+  bool remove_dead_pools = true;
   uint32_t default_lease_ms = 30'000;
   uint32_t max_lease_ms = 300'000;
   uint64_t max_leases = 1 << 20;          // outstanding leases; beyond: ResourceExhausted

@@ -1,6 +1,9 @@
 #include "storage/shm_region.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -39,7 +42,86 @@ absl::Status ValidateFileName(const std::string& name) {
   return absl::OkStatus();
 }
 
+// Creates `path` (O_EXCL, 0600) and holds LOCK_EX on it for the region's lifetime: the
+// lock is what RemoveDeadShmFiles takes as proof that the owner is alive.
+absl::StatusOr<int> CreateLocked(const std::string& path) {
+  for (int attempt = 0;; ++attempt) {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EEXIST) {
+        return absl::AlreadyExistsError(absl::StrCat("shm file '", path, "' already exists"));
+      }
+      return absl::ErrnoToStatus(err, absl::StrCat("cannot create shm file '", path, "'"));
+    }
+    if (flock(fd, LOCK_EX) != 0) {
+      const int err = errno;
+      close(fd);
+      unlink(path.c_str());
+      return absl::ErrnoToStatus(err, absl::StrCat("flock '", path, "'"));
+    }
+    // A cleaner that probed the file between open and flock may have unlinked it.
+    struct stat fst, pst;
+    if (fstat(fd, &fst) == 0 && stat(path.c_str(), &pst) == 0 && fst.st_dev == pst.st_dev &&
+        fst.st_ino == pst.st_ino) {
+      return fd;
+    }
+    close(fd);
+    if (attempt == 2) {
+      return absl::UnavailableError(absl::StrCat("shm file '", path, "' vanished while created"));
+    }
+  }
+}
+
+// A process that exists (EPERM: it exists but is someone else's).
+bool ProcessExists(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+
 }  // namespace
+
+ShmCleanup RemoveDeadShmFiles(const std::string& dir,
+                              const std::function<pid_t(std::string_view)>& owner_pid) {
+  ShmCleanup out;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  const int dfd = dirfd(d);
+  const uid_t uid = geteuid();
+  const pid_t self = getpid();
+  while (const dirent* e = readdir(d)) {
+    const std::string_view name = e->d_name;
+    const pid_t pid = owner_pid(name);
+    if (pid <= 0) continue;
+    struct stat st;
+    if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != uid) {
+      continue;
+    }
+    // Our own pid is a file of an earlier instance in a reused pid (a container's pid 1):
+    // only the lock decides then.
+    if (pid != self && ProcessExists(pid)) {
+      ++out.live;
+      continue;
+    }
+    const int fd = openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat fst, again;
+    const bool same = fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev && fst.st_ino == st.st_ino;
+    if (!same || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (same) ++out.live;
+      close(fd);
+      continue;
+    }
+    // Holding the lock: the name still being this inode means no one else removed it.
+    if (fstatat(dfd, e->d_name, &again, AT_SYMLINK_NOFOLLOW) == 0 && again.st_ino == fst.st_ino &&
+        again.st_dev == fst.st_dev && unlinkat(dfd, e->d_name, 0) == 0) {
+      ++out.removed;
+      out.removed_bytes += static_cast<uint64_t>(fst.st_size);
+      spdlog::debug("removed dead pool file '{}/{}' ({} bytes, pid {})", dir, name, fst.st_size, pid);
+    }
+    close(fd);
+  }
+  closedir(d);
+  return out;
+}
 
 ShmRegion::ShmRegion(std::string path, int fd, std::byte* base, uint64_t size, ShmRegionStatus st)
     : path_(std::move(path)), fd_(fd), base_(base), size_(size), status_(std::move(st)) {}
@@ -57,7 +139,7 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOpti
 
   struct stat dst;
   if (stat(opts.dir.c_str(), &dst) != 0) {
-    return absl::NotFoundError(absl::StrCat("shm dir '", opts.dir, "': ", ErrnoText(errno)));
+    return absl::ErrnoToStatus(errno, absl::StrCat("shm dir '", opts.dir, "'"));
   }
   if (!S_ISDIR(dst.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat("shm dir '", opts.dir, "' is not a directory"));
@@ -67,19 +149,13 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOpti
   if (path.back() != '/') path += '/';
   path += opts.file_name;
 
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat("shm file '", path, "' already exists"));
-    }
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create shm file '", path, "': ", ErrnoText(err)));
-  }
+  auto fd_or = CreateLocked(path);
+  if (!fd_or.ok()) return fd_or.status();
+  const int fd = *fd_or;
   // From here on, every failure removes what was created.
   auto fail = [&](absl::Status st) {
-    close(fd);
     unlink(path.c_str());
+    close(fd);
     return st;
   };
   // umask may only clear bits, but make the mode exact regardless.
@@ -133,9 +209,10 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(const ShmRegionOpti
 ShmRegion::~ShmRegion() {
   // munmap also drops the lock, and unlink frees the tmpfs pages once every client
   // mapping is gone.
+  // unlink before close: the name never exists without its lock held.
   munmap(base_, size_);
-  close(fd_);
   unlink(path_.c_str());
+  close(fd_);
 }
 
 }  // namespace adaptcache

@@ -6,16 +6,22 @@
 // here with a clear error instead of SIGBUS on first touch), maps it, then tries the
 // best-effort steps: madvise(MADV_HUGEPAGE) and mlock. A refused mlock (RLIMIT_MEMLOCK,
 // missing CAP_IPC_LOCK) logs one warning and is reported in status(); it is not an
-// error. The destructor unmaps, closes and unlinks the file (clients that still map it
+// error. The region holds flock(LOCK_EX) on its file while it lives, so a later
+// daemon can tell a dead instance's file from a live one (RemoveDeadShmFiles). The
+// destructor unmaps, unlinks and closes the file (clients that still map it
 // keep their mapping until they unmap).
 //
 // Thread safety: immutable after Create(); all accessors may be called concurrently.
 #pragma once
 
 #include <cstddef>
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -39,6 +45,21 @@ struct ShmRegionStatus {
   bool mlocked = false;               // the whole mapping is locked in memory
   std::string mlock_error;            // why not, when mlock was requested and refused
 };
+
+// What RemoveDeadShmFiles did.
+struct ShmCleanup {
+  uint64_t removed = 0;        // files unlinked
+  uint64_t removed_bytes = 0;  // their sizes
+  uint64_t live = 0;           // matching files left alone: their owner is alive
+};
+
+// Unlinks the regular files in `dir` that are ours and whose creator is dead: the name is
+// recognised by `owner_pid` (which returns the pid the name carries, or 0 for a name that
+// is not ours), the owner is our effective uid, no process of that pid exists (unless it is
+// our own pid), and flock(LOCK_EX|LOCK_NB) succeeds, i.e. no live ShmRegion holds it.
+// Best effort: unreadable entries are skipped.
+ShmCleanup RemoveDeadShmFiles(const std::string& dir,
+                              const std::function<pid_t(std::string_view)>& owner_pid);
 
 class ShmRegion {
  public:

@@ -27,6 +27,42 @@ struct SsdTier::ScanResult {
 namespace {
 constexpr uint64_t kScanWindow = 8ull << 20;
 constexpr uint64_t kSeqGapOnOpen = 1ull << 24;  // beyond any record we might not have seen
+
+// The tier holds tenants' bytes: its directories are 0700, its files 0600. A looser
+// directory or file we own (an older version, a hand-made dir) is tightened and logged.
+absl::Status MakePrivateDir(const std::string& dir) {
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (::mkdir(dir.c_str(), 0700) == 0) return absl::OkStatus();
+  if (errno != EEXIST) return absl::ErrnoToStatus(errno, absl::StrCat("ssd tier: create ", dir));
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return absl::ErrnoToStatus(errno, absl::StrCat("ssd tier: ", dir));
+  if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(absl::StrCat("ssd tier: ", dir, " is not a directory"));
+  if ((st.st_mode & 077) == 0) return absl::OkStatus();
+  if (st.st_uid != ::geteuid()) {
+    spdlog::warn("ssd tier: {} has mode {:o} and is not ours; others may read the cache", dir, st.st_mode & 07777);
+  } else if (::chmod(dir.c_str(), 0700) == 0) {
+    spdlog::warn("ssd tier: {} had mode {:o}; set to 0700", dir, st.st_mode & 07777);
+  } else {
+    spdlog::warn("ssd tier: chmod 0700 {}: {}", dir, std::strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
+// Sets files of ours in `dir` looser than 0600 to 0600; returns how many.
+int TightenFiles(const std::string& dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    struct stat st;
+    if (::lstat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0 ||
+        st.st_uid != ::geteuid())
+      continue;
+    if (::chmod(e.path().c_str(), 0600) == 0) ++n;
+  }
+  return n;
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& opts) {
@@ -46,9 +82,8 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& opt
 }
 
 absl::Status SsdTier::OpenImpl() {
-  std::error_code ec;
-  std::filesystem::create_directories(opts_.dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("ssd tier: create ", opts_.dir, ": ", ec.message()));
+  if (auto st = MakePrivateDir(opts_.dir); !st.ok()) return st;
+  if (auto st = MakePrivateDir(opts_.dir + "/index"); !st.ok()) return st;
   IoRingOptions ro;
   ro.buffer_bytes = opts_.io_bytes;
   ro.write_buffers = opts_.write_buffers;
@@ -66,6 +101,9 @@ absl::Status SsdTier::OpenImpl() {
   auto idx = SsdIndex::Open(opts_.dir + "/index", opts_.index_sync, &fresh);
   if (!idx.ok()) return idx.status();
   index_ = std::move(*idx);
+  // New index files follow the process umask (the daemon sets 077); fix older ones.
+  if (const int n = TightenFiles(opts_.dir) + TightenFiles(opts_.dir + "/index"); n > 0)
+    spdlog::warn("ssd tier: {} files under {} were readable by others; set to 0600", n, opts_.dir);
   const IndexLayout layout{opts_.segment_bytes, opts_.segment_count};
   if (!fresh) {
     auto l = index_->ReadLayout();
@@ -101,7 +139,7 @@ absl::Status SsdTier::OpenSlots(const std::set<uint32_t>& failed) {
       ++stats_.slots_failed;
       continue;
     }
-    s.fd = ::open(s.path.c_str(), O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+    s.fd = ::open(s.path.c_str(), O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0600);
     if (s.fd < 0) {
       if (errno == EINVAL)
         return absl::FailedPreconditionError(absl::StrCat("ssd tier: ", opts_.dir, " does not support O_DIRECT"));
@@ -316,7 +354,7 @@ void SsdTier::ResumeNewestSegment() {
   }
 }
 
-absl::StatusOr<std::array<std::byte, 64>> SsdTier::ReadContainerHead(const EntryKey& key) const {
+absl::StatusOr<std::array<std::byte, kContainerHeaderBytes>> SsdTier::ReadContainerHead(const EntryKey& key) const {
   SsdLocation loc;
   int fd = -1;
   const std::string* path = nullptr;
@@ -336,14 +374,14 @@ absl::StatusOr<std::array<std::byte, 64>> SsdTier::ReadContainerHead(const Entry
   IoRequest r{IoOp::kRead, fd, buf.data(), static_cast<uint32_t>(2 * kSsdBlock), loc.offset, -1, path};
   auto n = ring_->RunSync(IoRing::Lane::kRead, r);
   if (!n.ok()) return n.status();
-  if (*n < static_cast<int>(kSsdBlock + 64)) return absl::DataLossError("ssd: short header read");
+  if (*n < static_cast<int>(kSsdBlock + kContainerHeaderBytes)) return absl::DataLossError("ssd: short header read");
   RecordHeader h;
   const bool ok = ValidateRecordHeader(std::span<const std::byte>(buf.data(), kSsdBlock), &h).ok() &&
                   h.ns == key.ns && h.key_lo == key.key.lo && h.key_hi == key.key.hi && h.seq == loc.seq &&
                   h.segment_id == loc.segment_id && h.payload_bytes == loc.payload_bytes &&
-                  h.payload_crc32c == loc.payload_crc32c && loc.payload_bytes >= 64;
+                  h.payload_crc32c == loc.payload_crc32c && loc.payload_bytes >= kContainerHeaderBytes;
   if (!ok) return absl::NotFoundError("ssd: record header mismatch");
-  std::array<std::byte, 64> head;
+  std::array<std::byte, kContainerHeaderBytes> head;
   std::memcpy(head.data(), buf.data() + kSsdBlock, head.size());
   return head;
 }
