@@ -197,6 +197,10 @@ class DaemonProcess {
     auto it = ready_.find("metrics_port");
     return it == ready_.end() ? -1 : std::atoi(it->second.c_str());
   }
+  int tcp_port() const {  // 0 without --tcp-listen
+    auto it = ready_.find("tcp_port");
+    return it == ready_.end() ? -1 : std::atoi(it->second.c_str());
+  }
   std::string pool_path() const {
     auto it = ready_.find("shm_path");
     return it == ready_.end() ? "" : it->second;

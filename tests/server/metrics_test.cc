@@ -1,11 +1,19 @@
 #include "server/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "server/metrics_http.h"
 #include "tests/server/prom_text.h"
 
 namespace adaptcache::server {
@@ -131,6 +139,71 @@ TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
   EXPECT_EQ(parsed.Sum("ac_h_count"), kThreads * kIters);
   PromText mid_parsed;
   EXPECT_EQ(ParsePromText(mid, &mid_parsed), "");
+}
+
+// A TCP socket on 127.0.0.1:`port`, bound and listening, with SO_REUSEPORT when asked
+// (what another program sharing the port would do); -1 on failure.
+int ListenOn(int port, bool reuse_port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int yes = 1;
+  if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof(yes));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, 4) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The status line of GET /healthz on 127.0.0.1:`port`, or "" when nothing answers.
+std::string HealthzStatusLine(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  const std::string req = "GET /healthz HTTP/1.0\r\n\r\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+    char buf[512];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
+  }
+  ::close(fd);
+  return out.substr(0, out.find("\r\n"));
+}
+
+TEST(MetricsHttpTest, ASecondServerOnThePortFailsWithAClearError) {
+  MetricsRegistry reg;
+  MetricsHttpServer first(&reg, [] { return true; });
+  auto port = first.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  MetricsHttpServer second(&reg, [] { return true; });
+  auto again = second.Start("127.0.0.1", *port);
+  ASSERT_FALSE(again.ok()) << "two servers share port " << *port;
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(again.status().message().find(absl::StrCat("port ", *port, " is in use")),
+            std::string::npos)
+      << again.status();
+  // Nor may it join a socket that offers SO_REUSEPORT itself.
+  const int other = ListenOn(0, /*reuse_port=*/true);
+  ASSERT_GE(other, 0);
+  sockaddr_in a{};
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::getsockname(other, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int other_port = ntohs(a.sin_port);
+  EXPECT_FALSE(second.Start("127.0.0.1", other_port).ok());
+  ::close(other);
+  // The first one still serves; once stopped, its port can be bound again at once
+  // (SO_REUSEADDR, despite the connection just closed).
+  const std::string status_line = HealthzStatusLine(*port);
+  EXPECT_NE(status_line.find(" 200 OK"), std::string::npos) << status_line;
+  first.Stop();
+  auto third = second.Start("127.0.0.1", *port);
+  EXPECT_TRUE(third.ok()) << third.status();
 }
 
 }  // namespace

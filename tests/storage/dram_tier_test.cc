@@ -1,6 +1,8 @@
 #include "storage/dram_tier.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,8 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "gtest/gtest.h"
+#include "tests/storage/shm_test_util.h"
 
 namespace adaptcache {
 namespace {
@@ -110,6 +114,101 @@ TEST(DramTierTest, CreateRejectsBadOptions) {
   o = SmallPool(4 * kMiB);
   o.shm_dir = "/nonexistent-adaptcache";
   EXPECT_FALSE(DramTier::Create(o).ok());
+}
+
+// A name DramTier::Create would give a pool of `o`: <name>-<pid>-<16 hex>.pool.
+std::string PoolName(pid_t pid, const char* hex16, const std::string& name = "ac-dram-test") {
+  return absl::StrCat(name, "-", pid, "-", hex16, ".pool");
+}
+
+TEST(DramTierTest, CreateRemovesPoolFilesOfDeadInstancesOnly) {
+  using testing::PathExists;
+  testing::TempDir dir(testing::kShmDirTemplate);
+  const pid_t dead = testing::DeadPid();
+  testing::LiveChild live;
+  const std::string removed[] = {
+      PoolName(dead, "00000000deadbeef"),
+      PoolName(getpid(), "0000000000000001"),  // an earlier instance in our reused pid
+  };
+  std::vector<std::string> kept = {
+      PoolName(live.pid(), "0000000000000002"),
+      // Names that are not this pool name's pattern, all with the dead pid.
+      PoolName(dead, "0000000000000003", "other"),
+      PoolName(dead, "0000000000000004", "ac-dram-test-2"),  // another instance name
+      PoolName(dead, "0000000000000005", "x-ac-dram-test"),
+      PoolName(dead, "00000000000000AB"),   // upper-case id
+      PoolName(dead, "00000006"),           // short id
+      PoolName(dead, "00000000000000070"),  // 17 digits
+      PoolName(dead, "0000000000000008") + ".bak",
+      absl::StrCat("ac-dram-test-", dead, "-0000000000000009.tmp"),
+      absl::StrCat("ac-dram-test", dead, "-000000000000000a.pool"),
+      absl::StrCat("ac-dram-test-x", dead, "-000000000000000b.pool"),
+      "ac-dram-test--000000000000000c.pool",
+      "ac-dram-test-0-000000000000000d.pool",
+      "ac-dram-test-99999999999-000000000000000e.pool",
+  };
+  for (const auto& f : removed) ASSERT_TRUE(testing::WriteFile(dir / f, 4096)) << f;
+  for (const auto& f : kept) ASSERT_TRUE(testing::WriteFile(dir / f, 4096)) << f;
+  // Locked files are alive whatever pid they carry: a dead one's and ours.
+  std::vector<int> locks;
+  for (const std::string& f : {PoolName(dead, "0000000000000010"), PoolName(getpid(), "0000000000000011")}) {
+    ASSERT_TRUE(testing::WriteFile(dir / f, 4096));
+    locks.push_back(open((dir / f).c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_GE(locks.back(), 0);
+    ASSERT_EQ(flock(locks.back(), LOCK_EX), 0);
+    kept.push_back(f);
+  }
+  // A matching directory and symlink are not pool files.
+  kept.push_back(PoolName(dead, "0000000000000012"));
+  ASSERT_EQ(mkdir((dir / kept.back()).c_str(), 0700), 0);
+  ASSERT_TRUE(testing::WriteFile(dir / "target", 10));
+  kept.push_back("target");
+  kept.push_back(PoolName(dead, "0000000000000013"));
+  ASSERT_EQ(symlink((dir / "target").c_str(), (dir / kept.back()).c_str()), 0);
+
+  auto o = SmallPool(4 * kMiB);
+  o.shm_dir = dir.path();
+  o.remove_dead_pools = false;
+  {
+    auto t = DramTier::Create(o);
+    ASSERT_TRUE(t.ok()) << t.status();
+    for (const auto& f : removed) EXPECT_TRUE(PathExists(dir / f)) << f;
+  }
+  o.remove_dead_pools = true;
+  auto t = DramTier::Create(o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  for (const auto& f : removed) EXPECT_FALSE(PathExists(dir / f)) << f;
+  for (const auto& f : kept) EXPECT_TRUE(PathExists(dir / f)) << f;
+  EXPECT_TRUE(PathExists((*t)->shm_path()));
+  for (int fd : locks) close(fd);
+}
+
+TEST(DramTierTest, ALiveTierKeepsItsPoolWhenAnotherStartsInTheSameDir) {
+  testing::TempDir dir(testing::kShmDirTemplate);
+  auto o = SmallPool(4 * kMiB);
+  o.shm_dir = dir.path();
+  auto first = DramTier::Create(o);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Put(**first, 1, 100000);
+  auto second = DramTier::Create(o);  // same name, same pid: only the lock protects it
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(FileExists((*first)->shm_path()));
+  auto l = (*first)->Acquire(Key(1), 0);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_TRUE(Intact(**first, *l));
+}
+
+TEST(DramTierTest, PoolFileIsPrivateWhateverTheUmask) {
+  testing::TempDir dir(testing::kShmDirTemplate);
+  auto o = SmallPool(4 * kMiB);
+  o.shm_dir = dir.path();
+  for (mode_t mask : {0000, 0022, 0277}) {
+    const mode_t saved = umask(mask);
+    auto t = DramTier::Create(o);
+    umask(saved);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(testing::ModeOf((*t)->shm_path()), 0600u) << std::oct << mask;
+  }
 }
 
 TEST(DramTierTest, CommitPeekAcquireRelease) {

@@ -1,6 +1,7 @@
 #include "storage/shm_region.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -10,12 +11,21 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <string_view>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/storage/shm_test_util.h"
 
 namespace adaptcache {
 namespace {
+
+using testing::DeadPid;
+using testing::LiveChild;
+using testing::PathExists;
+using testing::TempDir;
+using testing::WriteFile;
 
 std::string UniqueName(const char* tag) {
   static int counter = 0;
@@ -166,6 +176,73 @@ TEST(ShmRegionTest, MlockBeyondTheLimitWarnsAndStillWorks) {
   EXPECT_FALSE((*r)->status().mlocked);
   EXPECT_FALSE((*r)->status().mlock_error.empty());
   (*r)->base()[(*r)->size() - 1] = std::byte{1};  // the pool works unlocked
+}
+
+// Names "t-<pid>.f" carry a pid; anything else is not ours.
+pid_t TestOwner(std::string_view name) {
+  int32_t pid = 0;
+  if (name.size() < 5 || name.substr(0, 2) != "t-" || name.substr(name.size() - 2) != ".f" ||
+      !absl::SimpleAtoi(absl::string_view(name.data() + 2, name.size() - 4), &pid)) {
+    return 0;
+  }
+  return pid;
+}
+
+TEST(RemoveDeadShmFilesTest, RemovesOnlyUnlockedFilesOfDeadOwners) {
+  TempDir dir(testing::kShmDirTemplate);
+  const pid_t dead = DeadPid();
+  LiveChild live;
+  const auto file = [&](pid_t pid) { return dir / absl::StrCat("t-", pid, ".f"); };
+  ASSERT_TRUE(WriteFile(file(dead), 5000));
+  ASSERT_TRUE(WriteFile(file(getpid()), 3000));  // an earlier instance in our (reused) pid
+  ASSERT_TRUE(WriteFile(file(live.pid()), 10));
+  ASSERT_TRUE(WriteFile(dir / "other.f", 10));
+  // A dead pid's file that someone still holds the lock on.
+  const std::string locked = file(DeadPid());
+  ASSERT_TRUE(WriteFile(locked, 10));
+  const int lfd = open(locked.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(lfd, 0);
+  ASSERT_EQ(flock(lfd, LOCK_EX), 0);
+  // Non-regular entries with a matching name: a directory and a symlink to a file.
+  const pid_t dead2 = DeadPid();
+  ASSERT_EQ(mkdir(file(dead2).c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFile(dir / "target", 10));
+  ASSERT_EQ(symlink((dir / "target").c_str(), file(DeadPid()).c_str()), 0);
+
+  const ShmCleanup c = RemoveDeadShmFiles(dir.path(), TestOwner);
+  EXPECT_EQ(c.removed, 2u);
+  EXPECT_EQ(c.removed_bytes, 8000u);
+  EXPECT_EQ(c.live, 2u);  // the live pid's and the locked one
+  EXPECT_FALSE(PathExists(file(dead)));
+  EXPECT_FALSE(PathExists(file(getpid())));
+  EXPECT_TRUE(PathExists(file(live.pid())));
+  EXPECT_TRUE(PathExists(locked));
+  EXPECT_TRUE(PathExists(dir / "other.f"));
+  EXPECT_TRUE(PathExists(file(dead2)));
+  EXPECT_TRUE(PathExists(dir / "target"));
+  close(lfd);
+  // With the lock gone the file is a dead instance's like any other.
+  EXPECT_EQ(RemoveDeadShmFiles(dir.path(), TestOwner).removed, 1u);
+  EXPECT_FALSE(PathExists(locked));
+  // A missing directory is nothing to clean.
+  EXPECT_EQ(RemoveDeadShmFiles(dir / "missing", TestOwner).removed, 0u);
+}
+
+TEST(RemoveDeadShmFilesTest, ALiveRegionOfThisProcessKeepsItsFile) {
+  TempDir dir(testing::kShmDirTemplate);
+  ShmRegionOptions o;
+  o.dir = dir.path();
+  o.file_name = absl::StrCat("t-", getpid(), ".f");
+  o.size = 1 << 16;
+  o.mlock = false;
+  auto r = ShmRegion::Create(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(testing::ModeOf((*r)->path()), 0600u);
+  const ShmCleanup c = RemoveDeadShmFiles(dir.path(), TestOwner);
+  EXPECT_EQ(c.removed, 0u);
+  EXPECT_EQ(c.live, 1u);
+  EXPECT_TRUE(PathExists((*r)->path()));
+  (*r)->base()[0] = std::byte{1};
 }
 
 }  // namespace

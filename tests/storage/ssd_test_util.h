@@ -15,6 +15,7 @@
 #include "common/key.h"
 #include "kernels/container.h"
 #include "storage/ssd_tier.h"
+#include "tests/storage/temp_dir.h"
 
 namespace adaptcache::testing {
 
@@ -40,25 +41,6 @@ inline std::vector<std::byte> MakeContainer(uint64_t seed, uint64_t payload,
 }
 
 inline EntryKey KeyOf(uint64_t i, uint64_t ns = 7) { return EntryKey{ns, Key128{i * 0x51ed27ull + 3, i}}; }
-
-// A fresh directory under /tmp (O_DIRECT needs a real filesystem, not tmpfs), removed
-// with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/var/tmp/ac_ssd_test_XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 inline SsdTierOptions SmallOptions(const std::string& dir) {
   SsdTierOptions o;

@@ -1,7 +1,11 @@
 // SsdTier: round trips, restart, index rebuild and catch-up, input validation, bounds.
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <latch>
+#include <map>
 
 #include "gtest/gtest.h"
 #include "storage/ssd_tier.h"
@@ -286,6 +290,56 @@ TEST(SsdTier, UnregisteredBuffersWork) {
   EXPECT_FALSE(t->Stats().registered_buffers);
   ASSERT_TRUE(t->PutSync(KeyOf(1), MakeContainer(1, 300000)).ok());
   EXPECT_EQ(*t->Get(KeyOf(1)), MakeContainer(1, 300000));
+}
+
+// Mode bits of `dir` and of every entry below it, by path relative to `dir`.
+std::map<std::string, unsigned> ModesUnder(const std::string& dir) {
+  std::map<std::string, unsigned> out;
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) == 0) out["."] = st.st_mode & 07777;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (::lstat(e.path().c_str(), &st) == 0)
+      out[std::filesystem::relative(e.path(), dir).string()] = st.st_mode & 07777;
+  }
+  return out;
+}
+
+// Every directory 0700 and every file 0600.
+void ExpectPrivate(const std::string& dir) {
+  const auto modes = ModesUnder(dir);
+  ASSERT_TRUE(modes.count("index")) << dir;
+  for (const auto& [path, mode] : modes) {
+    const bool is_dir = std::filesystem::is_directory(dir + "/" + path);
+    EXPECT_EQ(mode, is_dir ? 0700u : 0600u) << path << " has mode " << std::oct << mode;
+  }
+}
+
+TEST(SsdTier, DirsAndFilesArePrivateAndLooserOnesAreTightened) {
+  TempDir dir;
+  const std::string tier = dir.path() + "/tier";  // Open creates it
+  SsdTierOptions o = SmallOptions(tier);
+  struct Umask {  // a common umask (the daemon's is 077), restored at the end
+    mode_t saved = ::umask(022);
+    ~Umask() { ::umask(saved); }
+  } umask;
+  {
+    auto t = OpenOrDie(o);
+    ASSERT_TRUE(t);
+    ASSERT_TRUE(t->PutSync(KeyOf(1), MakeContainer(1, 5000)).ok());
+    ExpectPrivate(tier);
+  }
+  // As an older version or a hand-made directory would have left them.
+  for (const auto& [path, mode] : ModesUnder(tier)) {
+    const std::string p = tier + "/" + path;
+    ASSERT_EQ(::chmod(p.c_str(), std::filesystem::is_directory(p) ? 0755 : 0644), 0) << p;
+  }
+  ASSERT_TRUE(std::ofstream(tier + "/notes.txt") << "hand-made");
+  ASSERT_EQ(::chmod((tier + "/notes.txt").c_str(), 0644), 0);
+  auto t = OpenOrDie(o);
+  ASSERT_TRUE(t);
+  ExpectPrivate(tier);
+  EXPECT_EQ(*t->Get(KeyOf(1)), MakeContainer(1, 5000));
 }
 
 }  // namespace
