@@ -100,9 +100,13 @@ def _files(pkg_build: str) -> list:
     """(archive name, source path) of the package's files."""
     src_pkg = os.path.join(HERE, NAME)
     out = []
-    for n in sorted(os.listdir(src_pkg)):
-        if n.endswith(".py"):
-            out.append((f"{NAME}/{n}", os.path.join(src_pkg, n)))
+    for root, dirs, names in os.walk(src_pkg):  # subpackages too (adaptcache/connectors/)
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        rel = os.path.relpath(root, src_pkg).replace(os.sep, "/")
+        prefix = NAME if rel == "." else f"{NAME}/{rel}"
+        for n in sorted(names):
+            if n.endswith(".py"):
+                out.append((f"{prefix}/{n}", os.path.join(root, n)))
     for n in sorted(os.listdir(pkg_build)):
         if n == LIB or (n.startswith("_codec.") and n.endswith(".so")):
             out.append((f"{NAME}/{n}", os.path.join(pkg_build, n)))

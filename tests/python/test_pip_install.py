@@ -65,6 +65,7 @@ class PipInstallTest(unittest.TestCase):
             pkg_dir = run.stdout.splitlines()[0]
             self.assertTrue(pkg_dir.startswith(venv), f"imported from {pkg_dir}, not the venv")
             self.assertTrue(os.path.exists(os.path.join(pkg_dir, "libadaptcache_client.so")))
+            self.assertTrue(os.path.exists(os.path.join(pkg_dir, "connectors", "hf.py")))  # subpackages too
             # The in-tree build left nothing in the source tree.
             self.assertFalse(os.path.exists(os.path.join(REPO, "python", "build")))
             shutil.rmtree(venv, ignore_errors=True)
