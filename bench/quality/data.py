@@ -110,3 +110,60 @@ def leval_samples(tok, path, n_docs, context_tokens, questions_per_doc, answer_t
 def default_text_paths(data_dir):
     return (sorted(glob.glob(os.path.join(data_dir, "texts", "*.txt"))),
             sorted(glob.glob(os.path.join(data_dir, "pg", "*.txt"))))
+
+
+def find_data_dir(explicit: str = "", repo: str = "") -> str:
+    """The evaluation data folder (texts/, pg/, leval/): ``explicit``, else
+    $ADAPTCACHE_DATA_DIR, else <repo>/../shared/data, else a copy carried under
+    <repo>/.devcarry/data[/shared]. SystemExit when none has any of the three."""
+    repo = repo or os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    cands = [explicit] if explicit else [os.environ.get("ADAPTCACHE_DATA_DIR", ""),
+                                         os.path.join(repo, "..", "shared", "data"),
+                                         os.path.join(repo, ".devcarry", "data", "shared"),
+                                         os.path.join(repo, ".devcarry", "data")]
+    for c in cands:
+        if c and any(os.path.isdir(os.path.join(c, s)) for s in ("texts", "pg", "leval")):
+            return os.path.abspath(c)
+    raise SystemExit(f"no data folder with texts/, pg/ or leval/ among {[c for c in cands if c]} "
+                     "(--data-dir or $ADAPTCACHE_DATA_DIR)")
+
+
+def round_robin_contexts(tok, data_dir, n, ctx_tokens, cont_tokens):
+    """n text samples, round robin over books (texts/), essays (pg/, joined) and L-Eval
+    documents (their `input` text, document j of every task file before j+1): windows of
+    ctx_tokens + cont_tokens + 1 tokens at fixed offsets (text_sample). Fewer when the data
+    runs out (a warning on stderr)."""
+    import sys  # noqa: PLC0415
+
+    groups = []
+    texts = sorted(glob.glob(os.path.join(data_dir, "texts", "*.txt")))
+    pg = sorted(glob.glob(os.path.join(data_dir, "pg", "*.txt")))
+    if texts:
+        docs = read_docs(texts)
+        groups.append(("books", [(name, text, i) for i in range(64) for name, text in docs]))
+    if pg:
+        (name, text), = read_docs(pg, "pg_essays")
+        groups.append(("essays", [(name, text, i) for i in range(256)]))
+    per_file = []
+    for path in sorted(glob.glob(os.path.join(data_dir, "leval", "*.jsonl"))):
+        with open(path) as f:
+            docs = [json.loads(line) for line in f if line.strip()]
+        base = os.path.splitext(os.path.basename(path))[0]
+        per_file.append([(f"{base}#{j}", d.get("input", ""), 0) for j, d in enumerate(docs)])
+    if per_file:
+        groups.append(("leval", [fl[j] for j in range(max(map(len, per_file))) for fl in per_file if j < len(fl)]))
+    if not groups:
+        raise SystemExit(f"{data_dir}: no texts/*.txt, pg/*.txt or leval/*.jsonl")
+    out, pos = [], [0] * len(groups)
+    while len(out) < n and any(p < len(g[1]) for p, g in zip(pos, groups)):
+        for gi, (task, items) in enumerate(groups):
+            while len(out) < n and pos[gi] < len(items):
+                name, text, idx = items[pos[gi]]
+                pos[gi] += 1
+                s = text_sample(tok, name, text, idx, ctx_tokens, cont_tokens, task)
+                if s is not None:
+                    out.append(s)
+                    break
+    if len(out) < n:
+        print(f"warning: only {len(out)} contexts of {ctx_tokens} tokens found (asked {n})", file=sys.stderr)
+    return out
