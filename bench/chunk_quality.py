@@ -42,11 +42,9 @@ import argparse
 import concurrent.futures as cf
 import csv
 import datetime
-import glob
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -390,61 +388,6 @@ def self_test() -> int:
     return 1 if fails else 0
 
 
-# ------------------------------------------------------------------------- data
-
-
-def find_data_dir(explicit: str) -> str:
-    cands = [explicit] if explicit else [os.environ.get("ADAPTCACHE_DATA_DIR", ""),
-                                         os.path.join(REPO, "..", "shared", "data"),
-                                         os.path.join(REPO, ".devcarry", "data", "shared"),
-                                         os.path.join(REPO, ".devcarry", "data")]
-    for c in cands:
-        if c and any(os.path.isdir(os.path.join(c, s)) for s in ("texts", "pg", "leval")):
-            return os.path.abspath(c)
-    raise SystemExit(f"no data folder with texts/, pg/ or leval/ among {[c for c in cands if c]} "
-                     "(--data-dir, $ADAPTCACHE_DATA_DIR; tools/device/pack.sh --eval-data carries ../shared/data)")
-
-
-def build_contexts(tok, data_dir, n, ctx_tokens, cont_tokens):
-    """Round robin over books (texts/), essays (pg/, joined) and L-Eval documents (their
-    `input` text): windows of ctx_tokens + cont_tokens + 1 tokens at fixed offsets."""
-    import data as datamod
-
-    groups = []
-    texts = sorted(glob.glob(os.path.join(data_dir, "texts", "*.txt")))
-    pg = sorted(glob.glob(os.path.join(data_dir, "pg", "*.txt")))
-    if texts:
-        docs = datamod.read_docs(texts)
-        groups.append(("books", [(name, text, i) for i in range(64) for name, text in docs]))
-    if pg:
-        (name, text), = datamod.read_docs(pg, "pg_essays")
-        groups.append(("essays", [(name, text, i) for i in range(256)]))
-    per_file = []
-    for path in sorted(glob.glob(os.path.join(data_dir, "leval", "*.jsonl"))):
-        with open(path) as f:
-            docs = [json.loads(line) for line in f if line.strip()]
-        base = os.path.splitext(os.path.basename(path))[0]
-        per_file.append([(f"{base}#{j}", d.get("input", ""), 0) for j, d in enumerate(docs)])
-    if per_file:  # interleave the task files: document j of every file, then j+1
-        groups.append(("leval", [x for j in range(max(map(len, per_file))) for fl in per_file if j < len(fl)
-                                 for x in [fl[j]]]))
-    if not groups:
-        raise SystemExit(f"{data_dir}: no texts/*.txt, pg/*.txt or leval/*.jsonl")
-    out, pos = [], [0] * len(groups)
-    while len(out) < n and any(p < len(g[1]) for p, g in zip(pos, groups)):
-        for gi, (task, items) in enumerate(groups):
-            while len(out) < n and pos[gi] < len(items):
-                name, text, idx = items[pos[gi]]
-                pos[gi] += 1
-                s = datamod.text_sample(tok, name, text, idx, ctx_tokens, cont_tokens, task)
-                if s is not None:
-                    out.append(s)
-                    break
-    if len(out) < n:
-        log(f"warning: only {len(out)} contexts of {ctx_tokens} tokens found (asked {n})")
-    return out
-
-
 # ------------------------------------------------------------------------- configs and proxies
 
 
@@ -487,32 +430,6 @@ def chunk_proxies(QR, chunk_u16, configs):
 # ------------------------------------------------------------------------- the run
 
 
-def git_commit():
-    try:
-        c = subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                           text=True, timeout=10)
-        if c.returncode == 0 and c.stdout.strip():
-            d = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-            return c.stdout.strip() + ("+dirty" if d else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    p = os.path.join(REPO, ".devcarry", "COMMIT")
-    return open(p).read().strip() + " (pack)" if os.path.exists(p) else "unknown"
-
-
-def machine_line(torch, device):
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU (CPU run)"
-    return (f"{gpu}; {cpu or platform.processor()} ({os.cpu_count()} cores); Python {platform.python_version()}, "
-            f"torch {torch.__version__}, numpy {np.__version__}")
-
-
 class Ctx:
     """One context: tokens, bf16 KV (chunks on the host, whole on the device), reference."""
 
@@ -528,6 +445,8 @@ def run(a):
     import torch
 
     import adaptcache as ac
+    import data as datamod
+    import runinfo
     import torch_llama as tl
 
     t0 = time.time()
@@ -559,8 +478,8 @@ def run(a):
     log(f"model {npm.name} ({os.path.basename(gguf)}): {L} layers, {cfgm.heads} heads, {H} KV heads, head_dim {D}, "
         f"rope_theta {cfgm.rope_theta:g}; loaded in {time.time() - t0:.1f}s on {dev}")
 
-    data_dir = find_data_dir(a.data_dir)
-    samples = build_contexts(tok, data_dir, a.contexts, a.context_tokens, a.continuation)
+    data_dir = datamod.find_data_dir(a.data_dir, REPO)
+    samples = datamod.round_robin_contexts(tok, data_dir, a.contexts, a.context_tokens, a.continuation)
     if not samples:
         raise SystemExit("no contexts")
     ctxs = [Ctx(s) for s in samples]
@@ -766,7 +685,7 @@ def run(a):
                f"continuation perplexity of the raw cache: median {med_ppl:.2f} (min {min(ppl):.2f}, max "
                f"{max(ppl):.2f}) over {len(ppl)} contexts; limit {a.max_ppl:g}",
                f"decode: {'CUDA kernels (get_to_device into CUDA tensors)' if True in used_gpu else 'CPU decoder'}"
-               + (f"; context 0, every config: GPU output == CPU decoder byte for byte"
+               + ("; context 0, every config: GPU output == CPU decoder byte for byte"
                   if on_gpu and not gpu_vs_cpu_bad else "")
                + (f"; GPU != CPU decoder for {gpu_vs_cpu_bad[:6]}" if gpu_vs_cpu_bad else ""),
                f"EntryInfo.est_quality_loss after Put: non-zero on {est_nonzero[0]} of {est_total[0]} entries",
@@ -798,7 +717,8 @@ def run(a):
     meta = dict(
         model=f"{npm.name}", command="python3 bench/chunk_quality.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
-        commit=a.commit or git_commit(), seconds=time.time() - t0, machine=machine_line(torch, dev),
+        commit=a.commit or runinfo.git_commit(REPO), seconds=time.time() - t0,
+        machine=f"{runinfo.machine_line(torch, dev)}, numpy {np.__version__}",
         contexts=len(ctxs), context_tokens=T, sources=", ".join(f"{v} {k}" for k, v in src_count.items()),
         data_dir=data_dir, n_chunks=CH, chunk=a.chunk, continuation=C,
         model_detail=f"{os.path.basename(gguf)}, {L} layers, {H} KV heads x {D}, weights dequantized from the GGUF",
