@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status_kinds.h"
 #include "spdlog/spdlog.h"
 #include "storage/extent_allocator.h"
 
@@ -571,8 +572,7 @@ absl::Status DramTier::EraseIf(const EntryKey& key, std::optional<uint32_t> crc3
   auto it = impl_->index.find(key);
   if (it == impl_->index.end()) return absl::NotFoundError("not in the DRAM tier");
   if (require_unleased && (*it)->lease_count > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("DRAM entry is under ", (*it)->lease_count, " lease(s)"));
+    return LeasedError(absl::StrCat("DRAM entry is under ", (*it)->lease_count, " lease(s)"));
   }
   if (crc32c.has_value() && (*it)->meta.crc32c != *crc32c) {
     return absl::AbortedError("DRAM entry changed (CRC differs)");

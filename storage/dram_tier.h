@@ -175,7 +175,7 @@ class DramTier {
   // Same as ForEach, with the lease count of each entry.
   void ForEachWithLeases(
       const std::function<void(const EntryKey&, const EntryMeta&, uint32_t leases)>& fn) const;
-  // Removes the entry only if it has no lease (FailedPrecondition otherwise) and, when
+  // Removes the entry only if it has no lease (LeasedError otherwise, common/status_kinds.h) and, when
   // given, its meta.crc32c equals `crc32c` (Aborted otherwise). NotFound if absent.
   absl::Status EraseIf(const EntryKey& key, std::optional<uint32_t> crc32c,
                        bool require_unleased);

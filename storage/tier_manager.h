@@ -200,10 +200,9 @@ class TierManager {
 
   // ---- mover primitives ----
   // Writes the DRAM copy to SSD (if not already there), waits until durable, then drops
-  // the DRAM copy. IsLeased if the DRAM copy is leased (nothing changes); a plain
-  // FailedPrecondition if a lease appeared during the write (the SSD copy then stays
-  // beside it); NotFound if not in DRAM; the SSD refusal (IsNotAdmitted/IsOverBudget)
-  // otherwise (DRAM copy kept).
+  // the DRAM copy. IsLeased if the DRAM copy is leased, before the write (nothing
+  // changes) or after it (the SSD copy then stays beside it); NotFound if not in DRAM;
+  // the SSD refusal (IsNotAdmitted/IsOverBudget) otherwise (DRAM copy kept).
   absl::Status Demote(const EntryKey& key, bool bypass_admission = false);
   // Reads the SSD copy into DRAM and commits it (the SSD copy stays). NotFound if not on
   // SSD; OK without change if already in DRAM; Aborted if the key changed meanwhile.

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
+#include "common/status_kinds.h"
 #include "gtest/gtest.h"
 #include "tests/storage/shm_test_util.h"
 
@@ -354,6 +355,19 @@ TEST(DramTierTest, AllocationFailsWithoutEvictingWhenEverythingIsLeased) {
   Put(*t, 9, kMiB);
   EXPECT_FALSE(t->Peek(Key(3)).has_value());
   for (size_t i : {0, 1, 3}) EXPECT_TRUE(Intact(*t, leases[i]));
+}
+
+TEST(DramTierTest, EraseIfOfALeasedEntryIsALeasedErrorAndKeepsIt) {
+  auto t = *DramTier::Create(SmallPool(4 * kMiB));
+  const EntryMeta m = Put(*t, 1, kPage);
+  auto lease = t->Acquire(Key(1), 60'000);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  const absl::Status st = t->EraseIf(Key(1), m.crc32c, /*require_unleased=*/true);
+  EXPECT_TRUE(IsLeased(st)) << st;  // the mover counts it as leased, not as a failure
+  EXPECT_TRUE(t->Peek(Key(1)).has_value());
+  ASSERT_TRUE(t->Release(lease->id));
+  EXPECT_TRUE(t->EraseIf(Key(1), m.crc32c, /*require_unleased=*/true).ok());
+  EXPECT_FALSE(t->Peek(Key(1)).has_value());
 }
 
 TEST(DramTierTest, FragmentationRefusesAfterEvictingEverythingUnleased) {
