@@ -2,6 +2,7 @@
 // express (NULLs, sizes), conversions, and the status code into the return value and the
 // message into a thread-local string. Nothing here throws across the boundary.
 #include "client/c_api.h"
+#include "common/status_kinds.h"
 
 #include <algorithm>
 #include <cstring>
@@ -40,9 +41,11 @@ using adaptcache::client::Client;
 using adaptcache::client::EntryInfo;
 
 thread_local std::string g_last_error;
+thread_local int g_last_error_kind = AC_ERROR_KIND_NONE;
 
 int Fail(const absl::Status& st) {
   g_last_error = std::string(st.message());
+  g_last_error_kind = adaptcache::IsOverloaded(st) ? AC_ERROR_KIND_OVERLOADED : AC_ERROR_KIND_NONE;
   const int code = static_cast<int>(st.code());
   return code == 0 ? static_cast<int>(absl::StatusCode::kUnknown) : code;
 }
@@ -50,6 +53,7 @@ int Fail(absl::StatusCode code, std::string msg) { return Fail(absl::Status(code
 int Invalid(std::string msg) { return Fail(absl::StatusCode::kInvalidArgument, std::move(msg)); }
 int Ok() {
   g_last_error.clear();
+  g_last_error_kind = AC_ERROR_KIND_NONE;
   return 0;
 }
 
@@ -219,6 +223,7 @@ int ac_cuda_available(void) {
 }
 
 const char* ac_last_error(void) { return g_last_error.c_str(); }
+int ac_last_error_kind(void) { return g_last_error_kind; }
 
 int ac_connect(const char* target, int64_t rpc_timeout_ms, ac_client** out) {
   return Guard([&] {

@@ -98,6 +98,12 @@ int ac_cuda_available(void);
 /* The message of the last failing call on this thread ("" if none). Valid until the
  * thread's next ac_* call. */
 const char* ac_last_error(void);
+/* What kind of failure the last failing call on this thread was, beyond its code:
+ * AC_ERROR_KIND_OVERLOADED = the daemon refused it for load through every retry
+ * (RESOURCE_EXHAUSTED; an unreachable daemon is UNAVAILABLE). */
+#define AC_ERROR_KIND_NONE 0
+#define AC_ERROR_KIND_OVERLOADED 1
+int ac_last_error_kind(void);
 
 /* Connects (target: "unix:///path", "unix:path", a socket path or "host:port") and checks
  * the daemon with Health. rpc_timeout_ms: deadline per RPC, 0 = none, < 0 = the default

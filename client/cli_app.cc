@@ -81,7 +81,8 @@ ParseOutcome ParseCli(int argc, const char* const* argv, CliOptions* o) {
   } catch (const CLI::ParseError& e) {
     std::ostringstream so, se;
     out.exit_now = true;
-    out.exit_code = app.exit(e, so, se);
+    // CLI11's own codes (105, 106, ...) are not ours: any parse failure is a usage error.
+    out.exit_code = app.exit(e, so, se) == 0 ? 0 : 1;
     out.text = so.str() + se.str();
     return out;
   }

@@ -1,5 +1,6 @@
 // `adaptcache`: the command-line client (docs/client.md). Exit codes: 0 success,
-// 1 error, 2 not found (no entry / zero prefix hits).
+// 1 error (usage errors included), 2 not found (no entry / zero prefix hits), 3 the daemon
+// cannot be reached, 4 the daemon stayed overloaded through the retries.
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "client/cli_app.h"
 #include "client/client.h"
 #include "client/kv_files.h"
+#include "common/status_kinds.h"
 #include "kernels/codec.h"
 
 namespace adaptcache::client {
@@ -15,10 +17,17 @@ namespace {
 
 constexpr int kExitError = 1;
 constexpr int kExitNotFound = 2;
+constexpr int kExitUnreachable = 3;
+constexpr int kExitOverloaded = 4;
 
 int Fail(const absl::Status& st) {
-  std::fprintf(stderr, "adaptcache: %s\n", st.ToString().c_str());
-  return st.code() == absl::StatusCode::kNotFound ? kExitNotFound : kExitError;
+  // Code and message only: ToString() would also print the payloads.
+  std::fprintf(stderr, "adaptcache: %s: %s\n", absl::StatusCodeToString(st.code()).c_str(),
+               std::string(st.message()).c_str());
+  if (st.code() == absl::StatusCode::kNotFound) return kExitNotFound;
+  if (IsOverloaded(st)) return kExitOverloaded;
+  if (st.code() == absl::StatusCode::kUnavailable) return kExitUnreachable;
+  return kExitError;
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Dial(const CliOptions& o) {

@@ -11,15 +11,19 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <functional>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "adaptcache/v1/cache.grpc.pb.h"
 #include "common/crc32c.h"
+#include "common/status_kinds.h"
 
 namespace adaptcache::client {
 
@@ -48,11 +52,60 @@ struct PoolMapping {
 
 namespace {
 
+// Marks a grpc::Status whose overload retries ran out (it has no payloads of its own).
+constexpr char kOverloadedDetail[] = "adaptcache:overloaded";
+
 absl::Status FromGrpc(const grpc::Status& st) {
   if (st.ok()) return absl::OkStatus();
   // gRPC and Abseil share the canonical code numbering.
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                      absl::StrCat("adaptcached: ", st.error_message()));
+  absl::Status out(static_cast<absl::StatusCode>(st.error_code()), absl::StrCat("adaptcached: ", st.error_message()));
+  if (st.error_details() == kOverloadedDetail) out = WithKind(std::move(out), ErrorKind::kOverloaded);
+  return out;
+}
+
+// A refusal the daemon asks to retry: its own, with the hint, or gRPC's thread-pool one.
+bool IsOverload(const grpc::Status& st, const grpc::ClientContext& ctx, uint32_t* hint_ms) {
+  if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return false;
+  const auto& md = ctx.GetServerTrailingMetadata();
+  if (auto it = md.find("retry-after-ms"); it != md.end()) {
+    uint32_t v = 0;
+    const std::string s(it->second.data(), it->second.size());
+    if (absl::SimpleAtoi(s, &v)) *hint_ms = v;
+    return true;
+  }
+  return st.error_message().find("Threadpool Exhausted") != std::string::npos;
+}
+
+grpc::Status CallWithRetry(const ClientOptions& opts,
+                           const std::function<grpc::Status(grpc::ClientContext*)>& attempt) {
+  using Clock = std::chrono::system_clock;
+  const auto start = Clock::now();
+  const auto deadline = opts.rpc_timeout.count() > 0 ? start + opts.rpc_timeout : Clock::time_point::max();
+  const auto retry_until = std::min(deadline, start + opts.overload_retry_for);
+  thread_local std::minstd_rand rng(std::random_device{}());
+  std::chrono::milliseconds backoff(0);
+  for (uint32_t tries = 1;; ++tries) {
+    grpc::ClientContext ctx;
+    if (deadline != Clock::time_point::max()) ctx.set_deadline(deadline);
+    grpc::Status st = attempt(&ctx);
+    uint32_t hint_ms = 5;
+    if (st.ok() || opts.overload_retry_for.count() <= 0 || !IsOverload(st, ctx, &hint_ms)) return st;
+    backoff = std::min(opts.overload_backoff_max,
+                       std::max(std::chrono::milliseconds(hint_ms), backoff * 2));
+    // Full jitter in [backoff/2, backoff], so refused clients do not return in step.
+    const auto half = backoff.count() / 2;
+    const auto sleep = std::chrono::milliseconds(
+        half + std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(0, backoff.count() - half))(rng));
+    if (Clock::now() + sleep >= retry_until) {
+      return grpc::Status(st.error_code(),
+                          absl::StrCat("overloaded: ", st.error_message(), " (", tries, " tries over ",
+                                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
+                                           .count(),
+                                       " ms)"),
+                          kOverloadedDetail);
+    }
+    std::this_thread::sleep_for(sleep);
+  }
 }
 
 std::string ChannelTarget(const std::string& target) {
@@ -166,8 +219,9 @@ class ClientCore {
     (void)Flush();
   }
 
-  void Prepare(grpc::ClientContext* ctx) const {
-    if (opts_.rpc_timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + opts_.rpc_timeout);
+  // Runs `attempt` with a fresh context, again while the daemon refuses it for overload.
+  grpc::Status Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt) const {
+    return CallWithRetry(opts_, attempt);
   }
   v1::AdaptCache::Stub* stub() { return stub_.get(); }
   // Get as a stream of undecoded frames, so data frames can be copied straight into the
@@ -229,9 +283,7 @@ class ClientCore {
     v1::ReleaseRequest req;
     req.mutable_lease_ids()->Add(ids.begin(), ids.end());
     v1::ReleaseResponse resp;
-    grpc::ClientContext ctx;
-    Prepare(&ctx);
-    auto st = stub_->Release(&ctx, req, &resp);
+    auto st = Call([&](grpc::ClientContext* ctx) { return stub_->Release(ctx, req, &resp); });
     // On failure the leases simply expire on the daemon; nothing is retried.
     if (!st.ok()) return FromGrpc(st);
     return resp.released();
@@ -252,9 +304,7 @@ class ClientCore {
 
   absl::StatusOr<std::shared_ptr<PoolMapping>> MapPool() {
     v1::PoolInfoResponse info;
-    grpc::ClientContext ctx;
-    Prepare(&ctx);
-    auto gst = stub_->PoolInfo(&ctx, v1::PoolInfoRequest(), &info);
+    auto gst = Call([&](grpc::ClientContext* ctx) { return stub_->PoolInfo(ctx, v1::PoolInfoRequest(), &info); });
     if (!gst.ok()) return FromGrpc(gst);
     if (info.shm_path().empty() || info.size() == 0) {
       return absl::FailedPreconditionError("the daemon offers no shared-memory pool");
@@ -374,6 +424,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   std::unique_ptr<Client> c(new Client(core));
   auto h = c->Health();
   if (!h.ok()) {
+    if (IsOverloaded(h.status())) {
+      return OverloadedError(absl::StrCat("adaptcached at ", target, " is overloaded: ", h.status().message()));
+    }
     return absl::Status(h.status().code(), absl::StrCat("cannot reach adaptcached at ", target, ": ",
                                                         h.status().message()));
   }
@@ -392,9 +445,10 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& ns, std::span<con
   req.set_namespace_(ns);
   for (const auto& k : keys) req.add_keys(k.ToBytes());
   v1::LookupResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->Lookup(&ctx, req, &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->Lookup(ctx, req, &resp); }));
+      !st.ok()) {
+    return st;
+  }
   if (static_cast<size_t>(resp.entries_size()) != keys.size() || resp.prefix_hits() > keys.size()) {
     return absl::InternalError("server answered Lookup with a malformed response");
   }
@@ -414,24 +468,28 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& ns, std::span<con
 
 absl::StatusOr<EntryInfo> Client::Put(const PutSpec& spec, std::span<const std::byte> raw) {
   if (auto st = CheckSpec(spec, raw.size(), true); !st.ok()) return st;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
   v1::PutResponse resp;
-  auto writer = core_->stub()->Put(&ctx, &resp);
-  v1::PutRequest req;
-  FillHeader(spec, req.mutable_header());
-  bool ok = writer->Write(req);
-  const size_t frame = core_->opts().put_frame_bytes;
-  for (size_t off = 0; ok && off < raw.size(); off += frame) {
-    const size_t n = std::min(frame, raw.size() - off);
-    req.Clear();
-    req.set_data(reinterpret_cast<const char*>(raw.data() + off), n);
-    ok = writer->Write(req);
-  }
-  writer->WritesDone();
-  // If a Write failed, the server ended the stream: Finish carries its reason.
-  if (auto st = FromGrpc(writer->Finish()); !st.ok()) return st;
-  if (!ok) return absl::InternalError("Put stream broke but the server reported success");
+  bool broke = false;
+  const grpc::Status gst = core_->Call([&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    auto writer = core_->stub()->Put(ctx, &resp);
+    v1::PutRequest req;
+    FillHeader(spec, req.mutable_header());
+    bool ok = writer->Write(req);
+    const size_t frame = core_->opts().put_frame_bytes;
+    for (size_t off = 0; ok && off < raw.size(); off += frame) {
+      const size_t n = std::min(frame, raw.size() - off);
+      req.Clear();
+      req.set_data(reinterpret_cast<const char*>(raw.data() + off), n);
+      ok = writer->Write(req);
+    }
+    writer->WritesDone();
+    broke = !ok;
+    // If a Write failed, the server ended the stream: Finish carries its reason.
+    return writer->Finish();
+  });
+  if (auto st = FromGrpc(gst); !st.ok()) return st;
+  if (broke) return absl::InternalError("Put stream broke but the server reported success");
   return FromProtoEntry(resp.entry());
 }
 
@@ -441,19 +499,16 @@ absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec,
   v1::ReservePutRequest req;
   FillHeader(spec, req.mutable_header());
   v1::ReservePutResponse res;
-  {
-    grpc::ClientContext ctx;
-    core_->Prepare(&ctx);
-    if (auto st = FromGrpc(core_->stub()->ReservePut(&ctx, req, &res)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->ReservePut(ctx, req, &res); }));
+      !st.ok()) {
+    return st;
   }
   auto abort = [&](absl::Status why) -> absl::Status {
     v1::CommitPutRequest c;
     c.set_reservation_id(res.reservation_id());
     c.set_abort(true);
     v1::PutResponse ignored;
-    grpc::ClientContext ctx;
-    core_->Prepare(&ctx);
-    (void)core_->stub()->CommitPut(&ctx, c, &ignored);
+    (void)core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->CommitPut(ctx, c, &ignored); });
     return why;
   };
   // Map (or re-validate the mapping) after reserving, so it is the pool the offset names.
@@ -468,9 +523,10 @@ absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec,
   v1::CommitPutRequest c;
   c.set_reservation_id(res.reservation_id());
   v1::PutResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->CommitPut(&ctx, c, &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->CommitPut(ctx, c, &resp); }));
+      !st.ok()) {
+    return st;
+  }
   return FromProtoEntry(resp.entry());
 }
 
@@ -534,64 +590,69 @@ absl::StatusOr<EntryInfo> StreamGet(ClientCore* core, const std::string& ns, con
   req.set_namespace_(ns);
   req.set_key(key.ToBytes());
   req.set_transfer(v1::TRANSFER_STREAM);
-  grpc::ClientContext ctx;
-  core->Prepare(&ctx);
-  auto reader = core->RawGet(&ctx, req);
-  grpc::ByteBuffer bb;
-  v1::GetResponse frame;
   std::optional<EntryInfo> info;
   std::span<std::byte> dst;
   uint64_t got = 0;
   uint32_t crc = 0;  // of dst[0, got), extended frame by frame while each is in cache
   absl::Status local;
-  while (local.ok() && reader->Read(&bb)) {
-    const uint64_t before = got;
-    if (info.has_value() && CopyDataFrame(&bb, dst.data(), info->stored_bytes - got, &got, &local)) {
-      crc = Crc32cExtend(crc, dst.data() + before, got - before);
-      continue;
-    }
-    frame.Clear();
-    if (!grpc::SerializationTraits<v1::GetResponse>::Deserialize(&bb, &frame).ok()) {
-      local = absl::InternalError("Get stream frame does not parse");
-      break;
-    }
-    if (!info.has_value()) {
-      if (!frame.has_entry()) {
-        local = absl::InternalError("Get stream did not start with the entry");
+  const grpc::Status gst = core->Call([&](grpc::ClientContext* ctx) {
+    info.reset();
+    got = 0;
+    crc = 0;
+    auto reader = core->RawGet(ctx, req);
+    grpc::ByteBuffer bb;
+    v1::GetResponse frame;
+    while (local.ok() && reader->Read(&bb)) {
+      const uint64_t before = got;
+      if (info.has_value() && CopyDataFrame(&bb, dst.data(), info->stored_bytes - got, &got, &local)) {
+        crc = Crc32cExtend(crc, dst.data() + before, got - before);
+        continue;
+      }
+      frame.Clear();
+      if (!grpc::SerializationTraits<v1::GetResponse>::Deserialize(&bb, &frame).ok()) {
+        local = absl::InternalError("Get stream frame does not parse");
         break;
       }
-      auto e = FromProtoEntry(frame.entry());
-      if (!e.ok()) {
-        local = e.status();
+      if (!info.has_value()) {
+        if (!frame.has_entry()) {
+          local = absl::InternalError("Get stream did not start with the entry");
+          break;
+        }
+        auto e = FromProtoEntry(frame.entry());
+        if (!e.ok()) {
+          local = e.status();
+          break;
+        }
+        if (!e->hit()) {
+          local = absl::NotFoundError("miss");
+          break;
+        }
+        auto d = sink(*e);
+        if (!d.ok()) {
+          local = d.status();
+          break;
+        }
+        dst = *d;
+        info = std::move(*e);
+      }
+      const std::string& data = frame.data();
+      if (data.size() > info->stored_bytes - got) {
+        local = absl::DataLossError("server streamed more bytes than the entry holds");
         break;
       }
-      if (!e->hit()) {
-        local = absl::NotFoundError("miss");
-        break;
-      }
-      auto d = sink(*e);
-      if (!d.ok()) {
-        local = d.status();
-        break;
-      }
-      dst = *d;
-      info = std::move(*e);
+      std::memcpy(dst.data() + got, data.data(), data.size());
+      crc = Crc32cExtend(crc, dst.data() + got, data.size());
+      got += data.size();
     }
-    const std::string& data = frame.data();
-    if (data.size() > info->stored_bytes - got) {
-      local = absl::DataLossError("server streamed more bytes than the entry holds");
-      break;
+    if (!local.ok()) {
+      ctx->TryCancel();
+      (void)reader->Finish();
+      return grpc::Status::OK;  // `local` says why
     }
-    std::memcpy(dst.data() + got, data.data(), data.size());
-    crc = Crc32cExtend(crc, dst.data() + got, data.size());
-    got += data.size();
-  }
-  if (!local.ok()) {
-    ctx.TryCancel();
-    (void)reader->Finish();
-    return local;
-  }
-  if (auto st = FromGrpc(reader->Finish()); !st.ok()) return st;
+    return reader->Finish();
+  });
+  if (!local.ok()) return local;
+  if (auto st = FromGrpc(gst); !st.ok()) return st;
   if (!info.has_value()) return absl::InternalError("Get stream ended without an entry");
   if (got != info->stored_bytes) {
     return absl::DataLossError(absl::StrCat("Get stream delivered ", got, " of ", info->stored_bytes, " bytes"));
@@ -630,14 +691,16 @@ absl::StatusOr<LeasedEntry> Client::GetShm(const std::string& ns, const Key128& 
   req.set_key(key.ToBytes());
   req.set_transfer(v1::TRANSFER_SHM);
   req.set_lease_ms(lease_ms);
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  auto reader = core_->stub()->Get(&ctx, req);
   v1::GetResponse frame, extra;
-  const bool have = reader->Read(&frame);
-  const bool more = have && reader->Read(&extra);
-  if (more) ctx.TryCancel();
-  if (auto st = FromGrpc(reader->Finish()); !st.ok() && !more) return st;
+  bool have = false, more = false;
+  const grpc::Status gst = core_->Call([&](grpc::ClientContext* ctx) {
+    auto reader = core_->stub()->Get(ctx, req);
+    have = reader->Read(&frame);
+    more = have && reader->Read(&extra);
+    if (more) ctx->TryCancel();
+    return reader->Finish();
+  });
+  if (auto st = FromGrpc(gst); !st.ok() && !more) return st;
   if (!have) return absl::InternalError("SHM Get returned no frame");
   LeasedEntry le;
   le.core_ = core_;
@@ -668,9 +731,10 @@ absl::StatusOr<LeasedPrefix> Client::LeasePrefix(const std::string& ns, std::spa
   for (const auto& k : keys) req.add_keys(k.ToBytes());
   req.set_lease_ms(lease_ms);
   v1::LeasePrefixResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->LeasePrefix(&ctx, req, &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->LeasePrefix(ctx, req, &resp); }));
+      !st.ok()) {
+    return st;
+  }
   const uint32_t n = std::min<uint32_t>(resp.leased(), static_cast<uint32_t>(resp.lease_ids_size()));
   LeasedPrefix out;
   // Own every lease the daemon granted before any check, so an error releases them.
@@ -744,17 +808,19 @@ absl::StatusOr<uint32_t> Client::Delete(const std::string& ns, std::span<const K
   req.set_namespace_(ns);
   for (const auto& k : keys) req.add_keys(k.ToBytes());
   v1::DeleteResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->Delete(&ctx, req, &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->Delete(ctx, req, &resp); }));
+      !st.ok()) {
+    return st;
+  }
   return resp.deleted();
 }
 
 absl::StatusOr<StatsInfo> Client::Stats() {
   v1::StatsResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->Stats(&ctx, v1::StatsRequest(), &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->Stats(ctx, v1::StatsRequest(), &resp); }));
+      !st.ok()) {
+    return st;
+  }
   StatsInfo out;
   for (const auto& t : resp.tiers()) {
     TierStatsInfo ti;
@@ -779,9 +845,10 @@ absl::StatusOr<StatsInfo> Client::Stats() {
 
 absl::StatusOr<HealthInfo> Client::Health() {
   v1::HealthResponse resp;
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  if (auto st = FromGrpc(core_->stub()->Health(&ctx, v1::HealthRequest(), &resp)); !st.ok()) return st;
+  if (auto st = FromGrpc(core_->Call([&](grpc::ClientContext* ctx) { return core_->stub()->Health(ctx, v1::HealthRequest(), &resp); }));
+      !st.ok()) {
+    return st;
+  }
   return HealthInfo{resp.serving(), resp.version()};
 }
 

@@ -16,6 +16,7 @@
 //     (NotFound / DataLoss), never as data.
 //
 // Every call returns absl::Status / StatusOr; server errors keep their code and message.
+// Overload refusals are retried (ClientOptions::overload_retry_for).
 // Thread safety: a Client may be used concurrently from any number of threads. A
 // LeasedEntry is a value owned by one thread at a time; it stays valid (and keeps the
 // mapping alive) even if the Client is destroyed first.
@@ -41,8 +42,15 @@ namespace adaptcache::client {
 struct ClientOptions {
   // Data frame size of streamed Puts (the server's frames decide Get's).
   size_t put_frame_bytes = 1 << 20;
-  // Deadline of each RPC; zero means none.
+  // Deadline of each call, retries included; zero means none.
   std::chrono::milliseconds rpc_timeout{60'000};
+  // A call the daemon refuses for overload (RESOURCE_EXHAUSTED with a retry hint, or gRPC's
+  // "Server Threadpool Exhausted") is retried with exponential backoff and jitter, starting
+  // at the daemon's hint, until it succeeds, this budget is spent, or the deadline nears.
+  // Zero turns retries off. Overload is reported as ResourceExhausted, an unreachable daemon
+  // as Unavailable.
+  std::chrono::milliseconds overload_retry_for{30'000};
+  std::chrono::milliseconds overload_backoff_max{1'000};
   // Leases of destroyed LeasedEntry objects are released in one Release RPC once this
   // many are pending (1 = release immediately), sent by a background thread so no request
   // waits for it. FlushReleases() sends them now.

@@ -10,11 +10,13 @@ constexpr absl::string_view KindName(ErrorKind k) {
     case ErrorKind::kLeased: return "leased";
     case ErrorKind::kNotAdmitted: return "not_admitted";
     case ErrorKind::kOverBudget: return "over_budget";
+    case ErrorKind::kOverloaded: return "overloaded";
   }
   return "";
 }
 
-constexpr ErrorKind kAllKinds[] = {ErrorKind::kLeased, ErrorKind::kNotAdmitted, ErrorKind::kOverBudget};
+constexpr ErrorKind kAllKinds[] = {ErrorKind::kLeased, ErrorKind::kNotAdmitted, ErrorKind::kOverBudget,
+                                   ErrorKind::kOverloaded};
 
 bool Is(const absl::Status& s, absl::StatusCode code, ErrorKind kind) {
   return s.code() == code && KindOf(s) == kind;
@@ -46,6 +48,10 @@ absl::Status OverBudgetError(absl::string_view msg) {
   return WithKind(absl::ResourceExhaustedError(msg), ErrorKind::kOverBudget);
 }
 
+absl::Status OverloadedError(absl::string_view msg) {
+  return WithKind(absl::ResourceExhaustedError(msg), ErrorKind::kOverloaded);
+}
+
 bool IsLeased(const absl::Status& s) {
   return Is(s, absl::StatusCode::kFailedPrecondition, ErrorKind::kLeased);
 }
@@ -54,6 +60,10 @@ bool IsNotAdmitted(const absl::Status& s) {
 }
 bool IsOverBudget(const absl::Status& s) {
   return Is(s, absl::StatusCode::kResourceExhausted, ErrorKind::kOverBudget);
+}
+
+bool IsOverloaded(const absl::Status& s) {
+  return Is(s, absl::StatusCode::kResourceExhausted, ErrorKind::kOverloaded);
 }
 
 }  // namespace adaptcache

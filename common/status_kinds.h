@@ -18,6 +18,7 @@ enum class ErrorKind : uint8_t {
   kLeased,       // FailedPrecondition: the DRAM copy is under a lease; nothing changed
   kNotAdmitted,  // FailedPrecondition: the SSD admission rule refused the write (too cold)
   kOverBudget,   // ResourceExhausted: the SSD write budget is spent
+  kOverloaded,   // ResourceExhausted: the daemon refused the call for load, retries ran out
 };
 
 // `s` with its kind set; an OK status is returned as it is (OK carries no payload).
@@ -28,10 +29,12 @@ std::optional<ErrorKind> KindOf(const absl::Status& s);
 absl::Status LeasedError(absl::string_view msg);
 absl::Status NotAdmittedError(absl::string_view msg);
 absl::Status OverBudgetError(absl::string_view msg);
+absl::Status OverloadedError(absl::string_view msg);
 
 // True when `s` has the kind's code and carries the kind.
 bool IsLeased(const absl::Status& s);
 bool IsNotAdmitted(const absl::Status& s);
 bool IsOverBudget(const absl::Status& s);
+bool IsOverloaded(const absl::Status& s);
 
 }  // namespace adaptcache

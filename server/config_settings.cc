@@ -2,10 +2,12 @@
 // and checked setter; value syntax (sizes, host:port); and Validate().
 #include "server/config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -174,8 +176,25 @@ std::vector<Setting> BuildSettings() {
                             "\"\" = off",
                             &ServerConfig::metrics_listen, CheckListen));
   s.push_back(UintSetting("server", "threads", "threads",
-                          "gRPC worker threads; 0 = max(16, 4 x cores)", &ServerConfig::threads, 0,
+                          "gRPC worker threads; 0 = max(32, 4 x cores)", &ServerConfig::threads, 0,
                           4096));
+  s.push_back(UintSetting("server", "keepalive_ms", "keepalive-ms",
+                          "HTTP/2 keepalive ping interval; 0 = no pings",
+                          &ServerConfig::keepalive_ms, 0, kDayMs));
+  s.push_back(UintSetting("server", "keepalive_timeout_ms", "keepalive-timeout-ms",
+                          "Drop a connection whose keepalive ping is unanswered this long",
+                          &ServerConfig::keepalive_timeout_ms, 1, kDayMs));
+  s.push_back(UintSetting("server", "max_connection_idle_ms", "max-connection-idle-ms",
+                          "Close client connections idle this long; 0 = never",
+                          &ServerConfig::max_connection_idle_ms, 0, kDayMs));
+  s.push_back(UintSetting("server", "max_connection_age_ms", "max-connection-age-ms",
+                          "Ask clients to reconnect after this long (calls in flight get "
+                          "max_stream_ms to finish); 0 = never",
+                          &ServerConfig::max_connection_age_ms, 0, kDayMs));
+  s.push_back(UintSetting("server", "max_streams_per_connection", "max-streams-per-connection",
+                          "Concurrent calls one client connection may have open (more wait in "
+                          "the client)",
+                          &ServerConfig::max_streams_per_connection, 1, 1u << 20));
   s.push_back(StringSetting("server", "log_level", "log-level",
                             "trace, debug, info, warn, error, critical or off",
                             &ServerConfig::log_level, CheckLogLevel));
@@ -219,6 +238,28 @@ std::vector<Setting> BuildSettings() {
   s.push_back(UintSetting("limits", "max_inflight_puts", "max-inflight-puts",
                           "Concurrent Put/CommitPut; beyond, RESOURCE_EXHAUSTED",
                           &ServerConfig::max_inflight_puts, 1, 65536));
+  s.push_back(UintSetting("limits", "max_streams", "max-streams",
+                          "Concurrent Put/Get streams; beyond, RESOURCE_EXHAUSTED with a retry "
+                          "hint; 0 = 3/4 of the threads (the rest stay for Health, Lookup, ...)",
+                          &ServerConfig::max_streams, 0, 1u << 20));
+  s.push_back(UintSetting("limits", "stream_idle_timeout_ms", "stream-idle-timeout-ms",
+                          "Cancel a Put/Get stream that sends or reads nothing this long; "
+                          "0 = never",
+                          &ServerConfig::stream_idle_timeout_ms, 0, kDayMs));
+  s.push_back(UintSetting("limits", "max_stream_ms", "max-stream-ms",
+                          "Cancel a Put/Get stream running longer than this; 0 = never",
+                          &ServerConfig::max_stream_ms, 0, kDayMs));
+  s.push_back(UintSetting("limits", "stream_preempt_idle_ms", "stream-preempt-idle-ms",
+                          "When max_streams are taken, a new stream cancels the one idle longest "
+                          "if it has been idle this long; 0 = never",
+                          &ServerConfig::stream_preempt_idle_ms, 0, kDayMs));
+  s.push_back(BytesSetting("limits", "max_staging_bytes", "max-staging-bytes",
+                           "Memory for the raw bytes of streamed Puts in flight (taken as data "
+                           "arrives); beyond, RESOURCE_EXHAUSTED",
+                           &ServerConfig::max_staging_bytes, 1 * kMiB, 1ull << 50));
+  s.push_back(UintSetting("limits", "retry_after_ms", "retry-after-ms",
+                          "Back-off hint sent with overload refusals",
+                          &ServerConfig::retry_after_ms, 1, 60'000));
   s.push_back(UintSetting("limits", "max_batch_keys", "max-batch-keys",
                           "Keys per Lookup/Delete and lease ids per Release",
                           &ServerConfig::max_batch_keys, 1, 1u << 20));
@@ -485,6 +526,27 @@ absl::Status Validate(const ServerConfig& cfg) {
   if (cfg.stream_chunk_bytes > cfg.max_frame_bytes) {
     return absl::InvalidArgumentError("[limits] stream_chunk_bytes exceeds max_frame_bytes");
   }
+  if (cfg.max_staging_bytes < cfg.max_entry_bytes) {
+    return absl::InvalidArgumentError(
+        "[limits] max_staging_bytes is below max_entry_bytes: the largest Put could never stage");
+  }
+  if (cfg.max_streams != 0 && cfg.max_streams >= cfg.ThreadCount()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "[limits] max_streams (", cfg.max_streams, ") must be below the thread count (",
+        cfg.ThreadCount(), "), or streams could take every thread from Health and Lookup"));
+  }
   return absl::OkStatus();
+}
+
+uint32_t ServerConfig::ThreadCount() const {
+  if (threads != 0) return threads;
+  return std::max(32u, 4 * std::thread::hardware_concurrency());
+}
+
+uint32_t ServerConfig::StreamCap() const {
+  if (max_streams != 0) return max_streams;
+  const uint32_t t = ThreadCount();
+  const uint32_t reserved = std::max(2u, t / 4);
+  return t > reserved ? t - reserved : 1;
 }
 }  // namespace adaptcache::server

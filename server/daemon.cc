@@ -279,15 +279,36 @@ int RunDaemon(ServerConfig cfg) {
   }
   CacheService service(cfg, tm->get(), metrics->get(), policy_runner.get());
 
-  const int threads = cfg.threads != 0
-                          ? static_cast<int>(cfg.threads)
-                          : std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = static_cast<int>(cfg.ThreadCount());
+  const int pollers = std::max(2, threads / 4);
   grpc::ServerBuilder builder;
+  // Pollers count against the quota too; streams are capped below `threads` (service.h),
+  // so a poller and a thread for unary calls are always left.
   grpc::ResourceQuota quota("adaptcached");
-  quota.SetMaxThreads(threads);
+  quota.SetMaxThreads(threads + pollers);
   builder.SetResourceQuota(quota);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              std::max(2, threads / 4));
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, pollers);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(cfg.max_streams_per_connection));
+  if (cfg.keepalive_ms != 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(cfg.keepalive_ms));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               static_cast<int>(cfg.keepalive_timeout_ms));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  }
+  // Clients may ping as often as every 10 s; more often, gRPC's ping strikes send GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  if (cfg.max_connection_idle_ms != 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               static_cast<int>(cfg.max_connection_idle_ms));
+  }
+  if (cfg.max_connection_age_ms != 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(cfg.max_connection_age_ms));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               static_cast<int>(std::min<uint64_t>(
+                                   cfg.max_stream_ms == 0 ? INT32_MAX : cfg.max_stream_ms, INT32_MAX)));
+  }
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(cfg.max_frame_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(static_cast<int>(cfg.stream_chunk_bytes + (64 << 10)));
   // gRPC sets SO_REUSEPORT by default: a second daemon would share the port silently.
@@ -327,10 +348,12 @@ int RunDaemon(ServerConfig cfg) {
   }
   Reaper reaper(dram, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
 
-  spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads", kVersion,
+  spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads, "
+               "{} streams", kVersion,
                cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " and ",
                cfg.tcp_listen.empty() ? "" : absl::StrCat(cfg.tcp_listen, " (port ", tcp_port, ")"),
-               cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), threads);
+               cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), threads,
+               cfg.StreamCap());
   if (!cfg.ready_file.empty()) {
     auto st = WriteReadyFile(
         cfg.ready_file,

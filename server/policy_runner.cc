@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "absl/strings/str_split.h"
 #include "common/crc32c.h"
 #include "common/status_kinds.h"
@@ -18,11 +19,6 @@
 namespace adaptcache::server {
 namespace {
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Loss given to configs whose quality is unknown: large enough that no sensible α
 // makes them worth choosing over the miss cost, yet finite as PolicyInput requires.
@@ -333,7 +329,7 @@ PolicyRunner::~PolicyRunner() {
   if (admit_thread_.joinable()) admit_thread_.join();
 }
 
-void PolicyRunner::OnAccess(const EntryKey& key) { stats_->Record(key, NowNs()); }
+void PolicyRunner::OnAccess(const EntryKey& key) { stats_->Record(key, SteadyNowNs()); }
 
 void PolicyRunner::OnPut(const EntryKey& key, const KvShape& shape, CodecId family) {
   if (family != CodecId::kRaw || !opts_.admission) return;
@@ -545,7 +541,7 @@ absl::Status PolicyRunner::EstimateEntry(const EntryKey& key, Estimate* out, uin
 absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
   CycleReport report;
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t now_ns = NowNs();
+  const int64_t now_ns = SteadyNowNs();
 
   // 1. Snapshot.
   struct Row {

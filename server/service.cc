@@ -33,6 +33,15 @@ class LeaseGuard {
 
 }  // namespace
 
+grpc::Status StreamGone(grpc::ServerContext* ctx, const StreamLimiter::Ticket& ticket) {
+  if (const char* why = ticket.cancel_reason(); why != nullptr) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        absl::StrCat("stream cancelled by the daemon: ", why));
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED,
+                      ctx->IsCancelled() ? "client cancelled" : "client went away");
+}
+
 grpc::Status ToGrpc(const absl::Status& st) {
   if (st.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
@@ -45,7 +54,11 @@ CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetri
       tier_(tm->dram()),
       metrics_(metrics),
       observer_(observer),
-      start_(std::chrono::steady_clock::now()) {}
+      start_(std::chrono::steady_clock::now()),
+      streams_(StreamLimits{cfg.StreamCap(), std::chrono::milliseconds(cfg.stream_idle_timeout_ms),
+                            std::chrono::milliseconds(cfg.max_stream_ms),
+                            std::chrono::milliseconds(cfg.stream_preempt_idle_ms), cfg.retry_after_ms}),
+      staging_(cfg.max_staging_bytes) {}
 
 absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::string& bytes,
                                                 int index) const {
@@ -183,6 +196,12 @@ grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* r
   if (!shm && req->transfer() != v1::TRANSFER_STREAM) {
     return scope.Finish(Invalid(absl::StrCat("unknown transfer ", req->transfer())));
   }
+  StreamLimiter::Ticket ticket;
+  if (!shm) {
+    grpc::Status refusal;
+    ticket = streams_.Admit(ctx, &refusal);
+    if (!ticket.admitted()) return scope.Finish(refusal);
+  }
   // Streams hold their internal lease as long as allowed; SHM leases are the client's.
   const uint32_t lease_ms = shm ? std::min(req->lease_ms(), cfg_.lease_max_ms) : cfg_.lease_max_ms;
   auto tl = tm_->Get(*key, lease_ms);
@@ -197,7 +216,7 @@ grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* r
   NoteAccess(*key);  // placement policy statistics (no-op without a policy)
   const Lease* lease = &tl->lease;
   LeaseGuard guard(tier_, lease->id);
-  if (!shm) return scope.Finish(StreamEntry(ctx, *lease, *key, tl->found_in, writer));
+  if (!shm) return scope.Finish(StreamEntry(ctx, *lease, *key, tl->found_in, &ticket, writer));
 
   v1::GetResponse frame;
   FillEntryInfo(lease->meta, lease->extent.length, frame.mutable_entry(), tl->found_in);
@@ -215,10 +234,12 @@ grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* r
 
 grpc::Status CacheService::StreamEntry(grpc::ServerContext* ctx, const Lease& lease,
                                        const EntryKey& /*key*/, StorageTier found_in,
+                                       StreamLimiter::Ticket* ticket,
                                        grpc::ServerWriter<v1::GetResponse>* writer) {
   v1::GetResponse frame;
   FillEntryInfo(lease.meta, lease.extent.length, frame.mutable_entry(), found_in);
-  if (!writer->Write(frame)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  if (!writer->Write(frame)) return StreamGone(ctx, *ticket);
+  ticket->Touch();
   const ByteSpan bytes = tier_->Bytes(lease.extent);
   // Stop well before the lease ends: after it, the extent may be reused.
   constexpr auto kLeaseMargin = std::chrono::seconds(1);
@@ -232,14 +253,15 @@ grpc::Status CacheService::StreamEntry(grpc::ServerContext* ctx, const Lease& le
   std::string* buf = data.mutable_data();
   buf->reserve(std::min<uint64_t>(cfg_.stream_chunk_bytes, bytes.size()));
   for (uint64_t off = 0; off < bytes.size(); off += cfg_.stream_chunk_bytes) {
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
+    if (ctx->IsCancelled()) return StreamGone(ctx, *ticket);
     if (std::chrono::system_clock::now() + kLeaseMargin >= lease.expires) {
       return grpc::Status(grpc::StatusCode::ABORTED,
                           "transfer outlived the entry's lease; retry the Get");
     }
     const uint64_t n = std::min<uint64_t>(cfg_.stream_chunk_bytes, bytes.size() - off);
     buf->assign(reinterpret_cast<const char*>(bytes.data() + off), n);
-    if (!writer->Write(data)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    if (!writer->Write(data)) return StreamGone(ctx, *ticket);
+    ticket->Touch();
   }
   metrics_->CountGetBytes(bytes.size(), false);
   return grpc::Status::OK;

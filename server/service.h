@@ -2,13 +2,18 @@
 // (DRAM + optional SSD tier) and the codec library. docs/api.md documents every RPC, its validation and its status
 // codes.
 //
-// Put streams the raw tensor into a staging extent of the pool, encodes it into the
-// final extent and commits; ReservePut/CommitPut do the same from a client-written
+// Put streams the raw tensor into a staging buffer, encodes it into the final extent
+// of the pool and commits; ReservePut/CommitPut do the same from a client-written
 // reservation. Get hands out a lease (TRANSFER_SHM) or streams the container under an
 // internal lease, checking its CRC on the way; an SSD hit is first read into the pool
 // by the tier manager. Nothing is committed unless the whole
 // request validated, the stream carried exactly the shape's bytes, and encoding
 // succeeded; any failure frees what the request allocated.
+//
+// Streams are bounded (server/stream_limiter.h): a capped number at once, cancelled when
+// idle or too old, so Health and the unary RPCs always find a thread. A streamed Put's
+// bytes stage in memory taken as they arrive (server/staging_buffer.h), never in the pool,
+// so an unfinished Put evicts nothing.
 //
 // Thread safety: every RPC may run concurrently (synchronous gRPC server threads).
 // ReapPending() is called by the daemon's reaper thread.
@@ -28,6 +33,8 @@
 #include "server/access_observer.h"
 #include "server/config.h"
 #include "server/server_metrics.h"
+#include "server/staging_buffer.h"
+#include "server/stream_limiter.h"
 #include "storage/dram_tier.h"
 #include "storage/tier_manager.h"
 
@@ -35,6 +42,8 @@ namespace adaptcache::server {
 
 // absl and gRPC share the canonical status codes.
 grpc::Status ToGrpc(const absl::Status& st);
+// The status of a stream whose Read or Write failed: the watchdog's reason, else the client's.
+grpc::Status StreamGone(grpc::ServerContext* ctx, const StreamLimiter::Ticket& ticket);
 
 class CacheService final : public adaptcache::v1::AdaptCache::Service {
  public:
@@ -71,6 +80,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   bool serving() const { return serving_.load(); }
   // Forgets put headers of reservations that expired more than a grace period ago.
   size_t ReapPending();
+  const StreamLimiter& streams() const { return streams_; }
+  const StagingBudget& staging() const { return staging_; }
 
  private:
   // A Put header after validation.
@@ -111,7 +122,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
     if (observer_ != nullptr) observer_->OnPut(key, shape, family);
   }
   grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease, const EntryKey& key,
-                           StorageTier found_in, grpc::ServerWriter<v1::GetResponse>* writer);
+                           StorageTier found_in, StreamLimiter::Ticket* ticket,
+                           grpc::ServerWriter<v1::GetResponse>* writer);
 
   const ServerConfig cfg_;
   TierManager* const tm_;
@@ -121,6 +133,9 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> serving_{true};
   std::atomic<int64_t> inflight_puts_{0};
+  // Put and streamed Get are admitted here; destroyed before cfg_'s users are gone.
+  StreamLimiter streams_;
+  StagingBudget staging_;
   // Lookup keys found, by tier (TierStats.hits = these + Gets served from the tier).
   std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0};
 

@@ -59,10 +59,9 @@ class CacheService::InflightSlot {
     if (ok_) s_->metrics_->SetInflightPuts(s_->inflight_puts_.fetch_sub(1) - 1);
   }
   bool ok() const { return ok_; }
-  grpc::Status Refusal() const {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("more than ", s_->cfg_.max_inflight_puts,
-                                     " puts in flight; retry later"));
+  grpc::Status Refusal(grpc::ServerContext* ctx) const {
+    return Overloaded(ctx, absl::StrCat("more than ", s_->cfg_.max_inflight_puts, " puts in flight"),
+                      s_->cfg_.retry_after_ms);
   }
 
  private:
@@ -108,8 +107,8 @@ absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::Put
   plan.codec_name = codec->Name();  // canonical spelling
   if (MaxEncodedBytes(plan.codec, plan.shape) > tier_->pool_size() / 2) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("entry of ", raw_bytes, " bytes cannot fit in the pool (",
-                     tier_->pool_size(), " bytes) next to its staging copy"));
+        absl::StrCat("entry of ", raw_bytes, " bytes cannot fit in half the pool (",
+                     tier_->pool_size(), " bytes)"));
   }
   if (h.token_importance_size() != 0) {
     if (static_cast<uint32_t>(h.token_importance_size()) != plan.shape.tokens) {
@@ -183,26 +182,27 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
 grpc::Status CacheService::Put(grpc::ServerContext* ctx,
                                grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* resp) {
   RequestScope scope(metrics_, Op::kPut);
+  // Admitted before the header: a client that sends nothing holds a stream slot, not more.
+  grpc::Status refusal;
+  StreamLimiter::Ticket ticket = streams_.Admit(ctx, &refusal);
+  if (!ticket.admitted()) return scope.Finish(refusal);
   v1::PutRequest frame;
   if (!reader->Read(&frame)) {
-    if (ctx->IsCancelled()) {
-      return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled"));
-    }
+    if (ctx->IsCancelled()) return scope.Finish(StreamGone(ctx, ticket));
     return scope.Finish(Invalid("empty Put stream: the first frame must be a header"));
   }
+  ticket.Touch();
   if (!frame.has_header()) return scope.Finish(Invalid("the first Put frame must be a header"));
   auto plan = ValidateHeader(frame.header());
   if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
   InflightSlot slot(this);
-  if (!slot.ok()) return scope.Finish(slot.Refusal());
+  if (!slot.ok()) return scope.Finish(slot.Refusal(ctx));
 
   const uint64_t raw_bytes = plan->shape.Bytes();
-  auto staging = tier_->Allocate(raw_bytes);
+  auto staging = StagingBuffer::Create(raw_bytes, &staging_);
   if (!staging.ok()) return scope.Finish(ToGrpc(staging.status()));
-  ExtentGuard guard(tier_, *staging);
-  ByteSpan dst = tier_->Bytes(*staging).first(raw_bytes);
-  uint64_t got = 0;
   for (uint64_t index = 1; reader->Read(&frame); ++index) {
+    ticket.Touch();
     switch (frame.frame_case()) {
       case v1::PutRequest::kHeader:
         return scope.Finish(Invalid(absl::StrCat("frame ", index, " is a second header")));
@@ -211,26 +211,24 @@ grpc::Status CacheService::Put(grpc::ServerContext* ctx,
         if (d.empty()) {  // docs/api.md: an empty frame is a client bug, not a keepalive
           return scope.Finish(Invalid(absl::StrCat("frame ", index, " is an empty data frame")));
         }
-        if (d.size() > raw_bytes - got) {
-          return scope.Finish(Invalid(absl::StrCat("stream carries more than the shape's ",
-                                                   raw_bytes, " bytes (frame ", index, ")")));
+        if (auto st = staging->Append(d.data(), d.size()); !st.ok()) {
+          if (absl::IsResourceExhausted(st)) {
+            return scope.Finish(Overloaded(ctx, std::string(st.message()), cfg_.retry_after_ms));
+          }
+          return scope.Finish(Invalid(absl::StrCat(st.message(), " (frame ", index, ")")));
         }
-        std::memcpy(dst.data() + got, d.data(), d.size());
-        got += d.size();
         break;
       }
       default:
         return scope.Finish(Invalid(absl::StrCat("frame ", index, " has neither header nor data")));
     }
   }
-  if (ctx->IsCancelled()) {
-    return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled mid-stream"));
+  if (ctx->IsCancelled()) return scope.Finish(StreamGone(ctx, ticket));
+  if (staging->size() != raw_bytes) {
+    return scope.Finish(Invalid(absl::StrCat("stream ended after ", staging->size(),
+                                             " of the shape's ", raw_bytes, " bytes")));
   }
-  if (got != raw_bytes) {
-    return scope.Finish(Invalid(absl::StrCat("stream ended after ", got, " of the shape's ",
-                                             raw_bytes, " bytes")));
-  }
-  auto st = EncodeAndCommit(*plan, dst, resp);
+  auto st = EncodeAndCommit(*plan, staging->bytes(), resp);
   return scope.Finish(ToGrpc(st));
 }
 
@@ -257,13 +255,13 @@ grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePut
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::CommitPut(grpc::ServerContext*, const v1::CommitPutRequest* req,
+grpc::Status CacheService::CommitPut(grpc::ServerContext* ctx, const v1::CommitPutRequest* req,
                                      v1::PutResponse* resp) {
   RequestScope scope(metrics_, Op::kCommitPut);
   const uint64_t id = req->reservation_id();
   if (id == 0) return scope.Finish(Invalid("reservation_id 0 is never issued"));
   InflightSlot slot(this);
-  if (!req->abort() && !slot.ok()) return scope.Finish(slot.Refusal());
+  if (!req->abort() && !slot.ok()) return scope.Finish(slot.Refusal(ctx));
 
   PendingReservation pending;
   {

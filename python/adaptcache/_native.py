@@ -67,6 +67,7 @@ _SIGNATURES = {
     "ac_built_with_cuda": (_c.c_int, []),
     "ac_cuda_available": (_c.c_int, []),
     "ac_last_error": (_c.c_char_p, []),
+    "ac_last_error_kind": (_c.c_int, []),
     "ac_connect": (_c.c_int, [_c.c_char_p, _c.c_int64, _c.POINTER(_c.c_void_p)]),
     "ac_close": (None, [_c.c_void_p]),
     "ac_hash_tokens": (_c.c_int, [_c.c_char_p, _c.c_void_p, _c.c_uint64, _c.c_uint32, _c.c_void_p, _c.c_uint64,
@@ -140,8 +141,12 @@ def lib() -> ctypes.CDLL:
     return _lib
 
 
+ERROR_KIND_OVERLOADED = 1  # c_api.h AC_ERROR_KIND_OVERLOADED
+
+
 def check(rc: int) -> None:
     """Raises the exception for a non-zero status of the call just made on this thread."""
     if rc != 0:
         msg = lib().ac_last_error()
-        raise errors.error_from_status(rc, msg.decode("utf-8", "replace") if msg else "")
+        overloaded = lib().ac_last_error_kind() == ERROR_KIND_OVERLOADED
+        raise errors.error_from_status(rc, msg.decode("utf-8", "replace") if msg else "", overloaded=overloaded)

@@ -58,7 +58,7 @@ class AdaptCacheError(Exception):
         return f"{type(self).__name__}(code={self.code} {self.code_name}, message={self.message!r})"
 
     def __reduce__(self):  # picklable across processes (multiprocessing workers)
-        return (error_from_status, (self.code, self.message))
+        return (error_from_status, (self.code, self.message, isinstance(self, Overloaded)))
 
 
 class Cancelled(AdaptCacheError):
@@ -131,12 +131,20 @@ _BY_CODE = {cls.code: cls for cls in (
     DataLoss, Unauthenticated)}
 
 
-def error_from_status(code: int, message: str) -> AdaptCacheError:
+class Overloaded(ResourceExhausted):
+    """The daemon refused the call for load, and kept refusing through the client's retries
+    with backoff (an unreachable daemon raises :class:`Unavailable` instead)."""
+
+
+def error_from_status(code: int, message: str, overloaded: bool = False) -> AdaptCacheError:
     """The exception for a non-zero status code (the base class for an unknown code)."""
+    if overloaded and int(code) == ResourceExhausted.code:
+        return Overloaded(code, message)
     cls = _BY_CODE.get(int(code))
     if cls is None:
         return AdaptCacheError(code, message)
     return cls(code, message)
 
 
-__all__ = ["AdaptCacheError", "error_from_status", "CODE_NAMES"] + [c.__name__ for c in _BY_CODE.values()]
+__all__ = (["AdaptCacheError", "Overloaded", "error_from_status", "CODE_NAMES"]
+           + [c.__name__ for c in _BY_CODE.values()])

@@ -31,10 +31,11 @@ class CliTest : public DaemonTest {
     return o;
   }
 
-  RunResult Run(const std::string& args) {
+  RunResult Run(const std::string& args) { return RunAt(daemon_->socket_path(), args); }
+  RunResult RunAt(const std::string& target, const std::string& args) {
     const char* bin_dir = std::getenv("ADAPTCACHE_BIN_DIR");
     const std::string cmd = absl::StrCat(bin_dir ? bin_dir : "build/bin", "/adaptcache --target ",
-                                         daemon_->socket_path(), " ", args, " 2>&1");
+                                         target, " ", args, " 2>&1");
     RunResult r;
     FILE* p = ::popen(cmd.c_str(), "r");
     if (p == nullptr) return r;
@@ -200,6 +201,17 @@ TEST_F(CliTest, CodecsAndHealth) {
   auto health = Run("health");
   EXPECT_EQ(health.code, 0) << health.output;
   EXPECT_NE(health.output.find("serving"), std::string::npos);
+}
+
+TEST_F(CliTest, ExitCodesFollowTheDocs) {
+  // docs/client.md: 1 error (usage errors too), 2 not found, 3 daemon unreachable.
+  EXPECT_EQ(Run("get -n x --no-such-flag").code, 1);
+  EXPECT_EQ(Run("get -n x").code, 1) << "no keys";
+  EXPECT_EQ(Run("get -n x --key 00000000000000000000000000000001 -o " + File("miss.bin")).code, 2);
+  auto gone = RunAt(daemon_->dir() + "/no-daemon.sock", "health");
+  EXPECT_EQ(gone.code, 3) << gone.output;
+  EXPECT_NE(gone.output.find("cannot reach adaptcached"), std::string::npos) << gone.output;
+  EXPECT_EQ(Run("--help").code, 0);
 }
 
 }  // namespace

@@ -60,6 +60,7 @@ class DaemonProcess {
   }
   ~DaemonProcess() {
     if (pid_ > 0) {
+      channel_.reset();  // a connected client makes the daemon's graceful stop wait its drain deadline
       ::kill(pid_, SIGTERM);
       if (!WaitExit(std::chrono::seconds(10))) {
         ::kill(pid_, SIGKILL);
@@ -150,6 +151,7 @@ class DaemonProcess {
   // (the daemon is then killed with SIGKILL).
   int Stop(int sig = SIGTERM, std::chrono::seconds timeout = std::chrono::seconds(20)) {
     if (pid_ <= 0) return exit_status_;
+    channel_.reset();
     ::kill(pid_, sig);
     if (!WaitExit(timeout)) {
       ::kill(pid_, SIGKILL);

@@ -96,6 +96,18 @@ inline grpc::Status PutBytes(v1::AdaptCache::Stub* stub, const v1::PutHeader& h,
   return SendFrames(stub, frames, resp);
 }
 
+// Whether Lookup finds the entry in DRAM.
+inline bool StoredInDram(v1::AdaptCache::Stub* stub, const std::string& ns, const std::string& key) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx);
+  v1::LookupRequest req;
+  req.set_namespace_(ns);
+  req.add_keys(key);
+  v1::LookupResponse resp;
+  EXPECT_TRUE(stub->Lookup(&ctx, req, &resp).ok());
+  return resp.entries_size() == 1 && resp.entries(0).tier() == v1::TIER_DRAM;
+}
+
 // Streams an entry back; returns the concatenated container bytes.
 inline grpc::Status GetStream(v1::AdaptCache::Stub* stub, const std::string& ns,
                               const std::string& key, std::string* container,

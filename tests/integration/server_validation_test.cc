@@ -23,16 +23,7 @@ class ServerValidationTest : public DaemonTest {
     return o;
   }
 
-  bool Stored(const std::string& ns, const std::string& key) {
-    grpc::ClientContext ctx;
-    WithDeadline(&ctx);
-    v1::LookupRequest req;
-    req.set_namespace_(ns);
-    req.add_keys(key);
-    v1::LookupResponse resp;
-    EXPECT_TRUE(stub_->Lookup(&ctx, req, &resp).ok());
-    return resp.entries_size() == 1 && resp.entries(0).tier() == v1::TIER_DRAM;
-  }
+  bool Stored(const std::string& ns, const std::string& key) { return StoredInDram(stub_.get(), ns, key); }
 
   v1::StatsResponse Stats() {
     grpc::ClientContext ctx;

@@ -6,6 +6,7 @@ GPU cases live in test_client_gpu.py.
 """
 
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -239,6 +240,11 @@ class ClientTest(unittest.TestCase):
         self.assertIsInstance(e, ac.Unavailable)
         self.assertEqual(str(e), "UNAVAILABLE: gone")
         self.assertIsInstance(ac.error_from_status(99, "?"), ac.AdaptCacheError)
+        o = ac.error_from_status(8, "busy", overloaded=True)
+        self.assertIsInstance(o, ac.Overloaded)
+        self.assertIsInstance(o, ac.ResourceExhausted)
+        self.assertIsInstance(pickle.loads(pickle.dumps(o)), ac.Overloaded)
+        self.assertNotIsInstance(ac.error_from_status(8, "too big"), ac.Overloaded)
 
     # ------------------------------------------------------------------ get_to_device, CPU path
 
