@@ -419,6 +419,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
     args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, opts.receive_window_bytes);
   }
   if (opts.http2_max_frame_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, opts.http2_max_frame_bytes);
+  if (opts.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
   auto core = std::make_shared<ClientCore>(target, opts, channel);
   std::unique_ptr<Client> c(new Client(core));

@@ -61,6 +61,10 @@ struct ClientOptions {
   int receive_window_bytes = 0;
   // Largest HTTP/2 frame the server may send (16 KiB..16 MiB-1); 0 keeps gRPC's default.
   int http2_max_frame_bytes = 0;
+  // A connection of this client's own instead of the one gRPC shares between channels of
+  // a process with the same target and options (many clients in one process, as in a
+  // benchmark standing in for many processes).
+  bool own_connection = false;
 };
 
 enum class Tier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };

@@ -34,7 +34,7 @@ struct ServerConfig {
   std::string socket = "/tmp/adaptcache/adaptcached.sock";  // "" = no UDS listener
   std::string tcp_listen;                      // host:port; "" = off (no TLS yet)
   std::string metrics_listen = "127.0.0.1:9464";  // host:port; port 0 = ephemeral; "" = off
-  uint32_t threads = 0;                        // gRPC worker threads; 0 = from the machine
+  uint32_t threads = 0;                        // threads of unary RPCs; 0 = from the machine
   uint32_t keepalive_ms = 30'000;              // HTTP/2 ping interval; 0 = no keepalive
   uint32_t keepalive_timeout_ms = 10'000;      // a ping unanswered this long drops the connection
   uint32_t max_connection_idle_ms = 0;         // close connections idle this long; 0 = never
@@ -58,7 +58,7 @@ struct ServerConfig {
   uint64_t max_entry_bytes = 256ull << 20;  // raw tensor bytes of one Put
   uint64_t max_frame_bytes = 4ull << 20;    // one gRPC message
   uint32_t max_inflight_puts = 64;
-  uint32_t max_streams = 0;                 // concurrent Put/Get streams; 0 = 3/4 of the threads
+  uint32_t max_streams = 1024;              // concurrent Put/Get streams
   uint32_t stream_idle_timeout_ms = 10'000;  // cancel a stream without progress; 0 = never
   uint32_t max_stream_ms = 600'000;         // cancel a stream running longer; 0 = never
   uint32_t stream_preempt_idle_ms = 1'000;  // a full daemon cancels a stream idle this long
@@ -79,9 +79,8 @@ struct ServerConfig {
   bool ssd_flush_on_shutdown = true;        // write DRAM-only entries to SSD on SIGTERM
   uint32_t ssd_flush_timeout_ms = 10'000;   // bound of that flush
   bool SsdOn() const { return ssd_enabled && !ssd_dir.empty(); }
-  // Resolved worker-thread count and stream cap (the rest of the threads stay for unary RPCs).
+  // Resolved worker-thread count of the unary RPCs.
   uint32_t ThreadCount() const;
-  uint32_t StreamCap() const;
   // [codec] and [namespaces."name"]
   std::string default_codec = "raw";
   std::map<std::string, NamespaceSettings> namespaces;

@@ -176,7 +176,8 @@ std::vector<Setting> BuildSettings() {
                             "\"\" = off",
                             &ServerConfig::metrics_listen, CheckListen));
   s.push_back(UintSetting("server", "threads", "threads",
-                          "gRPC worker threads; 0 = max(32, 4 x cores)", &ServerConfig::threads, 0,
+                          "gRPC threads of the unary RPCs (Put and Get streams need none); "
+                          "0 = max(32, 4 x cores)", &ServerConfig::threads, 0,
                           4096));
   s.push_back(UintSetting("server", "keepalive_ms", "keepalive-ms",
                           "HTTP/2 keepalive ping interval; 0 = no pings",
@@ -240,8 +241,8 @@ std::vector<Setting> BuildSettings() {
                           &ServerConfig::max_inflight_puts, 1, 65536));
   s.push_back(UintSetting("limits", "max_streams", "max-streams",
                           "Concurrent Put/Get streams; beyond, RESOURCE_EXHAUSTED with a retry "
-                          "hint; 0 = 3/4 of the threads (the rest stay for Health, Lookup, ...)",
-                          &ServerConfig::max_streams, 0, 1u << 20));
+                          "hint",
+                          &ServerConfig::max_streams, 1, 1u << 20));
   s.push_back(UintSetting("limits", "stream_idle_timeout_ms", "stream-idle-timeout-ms",
                           "Cancel a Put/Get stream that sends or reads nothing this long; "
                           "0 = never",
@@ -530,11 +531,6 @@ absl::Status Validate(const ServerConfig& cfg) {
     return absl::InvalidArgumentError(
         "[limits] max_staging_bytes is below max_entry_bytes: the largest Put could never stage");
   }
-  if (cfg.max_streams != 0 && cfg.max_streams >= cfg.ThreadCount()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "[limits] max_streams (", cfg.max_streams, ") must be below the thread count (",
-        cfg.ThreadCount(), "), or streams could take every thread from Health and Lookup"));
-  }
   return absl::OkStatus();
 }
 
@@ -543,10 +539,4 @@ uint32_t ServerConfig::ThreadCount() const {
   return std::max(32u, 4 * std::thread::hardware_concurrency());
 }
 
-uint32_t ServerConfig::StreamCap() const {
-  if (max_streams != 0) return max_streams;
-  const uint32_t t = ThreadCount();
-  const uint32_t reserved = std::max(2u, t / 4);
-  return t > reserved ? t - reserved : 1;
-}
 }  // namespace adaptcache::server

@@ -282,8 +282,8 @@ int RunDaemon(ServerConfig cfg) {
   const int threads = static_cast<int>(cfg.ThreadCount());
   const int pollers = std::max(2, threads / 4);
   grpc::ServerBuilder builder;
-  // Pollers count against the quota too; streams are capped below `threads` (service.h),
-  // so a poller and a thread for unary calls are always left.
+  // Pollers count against the quota too. Put and Get run on the callback API and take
+  // none of these threads (service.h).
   grpc::ResourceQuota quota("adaptcached");
   quota.SetMaxThreads(threads + pollers);
   builder.SetResourceQuota(quota);
@@ -353,7 +353,7 @@ int RunDaemon(ServerConfig cfg) {
                cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " and ",
                cfg.tcp_listen.empty() ? "" : absl::StrCat(cfg.tcp_listen, " (port ", tcp_port, ")"),
                cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), threads,
-               cfg.StreamCap());
+               cfg.max_streams);
   if (!cfg.ready_file.empty()) {
     auto st = WriteReadyFile(
         cfg.ready_file,

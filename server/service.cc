@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
@@ -17,23 +18,9 @@ grpc::Status Invalid(const std::string& msg) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg);
 }
 
-// Ends a lease when the RPC returns, however it returns.
-class LeaseGuard {
- public:
-  LeaseGuard(DramTier* tier, uint64_t id) : tier_(tier), id_(id) {}
-  ~LeaseGuard() {
-    if (id_ != 0) tier_->Release(id_);
-  }
-  void Disarm() { id_ = 0; }
-
- private:
-  DramTier* tier_;
-  uint64_t id_;
-};
-
 }  // namespace
 
-grpc::Status StreamGone(grpc::ServerContext* ctx, const StreamLimiter::Ticket& ticket) {
+grpc::Status StreamGone(grpc::ServerContextBase* ctx, const StreamLimiter::Ticket& ticket) {
   if (const char* why = ticket.cancel_reason(); why != nullptr) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                         absl::StrCat("stream cancelled by the daemon: ", why));
@@ -55,10 +42,11 @@ CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetri
       metrics_(metrics),
       observer_(observer),
       start_(std::chrono::steady_clock::now()),
-      streams_(StreamLimits{cfg.StreamCap(), std::chrono::milliseconds(cfg.stream_idle_timeout_ms),
+      streams_(StreamLimits{cfg.max_streams, std::chrono::milliseconds(cfg.stream_idle_timeout_ms),
                             std::chrono::milliseconds(cfg.max_stream_ms),
                             std::chrono::milliseconds(cfg.stream_preempt_idle_ms), cfg.retry_after_ms}),
-      staging_(cfg.max_staging_bytes) {}
+      staging_(cfg.max_staging_bytes),
+      workers_(std::max(2u, std::thread::hardware_concurrency())) {}
 
 absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::string& bytes,
                                                 int index) const {
@@ -184,87 +172,129 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
-                               grpc::ServerWriter<v1::GetResponse>* writer) {
-  RequestScope scope(metrics_, Op::kGet);
-  if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
-    return scope.Finish(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
-  }
-  auto key = ParseKey(NamespaceId(req->namespace_()), req->key(), 0);
-  if (!key.ok()) return scope.Finish(ToGrpc(key.status()));
-  const bool shm = req->transfer() == v1::TRANSFER_SHM;
-  if (!shm && req->transfer() != v1::TRANSFER_STREAM) {
-    return scope.Finish(Invalid(absl::StrCat("unknown transfer ", req->transfer())));
-  }
-  StreamLimiter::Ticket ticket;
-  if (!shm) {
-    grpc::Status refusal;
-    ticket = streams_.Admit(ctx, &refusal);
-    if (!ticket.admitted()) return scope.Finish(refusal);
-  }
-  // Streams hold their internal lease as long as allowed; SHM leases are the client's.
-  const uint32_t lease_ms = shm ? std::min(req->lease_ms(), cfg_.lease_max_ms) : cfg_.lease_max_ms;
-  auto tl = tm_->Get(*key, lease_ms);
-  if (!tl.ok()) {
-    if (absl::IsNotFound(tl.status())) {
-      metrics_->CountGet(false);
-      return scope.Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "miss: no such entry"));
+// A Get: validation on the callback thread, the tier lookup (maybe an SSD read) on the
+// work pool, then one frame at a time: the next frame is built only when the client took
+// the previous one, so a client that stops reading holds one frame and its lease.
+class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
+ public:
+  GetReactor(CacheService* s, grpc::CallbackServerContext* ctx, const v1::GetRequest* req)
+      : s_(s), ctx_(ctx), scope_(s->metrics_, Op::kGet) {
+    if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
+      Done(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
+      return;
     }
-    return scope.Finish(ToGrpc(tl.status()));
+    auto key = s_->ParseKey(NamespaceId(req->namespace_()), req->key(), 0);
+    if (!key.ok()) {
+      Done(ToGrpc(key.status()));
+      return;
+    }
+    shm_ = req->transfer() == v1::TRANSFER_SHM;
+    if (!shm_ && req->transfer() != v1::TRANSFER_STREAM) {
+      Done(Invalid(absl::StrCat("unknown transfer ", req->transfer())));
+      return;
+    }
+    if (!shm_) {
+      grpc::Status refusal;
+      ticket_ = s_->streams_.Admit(ctx, &refusal);
+      if (!ticket_.admitted()) {
+        Done(refusal);
+        return;
+      }
+    }
+    // Streams hold their internal lease as long as allowed; SHM leases are the client's.
+    const uint32_t lease_ms = shm_ ? std::min(req->lease_ms(), s_->cfg_.lease_max_ms) : s_->cfg_.lease_max_ms;
+    s_->workers_.Submit([this, key = *key, lease_ms] { Locate(key, lease_ms); });
   }
-  metrics_->CountGet(true);
-  NoteAccess(*key);  // placement policy statistics (no-op without a policy)
-  const Lease* lease = &tl->lease;
-  LeaseGuard guard(tier_, lease->id);
-  if (!shm) return scope.Finish(StreamEntry(ctx, *lease, *key, tl->found_in, &ticket, writer));
 
-  v1::GetResponse frame;
-  FillEntryInfo(lease->meta, lease->extent.length, frame.mutable_entry(), tl->found_in);
-  frame.set_offset(lease->extent.offset);
-  frame.set_lease_id(lease->id);
-  frame.set_lease_expires_unix_ms(UnixMs(lease->expires));
-  frame.set_pool_id(tier_->pool_id());
-  if (!writer->Write(frame)) {
-    return scope.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Done(StreamGone(ctx_, ticket_));
+      return;
+    }
+    if (shm_) {
+      lease_id_ = 0;  // the client owns the lease now
+      s_->metrics_->CountGetBytes(extent_.length, true);
+      Done(grpc::Status::OK);
+      return;
+    }
+    ticket_.Touch();
+    NextChunk();
   }
-  guard.Disarm();  // the client owns the lease now
-  metrics_->CountGetBytes(lease->extent.length, true);
-  return scope.Finish(grpc::Status::OK);
-}
+  void OnDone() override { delete this; }
 
-grpc::Status CacheService::StreamEntry(grpc::ServerContext* ctx, const Lease& lease,
-                                       const EntryKey& /*key*/, StorageTier found_in,
-                                       StreamLimiter::Ticket* ticket,
-                                       grpc::ServerWriter<v1::GetResponse>* writer) {
-  v1::GetResponse frame;
-  FillEntryInfo(lease.meta, lease.extent.length, frame.mutable_entry(), found_in);
-  if (!writer->Write(frame)) return StreamGone(ctx, *ticket);
-  ticket->Touch();
-  const ByteSpan bytes = tier_->Bytes(lease.extent);
-  // Stop well before the lease ends: after it, the extent may be reused.
-  constexpr auto kLeaseMargin = std::chrono::seconds(1);
+ private:
+  ~GetReactor() override {
+    if (lease_id_ != 0) s_->tier_->Release(lease_id_);
+  }
+
+  void Locate(const EntryKey& key, uint32_t lease_ms) {
+    auto tl = s_->tm_->Get(key, lease_ms);
+    if (!tl.ok()) {
+      if (absl::IsNotFound(tl.status())) {
+        s_->metrics_->CountGet(false);
+        Done(grpc::Status(grpc::StatusCode::NOT_FOUND, "miss: no such entry"));
+        return;
+      }
+      Done(ToGrpc(tl.status()));
+      return;
+    }
+    s_->metrics_->CountGet(true);
+    s_->NoteAccess(key);  // placement policy statistics (no-op without a policy)
+    lease_id_ = tl->lease.id;
+    extent_ = tl->lease.extent;
+    expires_ = tl->lease.expires;
+    s_->FillEntryInfo(tl->lease.meta, extent_.length, frame_.mutable_entry(), tl->found_in);
+    if (shm_) {
+      frame_.set_offset(extent_.offset);
+      frame_.set_lease_id(lease_id_);
+      frame_.set_lease_expires_unix_ms(UnixMs(expires_));
+      frame_.set_pool_id(s_->tier_->pool_id());
+    }
+    StartWrite(&frame_);
+  }
+
   // No CRC pass here (DESIGN §9 still holds): the CRC was computed over the bytes as they
-  // landed in the pool at Put (or checked on the SSD read that brought them back), pool memory
-  // is trusted, and every client verifies the whole container against EntryInfo.crc32c after
-  // the copy, so a corrupt entry still never reaches a caller as good bytes. Re-hashing cost
-  // ~15% of a streamed Get for no added guarantee.
-  // One message, reused: its data string keeps its capacity, so no fresh buffer per frame.
-  v1::GetResponse data;
-  std::string* buf = data.mutable_data();
-  buf->reserve(std::min<uint64_t>(cfg_.stream_chunk_bytes, bytes.size()));
-  for (uint64_t off = 0; off < bytes.size(); off += cfg_.stream_chunk_bytes) {
-    if (ctx->IsCancelled()) return StreamGone(ctx, *ticket);
-    if (std::chrono::system_clock::now() + kLeaseMargin >= lease.expires) {
-      return grpc::Status(grpc::StatusCode::ABORTED,
-                          "transfer outlived the entry's lease; retry the Get");
+  // landed in the pool at Put (or checked on the SSD read that brought them back), pool
+  // memory is trusted, and every client verifies the whole container against
+  // EntryInfo.crc32c after the copy, so a corrupt entry never reaches a caller as good bytes.
+  void NextChunk() {
+    const ByteSpan bytes = s_->tier_->Bytes(extent_);
+    if (sent_ == bytes.size()) {
+      s_->metrics_->CountGetBytes(bytes.size(), false);
+      Done(grpc::Status::OK);
+      return;
     }
-    const uint64_t n = std::min<uint64_t>(cfg_.stream_chunk_bytes, bytes.size() - off);
-    buf->assign(reinterpret_cast<const char*>(bytes.data() + off), n);
-    if (!writer->Write(data)) return StreamGone(ctx, *ticket);
-    ticket->Touch();
+    // Stop well before the lease ends: after it, the extent may be reused.
+    constexpr auto kLeaseMargin = std::chrono::seconds(1);
+    if (std::chrono::system_clock::now() + kLeaseMargin >= expires_) {
+      Done(grpc::Status(grpc::StatusCode::ABORTED, "transfer outlived the entry's lease; retry the Get"));
+      return;
+    }
+    const uint64_t n = std::min<uint64_t>(s_->cfg_.stream_chunk_bytes, bytes.size() - sent_);
+    // One message, reused: its data string keeps its capacity.
+    frame_.Clear();
+    frame_.mutable_data()->assign(reinterpret_cast<const char*>(bytes.data() + sent_), n);
+    sent_ += n;
+    StartWrite(&frame_);
   }
-  metrics_->CountGetBytes(bytes.size(), false);
-  return grpc::Status::OK;
+
+  void Done(grpc::Status st) { Finish(scope_.Finish(std::move(st))); }
+
+  CacheService* const s_;
+  grpc::CallbackServerContext* const ctx_;
+  RequestScope scope_;
+  StreamLimiter::Ticket ticket_;
+  bool shm_ = false;
+  uint64_t lease_id_ = 0;  // released with the reactor unless handed to the client
+  Extent extent_{};
+  std::chrono::system_clock::time_point expires_{};
+  uint64_t sent_ = 0;
+  v1::GetResponse frame_;
+};
+
+grpc::ServerWriteReactor<v1::GetResponse>* CacheService::Get(grpc::CallbackServerContext* ctx,
+                                                             const v1::GetRequest* req) {
+  return new GetReactor(this, ctx, req);
 }
 
 grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
@@ -337,12 +367,14 @@ grpc::Status CacheService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::Health(grpc::ServerContext*, const v1::HealthRequest*,
-                                  v1::HealthResponse* resp) {
+grpc::ServerUnaryReactor* CacheService::Health(grpc::CallbackServerContext* ctx, const v1::HealthRequest*,
+                                               v1::HealthResponse* resp) {
   RequestScope scope(metrics_, Op::kHealth);
   resp->set_serving(serving_.load());
   resp->set_version(kVersion);
-  return scope.Finish(grpc::Status::OK);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(scope.Finish(grpc::Status::OK));
+  return reactor;
 }
 
 }  // namespace adaptcache::server

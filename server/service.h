@@ -15,7 +15,8 @@
 // bytes stage in memory taken as they arrive (server/staging_buffer.h), never in the pool,
 // so an unfinished Put evicts nothing.
 //
-// Thread safety: every RPC may run concurrently (synchronous gRPC server threads).
+// Thread safety: every RPC may run concurrently (synchronous gRPC threads, callback
+// threads, and the service's work pool).
 // ReapPending() is called by the daemon's reaper thread.
 #pragma once
 
@@ -35,6 +36,7 @@
 #include "server/server_metrics.h"
 #include "server/staging_buffer.h"
 #include "server/stream_limiter.h"
+#include "server/work_pool.h"
 #include "storage/dram_tier.h"
 #include "storage/tier_manager.h"
 
@@ -43,9 +45,15 @@ namespace adaptcache::server {
 // absl and gRPC share the canonical status codes.
 grpc::Status ToGrpc(const absl::Status& st);
 // The status of a stream whose Read or Write failed: the watchdog's reason, else the client's.
-grpc::Status StreamGone(grpc::ServerContext* ctx, const StreamLimiter::Ticket& ticket);
+grpc::Status StreamGone(grpc::ServerContextBase* ctx, const StreamLimiter::Ticket& ticket);
 
-class CacheService final : public adaptcache::v1::AdaptCache::Service {
+// Put and Get use gRPC's callback API (a stream holds no thread while its peer is slow or
+// silent), as does Health (never queued behind busy threads); the other unary RPCs use the
+// synchronous one.
+using ServiceBase = v1::AdaptCache::WithCallbackMethod_Put<
+    v1::AdaptCache::WithCallbackMethod_Get<v1::AdaptCache::WithCallbackMethod_Health<v1::AdaptCache::Service>>>;
+
+class CacheService final : public ServiceBase {
  public:
   // `tm` routes Lookup/Get/Delete/Stats and Put commits through DRAM and SSD.
   // `observer` hears of every hit and stored entry; null when the daemon runs no policy.
@@ -54,14 +62,14 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
 
   grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
                       v1::LookupResponse* resp) override;
-  grpc::Status Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
-                   v1::PutResponse* resp) override;
+  grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
+                                                v1::PutResponse* resp) override;
   grpc::Status ReservePut(grpc::ServerContext* ctx, const v1::ReservePutRequest* req,
                           v1::ReservePutResponse* resp) override;
   grpc::Status CommitPut(grpc::ServerContext* ctx, const v1::CommitPutRequest* req,
                          v1::PutResponse* resp) override;
-  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
-                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::ServerWriteReactor<v1::GetResponse>* Get(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetRequest* req) override;
   grpc::Status LeasePrefix(grpc::ServerContext* ctx, const v1::LeasePrefixRequest* req,
                            v1::LeasePrefixResponse* resp) override;
   grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
@@ -72,8 +80,9 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
                         v1::PoolInfoResponse* resp) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* req,
                      v1::StatsResponse* resp) override;
-  grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest* req,
-                      v1::HealthResponse* resp) override;
+  // On the callback API too: answered on arrival, never queued behind the unary threads.
+  grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* ctx, const v1::HealthRequest* req,
+                                   v1::HealthResponse* resp) override;
 
   // Health answers serving=false once shutdown begins.
   void SetServing(bool serving) { serving_.store(serving); }
@@ -102,6 +111,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   };
   // Limits concurrent Put/CommitPut; released on destruction.
   class InflightSlot;
+  class PutReactor;
+  class GetReactor;
 
   absl::StatusOr<PutPlan> ValidateHeader(const v1::PutHeader& h) const;
   // Encodes `raw` into a new extent and commits it; fills `info`.
@@ -121,9 +132,6 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   void NotePut(const EntryKey& key, const KvShape& shape, CodecId family) {
     if (observer_ != nullptr) observer_->OnPut(key, shape, family);
   }
-  grpc::Status StreamEntry(grpc::ServerContext* ctx, const Lease& lease, const EntryKey& key,
-                           StorageTier found_in, StreamLimiter::Ticket* ticket,
-                           grpc::ServerWriter<v1::GetResponse>* writer);
 
   const ServerConfig cfg_;
   TierManager* const tm_;
@@ -136,6 +144,8 @@ class CacheService final : public adaptcache::v1::AdaptCache::Service {
   // Put and streamed Get are admitted here; destroyed before cfg_'s users are gone.
   StreamLimiter streams_;
   StagingBudget staging_;
+  // Runs the blocking steps of streams (tier reads behind a Get, a Put's encode and commit).
+  WorkPool workers_;
   // Lookup keys found, by tier (TierStats.hits = these + Gets served from the tier).
   std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0};
 

@@ -1,6 +1,7 @@
 // Put, ReservePut and CommitPut: header validation, staging, encode and commit.
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
@@ -59,7 +60,7 @@ class CacheService::InflightSlot {
     if (ok_) s_->metrics_->SetInflightPuts(s_->inflight_puts_.fetch_sub(1) - 1);
   }
   bool ok() const { return ok_; }
-  grpc::Status Refusal(grpc::ServerContext* ctx) const {
+  grpc::Status Refusal(grpc::ServerContextBase* ctx) const {
     return Overloaded(ctx, absl::StrCat("more than ", s_->cfg_.max_inflight_puts, " puts in flight"),
                       s_->cfg_.retry_after_ms);
   }
@@ -179,57 +180,113 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   return absl::OkStatus();
 }
 
-grpc::Status CacheService::Put(grpc::ServerContext* ctx,
-                               grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* resp) {
-  RequestScope scope(metrics_, Op::kPut);
-  // Admitted before the header: a client that sends nothing holds a stream slot, not more.
-  grpc::Status refusal;
-  StreamLimiter::Ticket ticket = streams_.Admit(ctx, &refusal);
-  if (!ticket.admitted()) return scope.Finish(refusal);
-  v1::PutRequest frame;
-  if (!reader->Read(&frame)) {
-    if (ctx->IsCancelled()) return scope.Finish(StreamGone(ctx, ticket));
-    return scope.Finish(Invalid("empty Put stream: the first frame must be a header"));
+// A streamed Put: each frame is checked and appended to the staging buffer on the
+// callback thread as it arrives; the encode and commit run on the work pool.
+class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
+ public:
+  PutReactor(CacheService* s, grpc::CallbackServerContext* ctx, v1::PutResponse* resp)
+      : s_(s), ctx_(ctx), resp_(resp), scope_(s->metrics_, Op::kPut) {
+    // Admitted before the header: a client that sends nothing holds a stream slot, not more.
+    grpc::Status refusal;
+    ticket_ = s_->streams_.Admit(ctx, &refusal);
+    if (!ticket_.admitted()) {
+      Done(refusal);
+      return;
+    }
+    StartRead(&frame_);
   }
-  ticket.Touch();
-  if (!frame.has_header()) return scope.Finish(Invalid("the first Put frame must be a header"));
-  auto plan = ValidateHeader(frame.header());
-  if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
-  InflightSlot slot(this);
-  if (!slot.ok()) return scope.Finish(slot.Refusal(ctx));
 
-  const uint64_t raw_bytes = plan->shape.Bytes();
-  auto staging = StagingBuffer::Create(raw_bytes, &staging_);
-  if (!staging.ok()) return scope.Finish(ToGrpc(staging.status()));
-  for (uint64_t index = 1; reader->Read(&frame); ++index) {
-    ticket.Touch();
-    switch (frame.frame_case()) {
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      End();
+      return;
+    }
+    ticket_.Touch();
+    grpc::Status st = index_ == 0 ? OnHeader() : OnData();
+    if (!st.ok()) {
+      Done(std::move(st));
+      return;
+    }
+    ++index_;
+    StartRead(&frame_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::Status OnHeader() {
+    if (!frame_.has_header()) return Invalid("the first Put frame must be a header");
+    auto plan = s_->ValidateHeader(frame_.header());
+    if (!plan.ok()) return ToGrpc(plan.status());
+    auto staging = StagingBuffer::Create(plan->shape.Bytes(), &s_->staging_);
+    if (!staging.ok()) return ToGrpc(staging.status());
+    plan_.emplace(std::move(*plan));
+    staging_.emplace(std::move(*staging));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status OnData() {
+    switch (frame_.frame_case()) {
       case v1::PutRequest::kHeader:
-        return scope.Finish(Invalid(absl::StrCat("frame ", index, " is a second header")));
+        return Invalid(absl::StrCat("frame ", index_, " is a second header"));
       case v1::PutRequest::kData: {
-        const std::string& d = frame.data();
+        const std::string& d = frame_.data();
         if (d.empty()) {  // docs/api.md: an empty frame is a client bug, not a keepalive
-          return scope.Finish(Invalid(absl::StrCat("frame ", index, " is an empty data frame")));
+          return Invalid(absl::StrCat("frame ", index_, " is an empty data frame"));
         }
-        if (auto st = staging->Append(d.data(), d.size()); !st.ok()) {
+        if (auto st = staging_->Append(d.data(), d.size()); !st.ok()) {
           if (absl::IsResourceExhausted(st)) {
-            return scope.Finish(Overloaded(ctx, std::string(st.message()), cfg_.retry_after_ms));
+            return Overloaded(ctx_, std::string(st.message()), s_->cfg_.retry_after_ms);
           }
-          return scope.Finish(Invalid(absl::StrCat(st.message(), " (frame ", index, ")")));
+          return Invalid(absl::StrCat(st.message(), " (frame ", index_, ")"));
         }
-        break;
+        return grpc::Status::OK;
       }
       default:
-        return scope.Finish(Invalid(absl::StrCat("frame ", index, " has neither header nor data")));
+        return Invalid(absl::StrCat("frame ", index_, " has neither header nor data"));
     }
   }
-  if (ctx->IsCancelled()) return scope.Finish(StreamGone(ctx, ticket));
-  if (staging->size() != raw_bytes) {
-    return scope.Finish(Invalid(absl::StrCat("stream ended after ", staging->size(),
-                                             " of the shape's ", raw_bytes, " bytes")));
+
+  // The client half-closed (or the call was cancelled).
+  void End() {
+    if (ctx_->IsCancelled()) {
+      Done(StreamGone(ctx_, ticket_));
+      return;
+    }
+    if (index_ == 0) {
+      Done(Invalid("empty Put stream: the first frame must be a header"));
+      return;
+    }
+    const uint64_t raw_bytes = plan_->shape.Bytes();
+    if (staging_->size() != raw_bytes) {
+      Done(Invalid(absl::StrCat("stream ended after ", staging_->size(), " of the shape's ", raw_bytes, " bytes")));
+      return;
+    }
+    // Only encoding counts as in flight: a Put still receiving holds staging, not a slot.
+    slot_.emplace(s_);
+    if (!slot_->ok()) {
+      Done(slot_->Refusal(ctx_));
+      return;
+    }
+    s_->workers_.Submit([this] { Done(ToGrpc(s_->EncodeAndCommit(*plan_, staging_->bytes(), resp_))); });
   }
-  auto st = EncodeAndCommit(*plan, staging->bytes(), resp);
-  return scope.Finish(ToGrpc(st));
+
+  void Done(grpc::Status st) { Finish(scope_.Finish(std::move(st))); }
+
+  CacheService* const s_;
+  grpc::CallbackServerContext* const ctx_;
+  v1::PutResponse* const resp_;
+  RequestScope scope_;
+  StreamLimiter::Ticket ticket_;
+  v1::PutRequest frame_;
+  uint64_t index_ = 0;  // frames read so far
+  std::optional<PutPlan> plan_;
+  std::optional<InflightSlot> slot_;
+  std::optional<StagingBuffer> staging_;
+};
+
+grpc::ServerReadReactor<v1::PutRequest>* CacheService::Put(grpc::CallbackServerContext* ctx,
+                                                           v1::PutResponse* resp) {
+  return new PutReactor(this, ctx, resp);
 }
 
 grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePutRequest* req,

@@ -7,7 +7,7 @@
 
 namespace adaptcache::server {
 
-grpc::Status Overloaded(grpc::ServerContext* ctx, const std::string& why, uint32_t retry_after_ms) {
+grpc::Status Overloaded(grpc::ServerContextBase* ctx, const std::string& why, uint32_t retry_after_ms) {
   if (ctx != nullptr) ctx->AddTrailingMetadata(kRetryAfterMetadata, std::to_string(retry_after_ms));
   return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                       absl::StrCat(why, "; retry in ", retry_after_ms, " ms"));
@@ -28,7 +28,7 @@ StreamLimiter::~StreamLimiter() {
   if (watchdog_.joinable()) watchdog_.join();
 }
 
-StreamLimiter::Ticket StreamLimiter::Admit(grpc::ServerContext* ctx, grpc::Status* refusal) {
+StreamLimiter::Ticket StreamLimiter::Admit(grpc::ServerContextBase* ctx, grpc::Status* refusal) {
   std::lock_guard<std::mutex> lock(mu_);
   if (active_ - cancelling_ >= limits_.max_streams && limits_.preempt_idle.count() > 0) {
     // Full: the stream idle longest yields its slot if it has been idle long enough, so
@@ -47,8 +47,8 @@ StreamLimiter::Ticket StreamLimiter::Admit(grpc::ServerContext* ctx, grpc::Statu
       preempted_.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  // Cancelled streams still hold their threads until their handlers return (promptly);
-  // `max_cancelling` of them may overlap new ones.
+  // Cancelled streams hold their memory until they finish (promptly); `max_cancelling`
+  // of them may overlap new ones.
   if (active_ - cancelling_ >= limits_.max_streams || cancelling_ > limits_.max_cancelling) {
     refused_.fetch_add(1, std::memory_order_relaxed);
     *refusal = Overloaded(ctx, absl::StrCat(limits_.max_streams, " streams in flight"),
@@ -67,7 +67,7 @@ void StreamLimiter::CancelLocked(Slot* s, const char* reason) {
   s->cancelled = true;
   s->reason = reason;
   ++cancelling_;
-  // Under mu_: the RPC thread cannot destroy its context before its ticket leaves.
+  // Under mu_: the RPC cannot end and free its context before its ticket leaves.
   s->ctx->TryCancel();
 }
 

@@ -1,16 +1,15 @@
-// Bounds the daemon's streaming RPCs (Put, Get) so that no client can take every gRPC
-// worker thread: the synchronous server runs one thread per call, and a stream whose peer
-// stops sending or reading would otherwise hold its thread forever.
+// Bounds the daemon's streaming RPCs (Put, Get). They run on gRPC's callback API, so a
+// stream whose peer stops sending or reading holds no thread, but it still holds memory
+// (staging, a frame in flight, a lease) and would hold it forever.
 //
 //   - At most `max_streams` streams run at once; the rest are refused at once with
-//     RESOURCE_EXHAUSTED and a retry hint, so unary RPCs (Health, Lookup, ...) keep the
-//     remaining threads. When all are taken, a new stream preempts the one idle longest
+//     RESOURCE_EXHAUSTED and a retry hint. When all are taken, a new stream preempts the one idle longest
 //     if it has been idle for `preempt_idle`: stalled clients yield to moving ones.
 //   - A watchdog thread cancels a stream that made no progress for `idle_timeout` or ran
-//     longer than `max_age` (ServerContext::TryCancel unblocks its Read or Write).
+//     longer than `max_age` (TryCancel fails its pending read or write).
 //
-// Thread safety: every method may be called from any thread. A Ticket belongs to the RPC
-// thread that was admitted, and must be destroyed before its ServerContext.
+// Thread safety: every method may be called from any thread. A Ticket belongs to one
+// RPC, and must be destroyed before its server context.
 #pragma once
 
 #include <atomic>
@@ -31,23 +30,22 @@ namespace adaptcache::server {
 inline constexpr char kRetryAfterMetadata[] = "retry-after-ms";
 
 // RESOURCE_EXHAUSTED with the retry hint in its message and in trailing metadata.
-grpc::Status Overloaded(grpc::ServerContext* ctx, const std::string& why, uint32_t retry_after_ms);
+grpc::Status Overloaded(grpc::ServerContextBase* ctx, const std::string& why, uint32_t retry_after_ms);
 
 struct StreamLimits {
-  uint32_t max_streams = 48;
+  uint32_t max_streams = 1024;
   std::chrono::milliseconds idle_timeout{10'000};  // 0 = none
   std::chrono::milliseconds max_age{600'000};      // 0 = none
   std::chrono::milliseconds preempt_idle{1'000};   // 0 = never preempt
   uint32_t retry_after_ms = 50;
-  // Cancelled streams whose handlers have not returned yet that may overlap new ones
-  // (they use the threads kept for unary calls, briefly).
-  uint32_t max_cancelling = 2;
+  // Cancelled streams not yet finished that may overlap new ones.
+  uint32_t max_cancelling = 16;
 };
 
 class StreamLimiter {
  private:
   struct Slot {
-    grpc::ServerContext* ctx;
+    grpc::ServerContextBase* ctx;
     std::chrono::steady_clock::time_point start;
     std::atomic<int64_t> last_progress_ns;
     bool cancelled = false;
@@ -80,7 +78,7 @@ class StreamLimiter {
   StreamLimiter& operator=(const StreamLimiter&) = delete;
 
   // Admits a stream, or returns a ticket that is not admitted; then `refusal` is set.
-  Ticket Admit(grpc::ServerContext* ctx, grpc::Status* refusal);
+  Ticket Admit(grpc::ServerContextBase* ctx, grpc::Status* refusal);
 
   uint32_t active() const;
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }

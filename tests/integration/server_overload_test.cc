@@ -20,7 +20,7 @@ namespace {
 
 using grpc::StatusCode;
 
-// 8 threads leave 6 streams; an idle stream is cancelled after 1.5 s.
+// 6 streams at once; an idle stream is cancelled after 1.5 s.
 constexpr int kStreamCap = 6;
 
 // A small Put for the C++ client.
@@ -70,7 +70,7 @@ class ServerOverloadTest : public DaemonTest {
   DaemonOptions Options() override {
     DaemonOptions o;
     // No preemption here: these tests hold slots on purpose (see the test below).
-    o.extra_args = {"--threads", "8", "--stream-idle-timeout-ms", "1500", "--max-entry-bytes", "24MiB",
+    o.extra_args = {"--max-streams", "6", "--stream-idle-timeout-ms", "1500", "--max-entry-bytes", "24MiB",
                     "--max-staging-bytes", "40MiB", "--retry-after-ms", "20", "--stream-preempt-idle-ms", "0"};
     return o;
   }
@@ -250,7 +250,7 @@ class StreamPreemptionTest : public ServerOverloadTest {
  protected:
   DaemonOptions Options() override {
     DaemonOptions o;
-    o.extra_args = {"--threads", "8", "--stream-idle-timeout-ms", "0", "--stream-preempt-idle-ms", "300"};
+    o.extra_args = {"--max-streams", "6", "--stream-idle-timeout-ms", "0", "--stream-preempt-idle-ms", "300"};
     return o;
   }
 };
