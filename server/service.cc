@@ -46,7 +46,8 @@ CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetri
                             std::chrono::milliseconds(cfg.max_stream_ms),
                             std::chrono::milliseconds(cfg.stream_preempt_idle_ms), cfg.retry_after_ms}),
       staging_(cfg.max_staging_bytes),
-      workers_(std::max(2u, std::thread::hardware_concurrency())) {}
+      readers_(std::max(4u, std::thread::hardware_concurrency())),
+      encoders_(std::max(2u, std::thread::hardware_concurrency())) {}
 
 absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::string& bytes,
                                                 int index) const {
@@ -172,8 +173,8 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
   return scope.Finish(grpc::Status::OK);
 }
 
-// A Get: validation on the callback thread, the tier lookup (maybe an SSD read) on the
-// work pool, then one frame at a time: the next frame is built only when the client took
+// A Get: validation and a DRAM hit on the callback thread, a lookup that may read the SSD
+// on the readers' pool, then one frame at a time: the next frame is built only when the client took
 // the previous one, so a client that stops reading holds one frame and its lease.
 class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
  public:
@@ -203,7 +204,14 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     }
     // Streams hold their internal lease as long as allowed; SHM leases are the client's.
     const uint32_t lease_ms = shm_ ? std::min(req->lease_ms(), s_->cfg_.lease_max_ms) : s_->cfg_.lease_max_ms;
-    s_->workers_.Submit([this, key = *key, lease_ms] { Locate(key, lease_ms); });
+    // A DRAM hit is served from here; anything that may read the SSD goes to the readers.
+    auto hit = s_->tm_->GetFromDram(*key, lease_ms);
+    if (!absl::IsNotFound(hit.status())) {
+      Serve(std::move(hit), *key);
+      return;
+    }
+    ticket_.SetBusy(true);
+    s_->readers_.Submit([this, key = *key, lease_ms] { Serve(s_->tm_->Get(key, lease_ms), key); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -223,12 +231,10 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
   void OnDone() override { delete this; }
 
  private:
-  ~GetReactor() override {
-    if (lease_id_ != 0) s_->tier_->Release(lease_id_);
-  }
+  ~GetReactor() override = default;  // Done(), before OnDone(), released the lease
 
-  void Locate(const EntryKey& key, uint32_t lease_ms) {
-    auto tl = s_->tm_->Get(key, lease_ms);
+  void Serve(absl::StatusOr<TierLease> tl, const EntryKey& key) {
+    ticket_.SetBusy(false);
     if (!tl.ok()) {
       if (absl::IsNotFound(tl.status())) {
         s_->metrics_->CountGet(false);
@@ -278,7 +284,15 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     StartWrite(&frame_);
   }
 
-  void Done(grpc::Status st) { Finish(scope_.Finish(std::move(st))); }
+  // The internal lease ends before the client hears the status.
+  void Done(grpc::Status st) {
+    ReleaseLease();
+    Finish(scope_.Finish(std::move(st)));
+  }
+  void ReleaseLease() {
+    if (lease_id_ != 0) s_->tier_->Release(lease_id_);
+    lease_id_ = 0;
+  }
 
   CacheService* const s_;
   grpc::CallbackServerContext* const ctx_;

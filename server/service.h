@@ -5,8 +5,8 @@
 // Put streams the raw tensor into a staging buffer, encodes it into the final extent
 // of the pool and commits; ReservePut/CommitPut do the same from a client-written
 // reservation. Get hands out a lease (TRANSFER_SHM) or streams the container under an
-// internal lease, checking its CRC on the way; an SSD hit is first read into the pool
-// by the tier manager. Nothing is committed unless the whole
+// internal lease (the client checks its CRC); an SSD hit is first read into the pool by
+// the tier manager. Nothing is committed unless the whole
 // request validated, the stream carried exactly the shape's bytes, and encoding
 // succeeded; any failure frees what the request allocated.
 //
@@ -144,8 +144,10 @@ class CacheService final : public ServiceBase {
   // Put and streamed Get are admitted here; destroyed before cfg_'s users are gone.
   StreamLimiter streams_;
   StagingBudget staging_;
-  // Runs the blocking steps of streams (tier reads behind a Get, a Put's encode and commit).
-  WorkPool workers_;
+  // The blocking steps of streams, which must not run on gRPC's callback threads. Apart,
+  // so an SSD read never queues behind CPU-bound encodes.
+  WorkPool readers_;   // a Get's tier lookup that missed DRAM (may read the SSD)
+  WorkPool encoders_;  // a streamed Put's encode and commit
   // Lookup keys found, by tier (TierStats.hits = these + Gets served from the tier).
   std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0};
 

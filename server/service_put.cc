@@ -181,7 +181,7 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
 }
 
 // A streamed Put: each frame is checked and appended to the staging buffer on the
-// callback thread as it arrives; the encode and commit run on the work pool.
+// callback thread as it arrives; the encode and commit run on the encoders' pool.
 class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
   PutReactor(CacheService* s, grpc::CallbackServerContext* ctx, v1::PutResponse* resp)
@@ -267,10 +267,21 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
       Done(slot_->Refusal(ctx_));
       return;
     }
-    s_->workers_.Submit([this] { Done(ToGrpc(s_->EncodeAndCommit(*plan_, staging_->bytes(), resp_))); });
+    ticket_.SetBusy(true);
+    s_->encoders_.Submit([this] {
+      grpc::Status st = ToGrpc(s_->EncodeAndCommit(*plan_, staging_->bytes(), resp_));
+      ticket_.SetBusy(false);
+      Done(std::move(st));
+    });
   }
 
-  void Done(grpc::Status st) { Finish(scope_.Finish(std::move(st))); }
+  // Staging and the in-flight slot go back before the client hears the status, so a
+  // client that retries at once finds them free.
+  void Done(grpc::Status st) {
+    staging_.reset();
+    slot_.reset();
+    Finish(scope_.Finish(std::move(st)));
+  }
 
   CacheService* const s_;
   grpc::CallbackServerContext* const ctx_;

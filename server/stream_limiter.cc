@@ -35,8 +35,9 @@ StreamLimiter::Ticket StreamLimiter::Admit(grpc::ServerContextBase* ctx, grpc::S
     // streams that stopped moving cannot keep out ones that would.
     Slot* idlest = nullptr;
     for (Slot& s : slots_) {
-      if (!s.cancelled && (idlest == nullptr || s.last_progress_ns.load(std::memory_order_relaxed) <
-                                                    idlest->last_progress_ns.load(std::memory_order_relaxed))) {
+      if (!s.cancelled && !s.busy.load(std::memory_order_relaxed) &&
+          (idlest == nullptr || s.last_progress_ns.load(std::memory_order_relaxed) <
+                                    idlest->last_progress_ns.load(std::memory_order_relaxed))) {
         idlest = &s;
       }
     }
@@ -101,6 +102,12 @@ void StreamLimiter::Ticket::Touch() {
   if (owner_ != nullptr) slot_->last_progress_ns.store(SteadyNowNs(), std::memory_order_relaxed);
 }
 
+void StreamLimiter::Ticket::SetBusy(bool busy) {
+  if (owner_ == nullptr) return;
+  slot_->busy.store(busy, std::memory_order_relaxed);
+  Touch();  // the idle time of a stream coming back from the daemon starts now
+}
+
 const char* StreamLimiter::Ticket::cancel_reason() const {
   if (owner_ == nullptr) return nullptr;
   std::lock_guard<std::mutex> lock(owner_->mu_);
@@ -120,7 +127,7 @@ void StreamLimiter::Watch() {
     for (Slot& s : slots_) {
       if (s.cancelled) continue;
       const auto since = std::chrono::nanoseconds(now_ns - s.last_progress_ns.load(std::memory_order_relaxed));
-      if (idle.count() > 0 && since > idle) {
+      if (idle.count() > 0 && since > idle && !s.busy.load(std::memory_order_relaxed)) {
         CancelLocked(&s, "idle");
         cancelled_idle_.fetch_add(1, std::memory_order_relaxed);
       } else if (age.count() > 0 && now - s.start > age) {

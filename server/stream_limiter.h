@@ -3,10 +3,13 @@
 // (staging, a frame in flight, a lease) and would hold it forever.
 //
 //   - At most `max_streams` streams run at once; the rest are refused at once with
-//     RESOURCE_EXHAUSTED and a retry hint. When all are taken, a new stream preempts the one idle longest
-//     if it has been idle for `preempt_idle`: stalled clients yield to moving ones.
+//     RESOURCE_EXHAUSTED and a retry hint. When all are taken, a new stream preempts the
+//     one idle longest if it has been idle for `preempt_idle`: stalled clients yield to
+//     moving ones.
 //   - A watchdog thread cancels a stream that made no progress for `idle_timeout` or ran
 //     longer than `max_age` (TryCancel fails its pending read or write).
+//   - A stream waiting on the daemon's own work (queued for or running on a work pool) is
+//     busy, not idle: neither the idle timeout nor preemption touches it.
 //
 // Thread safety: every method may be called from any thread. A Ticket belongs to one
 // RPC, and must be destroyed before its server context.
@@ -48,6 +51,7 @@ class StreamLimiter {
     grpc::ServerContextBase* ctx;
     std::chrono::steady_clock::time_point start;
     std::atomic<int64_t> last_progress_ns;
+    std::atomic<bool> busy{false};
     bool cancelled = false;
     const char* reason = nullptr;
   };
@@ -62,6 +66,8 @@ class StreamLimiter {
     bool admitted() const { return owner_ != nullptr; }
     // Marks progress (a frame read or written); keeps the idle timeout away.
     void Touch();
+    // Marks the stream as waiting on the daemon (true) or on its peer again (false).
+    void SetBusy(bool busy);
     // Why the watchdog cancelled this stream, or null if it did not.
     const char* cancel_reason() const;
 

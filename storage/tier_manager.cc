@@ -393,15 +393,18 @@ absl::StatusOr<std::pair<Extent, EntryMeta>> TierManager::ReadSsdIntoDram(const 
   return absl::UnavailableError("SSD entry kept changing during the read; retry");
 }
 
+absl::StatusOr<TierLease> TierManager::GetFromDram(const EntryKey& key, uint32_t lease_ms) {
+  auto lease = dram_->Acquire(key, lease_ms);
+  if (!lease.ok()) return lease.status();
+  dram_hits_.fetch_add(1, std::memory_order_relaxed);
+  if (ssd_) ssd_->NoteAccess(key);
+  return TierLease{*lease, StorageTier::kDram, false};
+}
+
 absl::StatusOr<TierLease> TierManager::Get(const EntryKey& key, uint32_t lease_ms) {
   for (int attempt = 0; attempt < kGetRetries; ++attempt) {
-    auto lease = dram_->Acquire(key, lease_ms);
-    if (lease.ok()) {
-      dram_hits_.fetch_add(1, std::memory_order_relaxed);
-      if (ssd_) ssd_->NoteAccess(key);
-      return TierLease{*lease, StorageTier::kDram, false};
-    }
-    if (!absl::IsNotFound(lease.status())) return lease.status();
+    auto hit = GetFromDram(key, lease_ms);
+    if (!absl::IsNotFound(hit.status())) return hit;
     if (!ssd_) break;
 
     Stripe& s = StripeOf(key);

@@ -194,6 +194,9 @@ class TierManager {
                                           const EntryMeta& meta, const TierPutOptions& popts = {});
   // NotFound on a miss; the lease is released with Release().
   absl::StatusOr<TierLease> Get(const EntryKey& key, uint32_t lease_ms);
+  // Get's DRAM step alone: a leased DRAM hit, or NotFound (the entry may still be on SSD,
+  // and no miss is counted). Never does I/O, so threads that must not block may call it.
+  absl::StatusOr<TierLease> GetFromDram(const EntryKey& key, uint32_t lease_ms);
   bool Release(uint64_t lease_id) { return dram_->Release(lease_id); }
   // Removes the key from both tiers; true if any copy existed.
   bool Delete(const EntryKey& key);

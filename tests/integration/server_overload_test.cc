@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "client/client.h"
+#include "client/kv_files.h"
 #include "common/status_kinds.h"
 #include "tests/integration/daemon_fixture.h"
 #include "tests/integration/server_test_util.h"
@@ -275,6 +276,46 @@ TEST_F(StreamPreemptionTest, IdleStreamsYieldTheirSlotsToNewOnes) {
   }
   EXPECT_EQ(cancelled, kStreamCap);
   ExpectHealthy(3);
+}
+
+// The idle timeout is the peer's silence, not the daemon's own work: Puts whose encodes
+// queue behind each other for far longer than the timeout all succeed.
+class SlowEncodeTest : public ServerOverloadTest {
+ protected:
+  DaemonOptions Options() override {
+    DaemonOptions o;
+    o.extra_args = {"--stream-idle-timeout-ms", "400", "--stream-preempt-idle-ms", "0"};
+    return o;
+  }
+};
+
+TEST_F(SlowEncodeTest, StreamsWaitingOnTheirEncodeAreNotIdle) {
+  constexpr int kPuts = 12;
+  auto c = Connect(std::chrono::milliseconds(20'000));
+  ASSERT_NE(c, nullptr);
+  const KvShape shape{4, 512, 8, 128, DType::kBF16};  // 8 MiB raw
+  const std::vector<std::byte> bytes = client::RandomKvBytes(shape, 7);
+  std::vector<absl::Status> results(kPuts);
+  const auto start = std::chrono::steady_clock::now();
+  {
+    std::vector<std::jthread> puts;
+    for (int i = 0; i < kPuts; ++i) {
+      puts.emplace_back([&, i] {
+        client::PutSpec spec;
+        spec.ns = "slow";
+        spec.key = Key128{static_cast<uint64_t>(i), 1};
+        spec.shape = shape;
+        spec.codec = "lowrank-r8";
+        results[i] = c->Put(spec, bytes).status();
+      });
+    }
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  for (int i = 0; i < kPuts; ++i) EXPECT_TRUE(results[i].ok()) << "put " << i << ": " << results[i];
+  ExpectHealthy(1);
+  if (took < std::chrono::milliseconds(1200)) {
+    GTEST_SKIP() << "the encodes did not outlast the 400 ms idle timeout; nothing was exercised";
+  }
 }
 
 }  // namespace
