@@ -3,20 +3,22 @@
 CUDA tensors, against a running adaptcached, next to the copy limit.
 
 Per codec of --codecs: Put one request of max(--chunks) chunks of Llama-3.1-8B shape
-(32 layers x 256 tokens x 8 KV heads x 128 head_dim, bf16: 16 MiB raw per chunk, random
-normal data), then for each N of --chunks:
+(K and V x 32 layers x 256 tokens x 8 KV heads x 128 head_dim, bf16: 32 MiB raw per
+chunk, random normal data), then for each N of --chunks:
   fetch_ms  get_to_device of the first N keys into N contiguous bf16 CUDA tensors, timed
             from the call to the stream's synchronisation; median of --reps after --warmup;
   copy_ms   a pinned-host-to-device copy_ (non_blocking, synchronised) of the N stored
             containers' bytes: the transfer part of the limit;
   limit_ms  copy + decode kernels alone. The Python API cannot time GetToDevice's decode
-            alone, so the CSV column is left empty here; the table shows the C++ bench's
-            limit (bench/gpu_fetch_bench.cc, rows of source cpp in the same CSV) when present.
+            alone, so this is the C++ bench's limit of the same point (bench/gpu_fetch_bench.cc,
+            the rows of source cpp already in --csv: run it first, against the same daemon),
+            empty when there is none.
 Every fetch is checked byte for byte against the CPU decoder before it is reported.
 Rows `source,chunks,codec,ratio,fetch_ms,limit_ms` with source=python replace earlier
-python rows of --csv (other sources' rows are kept). GPU machine only: it stops with a
-clear message without torch or CUDA. The daemon's pool must hold max(--chunks) raw chunks
-(64 x 16 MiB = 1 GiB by default), e.g. adaptcached --pool-size 4GiB.
+python rows of --csv (other sources' rows are kept); the table replaces this script's
+section of --md. GPU machine only: it stops with a clear message without torch or CUDA.
+The daemon's pool must hold max(--chunks) raw chunks (64 x 32 MiB = 2 GiB by default), e.g.
+adaptcached --pool-size 4GiB.
 
 Example:  PYTHONPATH=build/python python3 bench/gpu_fetch.py --target unix:/tmp/ac.sock
 """
@@ -32,8 +34,12 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
+
 LAYERS, TOKENS, KV_HEADS, HEAD_DIM = 32, 256, 8, 128
 SHAPE = (2, LAYERS, TOKENS, KV_HEADS, HEAD_DIM)
+CHUNK_RAW_BYTES = 2 * LAYERS * TOKENS * KV_HEADS * HEAD_DIM * 2  # bf16
+MD_BEGIN, MD_END = "<!-- gpu_fetch_py:begin -->", "<!-- gpu_fetch_py:end -->"
 HEADER = ["source", "chunks", "codec", "ratio", "fetch_ms", "limit_ms"]
 
 
@@ -46,6 +52,9 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
     p.add_argument("--csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gpu_fetch.csv"),
                    help="CSV to update (rows of source python replaced)")
+    p.add_argument("--md", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "gpu_fetch.md"),
+                   help="Markdown results to update (this script's section replaced)")
+    p.add_argument("--commit", default=None, help="commit to record (default: git rev-parse HEAD)")
     p.add_argument("--namespace", default="bench/gpu-fetch/llama-3.1-8b/bf16")
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args()
@@ -88,6 +97,46 @@ def write_csv(path, rows):
         w.writeheader()
         for r in kept + rows:
             w.writerow(r)
+
+
+def md_section(args, machine, reg, rows):
+    import runinfo
+    lines = [
+        "## Python client (bench/gpu_fetch.py)", "",
+        f"- date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
+        f"- machine: {machine}",
+        f"- commit: {args.commit or runinfo.git_commit()}",
+        f"- command: `python3 {' '.join(sys.argv)}`",
+        f"- pool registration (prepare_device, before timing): {reg.registered}, {reg.seconds * 1e3:.0f} ms "
+        f"for {reg.bytes / 2**30:.1f} GiB",
+        "", "fetch = `get_to_device` into preallocated contiguous bf16 CUDA tensors, from the call to the stream's "
+        "synchronisation, median of the timed calls; copy = a pinned host-to-device `copy_` of the same stored bytes "
+        "(this script, same run); limit = the C++ bench's copy + decode of the same point (same daemon, same run). "
+        "Every point's output was checked byte for byte against the CPU decoder before it was timed.", "",
+        "| codec | ratio | chunks | fetch ms | GB/s of raw KV | copy ms | limit ms | fetch/limit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lim = r["limit_ms"]
+        rel = f"{float(r['fetch_ms']) / float(lim):.2f}x" if lim else "not measured"
+        lines.append(f"| {r['codec']} | {float(r['ratio']):.2f}x | {r['chunks']} | {r['fetch_ms']} | {r['gbs']:.1f} | "
+                     f"{r['copy_ms']:.3f} | {lim or 'not measured'} | {rel} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_md(path, section):
+    old = open(path).read() if os.path.exists(path) else ""
+    block = f"{MD_BEGIN}\n{section}{MD_END}\n"
+    b, e = old.find(MD_BEGIN), old.find(MD_END)
+    if b >= 0 and e > b:
+        text = old[:b] + block + old[e + len(MD_END) + 1:]
+    elif old:
+        text = old + ("\n" if old.endswith("\n") else "\n\n") + block
+    else:
+        text = "# GPU fetch benchmark\n\n" + block
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def main():
@@ -163,15 +212,17 @@ def main():
 
                 copy_ms = median_ms(copy, args.reps, args.warmup)
                 lim = cpp.get((n, codec))
-                gbs = n * (16 << 20) / (fetch_ms * 1e-3) / 1e9
+                gbs = n * CHUNK_RAW_BYTES / (fetch_ms * 1e-3) / 1e9
                 print(f"{codec:<18} {ratio:6.2f} {n:6d} {fetch_ms:9.3f} {gbs:9.1f} {copy_ms:8.3f} "
                       f"{'' if lim is None else f'{lim:.3f}':>9} {fetch_ms / copy_ms:10.2f}")
                 rows.append({"source": "python", "chunks": n, "codec": codec, "ratio": f"{ratio:.3f}",
-                             "fetch_ms": f"{fetch_ms:.3f}", "limit_ms": ""})
+                             "fetch_ms": f"{fetch_ms:.3f}", "limit_ms": "" if lim is None else f"{lim:.3f}",
+                             "copy_ms": copy_ms, "gbs": gbs})
             c.delete(ns, keys)
     write_csv(args.csv, rows)
-    print(f"\nwrote {len(rows)} python rows to {args.csv} (limit_ms left empty: the decode alone is not "
-          f"measurable through the Python API; see the cpp rows)")
+    import runinfo
+    write_md(args.md, md_section(args, runinfo.machine_line(torch, dev), reg, rows))
+    print(f"\nwrote {len(rows)} python rows to {args.csv} and {args.md}")
 
 
 if __name__ == "__main__":

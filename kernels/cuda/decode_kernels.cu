@@ -325,6 +325,7 @@ __device__ __forceinline__ void DecodeChunk(const LaunchArgs& a, const EntryDesc
     default:
       return;
   }
+  RoundThrough(e.in_dtype, e.out_dtype, y);
   if (dst != nullptr) StoreChunk(dst + uint64_t{c0} * oes, e.out_dtype, n, y);
 }
 
@@ -435,10 +436,12 @@ __device__ __forceinline__ void FastRows(const LaunchArgs& a, const EntryDesc& e
         }
         if (e.hadamard) {  // sums of +-inf can make NaN: keep the CPU's NaN rule
           HadamardChunk(y, e.dim, ch % (e.dim / 8));
+          RoundThrough(e.in_dtype, e.out_dtype, y);
           if (out != nullptr) StoreChunk(out, e.out_dtype, 8, y);
           continue;
         }
       }
+      RoundThrough(e.in_dtype, e.out_dtype, y);
       if (out != nullptr) StoreChunkHw(out, e.out_dtype, y);
     }
   }
@@ -564,7 +567,7 @@ __global__ void __launch_bounds__(kHadamardThreads)
   if (dst == nullptr) return;
   const float scale = HadamardScaleOf(D);
   for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
-    StoreElem(dst, e.out_dtype, uint64_t{head} * D + d, __fmul_rn(x[d], scale));
+    StoreElem(dst, e.out_dtype, uint64_t{head} * D + d, RoundThrough(e.in_dtype, e.out_dtype, __fmul_rn(x[d], scale)));
   }
 }
 
@@ -682,7 +685,7 @@ __global__ void __launch_bounds__(kLowrankThreads)
       }
     }
     y = y < -out_max ? -out_max : (out_max < y ? out_max : y);  // std::clamp
-    StoreElem(dst, e.out_dtype, uint64_t{h} * D + d, y);
+    StoreElem(dst, e.out_dtype, uint64_t{h} * D + d, RoundThrough(e.in_dtype, e.out_dtype, y));
   }
 }
 

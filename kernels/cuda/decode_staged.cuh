@@ -192,6 +192,7 @@ __device__ __forceinline__ void StagedQuantRows(const EntryDesc& e, uint32_t kv,
           y[h + i] = __fadd_rn(__fmul_rn(CodeToFloat(CodeOf<BITS>(w, w64, h + i)), s[i]), m[i]);
         }
       }
+      RoundThrough(e.in_dtype, e.out_dtype, y);
       Store16Hw(dst + uint64_t{c0} * oes, e.out_dtype, y);
     }
     return;
@@ -212,8 +213,10 @@ __device__ __forceinline__ void StagedQuantRows(const EntryDesc& e, uint32_t kv,
     for (int i = 0; i < 16; ++i) y[i] = __fadd_rn(__fmul_rn(CodeToFloat(CodeOf<BITS>(w, w64, i)), s), m);
     if (e.hadamard) {
       HadamardChunk16(y, e.dim, ch % (e.dim / 16));
+      RoundThrough(e.in_dtype, e.out_dtype, y);
       if (dst != nullptr) Store16MaybeNan(dst + uint64_t{c0} * oes, e.out_dtype, y);
     } else {
+      RoundThrough(e.in_dtype, e.out_dtype, y);
       Store16Hw(dst + uint64_t{c0} * oes, e.out_dtype, y);
     }
   }
@@ -325,6 +328,7 @@ __device__ void StagedTile(const LaunchArgs& a, const EntryDesc& e, uint32_t kv,
           y[2 * i] = __fmul_rn(f.x, scale);
           y[2 * i + 1] = __fmul_rn(f.y, scale);
         }
+        RoundThrough(e.in_dtype, e.out_dtype, y);
         Store16Hw(dst + uint64_t{ch} * 16 * oes, e.out_dtype, y);
       }
       continue;

@@ -88,6 +88,26 @@ __device__ __forceinline__ uint32_t FloatToE4M3(float v) {
   return sign | (au < 0x3c800000u ? sub : normal);
 }
 
+// v rounded to `dtype` and back (the CPU's StoreFromFloat then LoadAsFloat, bit for bit).
+__device__ __forceinline__ float RoundTo(uint8_t dtype, float v) {
+  if (dtype == kBf16) return Bf16BitsToFloat(FloatToBf16Bits(v));
+  if (dtype == kFp16) return Fp16BitsToFloat(FloatToFp16Bits(v));
+  return v;
+}
+
+// A decode into another dtype than the entry's goes through the entry's own: the CPU
+// decoder yields the entry's dtype, and the CPU fallback converts that, so both paths give
+// the same bytes. Uniform per entry; nothing to do when the dtypes match.
+template <int N>
+__device__ __forceinline__ void RoundThrough(uint8_t entry_dtype, uint8_t out_dtype, float (&y)[N]) {
+  if (entry_dtype == out_dtype) return;
+#pragma unroll
+  for (int i = 0; i < N; ++i) y[i] = RoundTo(entry_dtype, y[i]);
+}
+__device__ __forceinline__ float RoundThrough(uint8_t entry_dtype, uint8_t out_dtype, float v) {
+  return entry_dtype == out_dtype ? v : RoundTo(entry_dtype, v);
+}
+
 // Stores v (already the final fp32 value) as element i of `row` in `dtype`.
 __device__ __forceinline__ void StoreElem(uint8_t* row, uint8_t dtype, uint64_t i, float v) {
   if (dtype == kFp32) {

@@ -202,8 +202,9 @@ TEST_F(CudaDecodeTest, PagedRandomSlots) {
   }
 }
 
-// One call, many entries of different families, shapes and dtypes; fp32 output from a
-// bf16 container rounds to exactly the CPU's bf16 output.
+// One call, many entries of different families, shapes and dtypes; output in another
+// dtype than the entry's is the CPU's output in the entry's dtype, converted (so fp32 output
+// holds exactly the widened CPU values).
 TEST_F(CudaDecodeTest, BatchedMixedEntries) {
   struct Case {
     const char* name;
@@ -246,9 +247,14 @@ TEST_F(CudaDecodeTest, BatchedMixedEntries) {
     auto got = outs[i].Download();
     if (cases[i].out != e.shape.dtype) {  // fp32 output: round it the CPU way, then compare
       std::vector<std::byte> rounded(e.shape.Bytes());
+      uint64_t inexact = 0;
       for (uint64_t j = 0; j < e.shape.Elements(); ++j) {
-        StoreFromFloat(rounded.data(), e.shape.dtype, j, LoadAsFloat(got.data(), DType::kFP32, j));
+        const float v = LoadAsFloat(got.data(), DType::kFP32, j);
+        StoreFromFloat(rounded.data(), e.shape.dtype, j, v);
+        const float back = LoadAsFloat(rounded.data(), e.shape.dtype, j);
+        inexact += std::memcmp(&v, &back, 4) != 0;
       }
+      EXPECT_EQ(inexact, 0u) << cases[i].name << ": fp32 output not in the entry's dtype";
       got = std::move(rounded);
     }
     ExpectMatches(e, got.data(), e.shape.dtype, e.shape.Elements(), e.reference.data(), "batched");

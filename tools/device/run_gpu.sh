@@ -225,6 +225,9 @@ if [ -f bench/gpu_fetch.py ] && [ -n "$DAEMON_PID" ]; then
   grep -q -- '--target' <<<"$help" && py_args+=(--target "$SOCK")
   grep -q -- '--results-dir' <<<"$help" && py_args+=(--results-dir "$OUT/results")
   grep -q -- '--commit' <<<"$help" && py_args+=(--commit "$COMMIT")
+  # Into the C++ bench's files: its cpp rows give the Python rows their limit.
+  grep -q -- '--csv' <<<"$help" && py_args+=(--csv "$OUT/results/gpu_fetch.csv")
+  grep -q -- '--md' <<<"$help" && py_args+=(--md "$OUT/results/gpu_fetch.md")
   PYTHONPATH="$ROOT/$CARRY/python" run_step py_fetch bench 180 python3 bench/gpu_fetch.py "${py_args[@]}"
 fi
 if [ -x "$BIN/cuda_decode_bench" ]; then
