@@ -50,7 +50,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..client import DEFAULT_CHUNK_TOKENS, Client, cuda_available, hash_tokens, kept_tokens
-from ..errors import InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument
 
 __all__ = ["HFKVConnector", "KVRequest", "GenerationResult", "generate_with_cache", "default_namespace",
            "model_kv_shape"]
@@ -264,6 +264,13 @@ class HFKVConnector:
         if self.is_cuda:
             self._load_stream = torch.cuda.Stream(self.device)
             self._save_stream = torch.cuda.Stream(self.device)
+        if self.gpu_decode:
+            # Registration (~70 ms per GiB of pool) runs in the background from now on,
+            # instead of starting inside the first request's load.
+            try:
+                self.client.prepare_device(device=self.device.index)
+            except FailedPrecondition:
+                pass  # no shared pool here (a remote daemon): loads stage through pinned memory
         self._hooks = []
         for i, layer in enumerate(_decoder_layers(model)[:self.layers]):
             self._hooks.append(layer.register_forward_pre_hook(self._pre_hook(i)))
