@@ -24,7 +24,8 @@
 #   FETCH_ARGS     extra gpu_fetch_bench arguments (e.g. "--codecs raw,fp8 --chunks 1,16")
 # Steps (group): kernel_tests (one per kernels_cuda_*_tests), tile7, it_gpu (one per
 #   it_gpu_* / *_gpu_*test* binary), py_tests (tests); cuda_bench, fetch_bench, py_fetch,
-#   variants (bench); memcheck (memcheck).
+#   variants (bench); memcheck (memcheck); conn_quality, chunk_quality (quality: need
+#   ADAPTCACHE_GGUF, ADAPTCACHE_DATA_DIR and the gguf wheel in $CARRY/wheels).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -98,6 +99,7 @@ want() {
     tests) [ "${SKIP_TESTS:-0}" != 1 ] ;;
     bench) [ "${SKIP_BENCH:-0}" != 1 ] && { [ "$1" != variants ] || [ "${SKIP_VARIANTS:-0}" != 1 ]; } ;;
     memcheck) [ "${SKIP_MEMCHECK:-0}" != 1 ] ;;
+    quality) [ "${SKIP_QUALITY:-0}" != 1 ] ;;
   esac
 }
 # run_step STEP GROUP TIMEOUT_S CMD...: runs CMD under a timeout (capped by what is left of
@@ -158,7 +160,9 @@ trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
 needs_daemon=0
-for s in it_gpu:tests py_tests:tests fetch_bench:bench py_fetch:bench; do want "${s%%:*}" "${s##*:}" && needs_daemon=1; done
+for s in it_gpu:tests py_tests:tests fetch_bench:bench py_fetch:bench conn_quality:quality chunk_quality:quality; do
+  want "${s%%:*}" "${s##*:}" && needs_daemon=1
+done
 if [ "$needs_daemon" = 1 ]; then
   POOL_SIZE=${POOL_SIZE:-6GiB}
   SHM_DIR=/dev/shm
@@ -229,6 +233,20 @@ if [ -f bench/gpu_fetch.py ] && [ -n "$DAEMON_PID" ]; then
   grep -q -- '--csv' <<<"$help" && py_args+=(--csv "$OUT/results/gpu_fetch.csv")
   grep -q -- '--md' <<<"$help" && py_args+=(--md "$OUT/results/gpu_fetch.md")
   PYTHONPATH="$ROOT/$CARRY/python" run_step py_fetch bench 180 python3 bench/gpu_fetch.py "${py_args[@]}"
+fi
+# Quality runs with SmolLM2-135M (bench/quality): the model file from $ADAPTCACHE_GGUF, the
+# evaluation texts from $ADAPTCACHE_DATA_DIR, the gguf reader from $CARRY/wheels.
+if [ -n "$DAEMON_PID" ] && { want conn_quality quality || want chunk_quality quality; }; then
+  QSITE=/tmp/ac_site
+  if ls "$CARRY"/wheels/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$QSITE" "$CARRY"/wheels/*.whl ||
+      echo "warning: cannot install $CARRY/wheels"
+  fi
+  QPATH="$ROOT/$CARRY/python:$QSITE"
+  PYTHONPATH=$QPATH run_step conn_quality quality 300 python3 bench/connector_quality.py --target "$SOCK" \
+    --results-dir "$OUT/results" ${CONN_QUALITY_ARGS:-}
+  PYTHONPATH=$QPATH run_step chunk_quality quality 480 python3 bench/chunk_quality.py --target "$SOCK" \
+    --results-dir "$OUT/results" --commit "$COMMIT" ${CHUNK_QUALITY_ARGS:-}
 fi
 if [ -x "$BIN/cuda_decode_bench" ]; then
   # Variants of the rows kernel on the hot configs, same run (docs/cuda.md): v3 (no
