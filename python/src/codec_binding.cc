@@ -200,6 +200,13 @@ class PyQualityReference {
 PYBIND11_MODULE(_codec, m) {
   using namespace adaptcache;
   m.doc() = "AdaptCache codec library (CPU reference) on numpy arrays";
+  // pybind11 (2.10) sets up its numpy API lazily in a C++ static whose first use imports
+  // numpy while holding the GIL: two threads making their first array at once deadlock.
+  // Set it up here, under the import lock (without numpy, the first array use fails instead).
+  try {
+    (void)py::dtype::of<float>();
+  } catch (const py::error_already_set&) {
+  }
 
   m.def("default_config_space", [] {
     std::vector<std::string> names;
