@@ -6,12 +6,13 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernels/codec.h"
 #include "server/metrics.h"
 #include "server/server_metrics.h"
-#include "storage/dram_tier.h"
+#include "storage/tier_manager.h"
 
 using namespace adaptcache;
 using namespace adaptcache::server;
@@ -30,17 +31,17 @@ double MedianNs(int reps, uint64_t iters, F&& body) {
 }
 
 int main() {
-  DramTierOptions opts;
-  opts.capacity_bytes = 512ull << 20;
-  opts.name = "ac-server-bench";
-  opts.mlock = false;
-  auto tier = DramTier::Create(opts);
-  if (!tier.ok()) {
-    std::fprintf(stderr, "pool: %s\n", std::string(tier.status().message()).c_str());
+  TierManagerOptions opts;
+  opts.dram.capacity_bytes = 512ull << 20;
+  opts.dram.name = "ac-server-bench";
+  opts.dram.mlock = false;
+  auto tm = TierManager::Create(std::move(opts));
+  if (!tm.ok()) {
+    std::fprintf(stderr, "pool: %s\n", std::string(tm.status().message()).c_str());
     return 1;
   }
   MetricsRegistry reg;
-  auto metrics = ServerMetrics::Create(&reg, tier->get());
+  auto metrics = ServerMetrics::Create(&reg, tm->get());
   if (!metrics.ok()) return 1;
   ServerMetrics* m = metrics->get();
   constexpr uint64_t kIters = 2'000'000;
@@ -75,16 +76,16 @@ int main() {
   uint64_t stored = 0;
   for (uint64_t target : {0ull, 1000ull, 10000ull, 100000ull}) {
     for (; stored < target; ++stored) {
-      auto e = (*tier)->Allocate(container->size());
+      auto e = (*tm)->Allocate(container->size());
       if (!e.ok()) break;
-      std::copy(container->begin(), container->end(), (*tier)->Bytes(*e).begin());
+      std::copy(container->begin(), container->end(), (*tm)->Bytes(*e).begin());
       EntryMeta meta;
       meta.shape = shape;
       meta.codec = "raw";
       meta.raw_bytes = shape.Bytes();
       meta.stored_bytes = container->size();
       EntryKey key{1, Key128{stored, ~stored}};
-      if (!(*tier)->Commit(key, *e, meta).ok()) break;
+      if (!(*tm)->CommitPut(key, *e, meta).ok()) break;
     }
     size_t bytes = 0;
     double ns = MedianNs(5, 1, [&](uint64_t) { bytes = reg.Render().size(); });

@@ -64,14 +64,14 @@ std::unique_ptr<TierManager> Make(const std::string& dir, uint64_t pool, bool ss
 }
 
 bool Put(TierManager* tm, uint64_t i, const std::vector<std::byte>& c, bool durable) {
-  auto e = tm->dram()->Allocate(c.size());
+  auto e = tm->Allocate(c.size());
   if (!e.ok()) return false;
-  std::memcpy(tm->dram()->Bytes(*e).data(), c.data(), c.size());
+  std::memcpy(tm->Bytes(*e).data(), c.data(), c.size());
   auto meta = DescribeFromHeader(c);
   TierPutOptions po;
   po.durable = durable;
   auto r = tm->CommitPut(Key(i), *e, *meta, po);
-  if (!r.ok()) tm->dram()->Free(*e);
+  if (!r.ok()) tm->Free(*e);
   return r.ok() && (!durable || r->durable);
 }
 
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     for (uint64_t i = 0; i < entries; ++i) Put(tm.get(), i, data[i], false);
     const double put_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (tm->ssd()) tm->ssd()->Flush();
+    if (tm->HasSsd()) tm->ssd_for_testing()->Flush();
     const double all_s = std::chrono::duration<double>(Clock::now() - t0).count();
     auto st = tm->Stats();
     std::printf("mode=put_%s entry_bytes=%lu MBps=%.0f MBps_until_durable=%.0f demoted=%lu lost=%lu\n",
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   for (uint32_t promote : {0u, 1u}) {
     auto tm = Make(dir, pool, true, promote);
     for (uint64_t i = 0; i < entries; ++i) Put(tm.get(), i, data[i], false);
-    tm->ssd()->Flush();
+    tm->ssd_for_testing()->Flush();
     std::vector<double> dram_us, ssd_us;
     // The newest entries are in DRAM, the oldest only on SSD.
     const uint64_t in_dram = std::min<uint64_t>(entries / 8, pool / entry / 2);

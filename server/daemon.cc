@@ -92,14 +92,14 @@ absl::Status WriteReadyFile(const std::string& path, const std::string& body) {
 
 class Reaper {
  public:
-  Reaper(DramTier* tier, CacheService* service, std::chrono::milliseconds every)
-      : thread_([this, tier, service, every] {
+  Reaper(TierManager* tm, CacheService* service, std::chrono::milliseconds every)
+      : thread_([this, tm, service, every] {
           std::unique_lock<std::mutex> lock(mu_);
           while (!stop_) {
             cv_.wait_for(lock, every, [this] { return stop_; });
             if (stop_) break;
             lock.unlock();
-            tier->ReapExpired();
+            tm->ReapExpired();
             service->ReapPending();
             lock.lock();
           }
@@ -237,24 +237,23 @@ int RunDaemon(ServerConfig cfg) {
     spdlog::critical("cannot create the storage tiers: {}", std::string(tm.status().message()));
     return 1;
   }
-  DramTier* const dram = (*tm)->dram();
-  if ((*tm)->ssd() != nullptr) {
-    const SsdTierStats ss = (*tm)->ssd()->Stats();
+  TierManager* const tiers = tm->get();
+  if (const auto ss = tiers->SsdStats()) {
     spdlog::info("SSD tier at '{}': {} segments of {} bytes, {} entries recovered{}", cfg.ssd_dir,
-                 ss.slots, cfg.ssd_segment_bytes, ss.entries,
-                 ss.rebuilt_index && ss.entries > 0 ? " (index rebuilt from the log)" : "");
+                 ss->slots, cfg.ssd_segment_bytes, ss->entries,
+                 ss->rebuilt_index && ss->entries > 0 ? " (index rebuilt from the log)" : "");
   } else {
     spdlog::info("no SSD tier ({}): DRAM evictions are losses",
                  cfg.ssd_dir.empty() ? "ssd.dir = \"\"" : "ssd.enabled = false");
   }
-  const auto& ps = dram->pool_status();
+  const auto& ps = tiers->pool_status();
   spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",
-               dram->shm_path(), dram->pool_size(), dram->pool_id(),
+               tiers->shm_path(), tiers->pool_size(), tiers->pool_id(),
                ps.mlocked ? "yes" : "no (" + ps.mlock_error + ")",
                ps.huge_pages_effective ? "yes" : "no", ps.thp_shmem_mode);
 
   MetricsRegistry registry;
-  auto metrics = ServerMetrics::Create(&registry, dram);
+  auto metrics = ServerMetrics::Create(&registry, tiers);
   if (!metrics.ok()) {
     spdlog::critical("metrics: {}", std::string(metrics.status().message()));
     return 1;
@@ -346,7 +345,7 @@ int RunDaemon(ServerConfig cfg) {
     }
     metrics_port = *bound;
   }
-  Reaper reaper(dram, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
+  Reaper reaper(tiers, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
 
   spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads, "
                "{} streams", kVersion,
@@ -358,9 +357,9 @@ int RunDaemon(ServerConfig cfg) {
     auto st = WriteReadyFile(
         cfg.ready_file,
         absl::StrCat("pid=", ::getpid(), "\nsocket=", cfg.socket, "\ntcp_port=", tcp_port,
-                     "\nmetrics_port=", metrics_port, "\nshm_path=", dram->shm_path(),
-                     "\npool_size=", dram->pool_size(), "\npool_id=", dram->pool_id(),
-                     "\nssd_dir=", (*tm)->ssd() ? cfg.ssd_dir : "", "\n"));
+                     "\nmetrics_port=", metrics_port, "\nshm_path=", tiers->shm_path(),
+                     "\npool_size=", tiers->pool_size(), "\npool_id=", tiers->pool_id(),
+                     "\nssd_dir=", tiers->HasSsd() ? cfg.ssd_dir : "", "\n"));
     if (!st.ok()) spdlog::error("{}", std::string(st.message()));
   }
 
@@ -376,7 +375,7 @@ int RunDaemon(ServerConfig cfg) {
   server->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
   server->Wait();
   policy_runner.reset();  // no mover moves entries while they are flushed
-  if ((*tm)->ssd() != nullptr && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tm->get(), cfg);
+  if (tiers->HasSsd() && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tiers, cfg);
   http.Stop();
   if (!cfg.socket.empty()) ::unlink(cfg.socket.c_str());
   if (!cfg.ready_file.empty()) ::unlink(cfg.ready_file.c_str());

@@ -75,16 +75,16 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
       m.kind == MoveKind::kDemote ||
       (m.kind == MoveKind::kTranscode && (m.to.tier == policy::Tier::kSsd || opts_.keep_master));
   if (m.kind == MoveKind::kTranscode && !cpu_.Available()) return MoveResult::kBudget;
-  if (writes_ssd && tm_->ssd() != nullptr && !ssd_.Available()) return MoveResult::kBudget;
+  if (writes_ssd && tm_->HasSsd() && !ssd_.Available()) return MoveResult::kBudget;
 
   // The entry must be as the plan saw it, and unleased.
   const Location loc = tm_->Locate(subj.key);
   if (loc.tier != ToStorage(m.from.tier) || loc.meta.crc32c != subj.crc32c) {
     return MoveResult::kStale;
   }
-  if (auto v = tm_->dram()->Inspect(subj.key); v && v->leases > 0) return MoveResult::kLeased;
+  if (tm_->DramLeases(subj.key) > 0) return MoveResult::kLeased;
   if (m.dram_delta > 0) {
-    const DramTierStats ds = tm_->dram()->Stats();
+    const DramTierStats ds = tm_->DramStats();
     if (ds.used_bytes + static_cast<uint64_t>(m.dram_delta) > ds.capacity_bytes) {
       return MoveResult::kNoSpace;
     }
@@ -175,7 +175,7 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   // always when it is already there (a durable Put's copy costs nothing to keep, and
   // erasing it would leave the entry lossy and in DRAM only), else when asked.
   const bool on_ssd = tm_->Locate(key).on_ssd;
-  ro.keep_master = tier == StorageTier::kDram && tm_->ssd() != nullptr && !same && best_lossless &&
+  ro.keep_master = tier == StorageTier::kDram && tm_->HasSsd() && !same && best_lossless &&
                    (on_ssd || (opts_.keep_master && allow_master));
   if (ro.keep_master && best->tier != StorageTier::kSsd && !on_ssd) {
     // Replace writes the current copy to SSD first.

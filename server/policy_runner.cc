@@ -435,7 +435,7 @@ uint64_t PolicyRunner::RunAdmissions() {
     auto rule = rules.find(AdmitKeyOf(key.ns, s));
     if (loc.tier != StorageTier::kDram || loc.meta.codec_family != CodecId::kRaw || rule == rules.end()) {
       res = MoveResult::kStale;  // gone, demoted, already transcoded, or no rule any more
-    } else if (auto v = tm_->dram()->Inspect(key); v && v->leases > 0) {
+    } else if (tm_->DramLeases(key) > 0) {
       res = MoveResult::kLeased;
     } else if (!cpu.Available()) {
       res = MoveResult::kBudget;
@@ -697,14 +697,14 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
     in.entries.push_back(e);
     subjects.push_back({r.key, s, r.loc.meta.crc32c});
   }
-  const DramTierStats ds = tm_->dram()->Stats();
+  const DramTierStats ds = tm_->DramStats();
   const double dram_cap = opts_.dram_fraction * static_cast<double>(ds.capacity_bytes);
   // Never below what pinned entries already hold: an infeasible plan would push every
   // unpinned entry out of the tier.
   in.dram_capacity =
       std::max(pinned_dram, static_cast<uint64_t>(std::max(0.0, dram_cap - excluded_dram)));
-  if (tm_->ssd() != nullptr) {
-    const double ssd_cap = opts_.ssd_fraction * static_cast<double>(tm_->ssd()->Stats().capacity_bytes);
+  if (const auto ss = tm_->SsdStats()) {
+    const double ssd_cap = opts_.ssd_fraction * static_cast<double>(ss->capacity_bytes);
     in.ssd_capacity =
         std::max(pinned_ssd, static_cast<uint64_t>(std::max(0.0, ssd_cap - excluded_ssd)));
   }

@@ -56,10 +56,10 @@ const char* GrpcCodeName(grpc::StatusCode code) {
 }
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(MetricsRegistry* registry,
-                                                                     DramTier* tier) {
+                                                                     TierManager* tm) {
   std::unique_ptr<ServerMetrics> m(new ServerMetrics());
   m->registry_ = registry;
-  m->tier_ = tier;
+  m->tm_ = tm;
   MetricsRegistry& r = *registry;
   AC_ASSIGN_OR_RETURN_METRIC(m->requests_,
                              r.AddCounter("adaptcache_requests_total",
@@ -199,7 +199,7 @@ uint64_t ServerMetrics::puts_ok() const {
 
 std::map<std::string, ServerMetrics::CodecUsage> ServerMetrics::UsageByCodec() const {
   std::map<std::string, CodecUsage> usage;
-  tier_->ForEach([&](const EntryKey&, const EntryMeta& meta) {
+  tm_->ForEachInDram([&](const EntryKey&, const EntryMeta& meta) {
     auto& u = usage[meta.codec];
     ++u.entries;
     u.bytes += meta.stored_bytes;
@@ -208,7 +208,7 @@ std::map<std::string, ServerMetrics::CodecUsage> ServerMetrics::UsageByCodec() c
 }
 
 void ServerMetrics::Collect() {
-  const DramTierStats s = tier_->Stats();
+  const DramTierStats s = tm_->DramStats();
   capacity_->Set(static_cast<double>(s.capacity_bytes));
   used_->Set(static_cast<double>(s.used_bytes));
   entry_bytes_->Set(static_cast<double>(s.entry_bytes));
@@ -222,8 +222,8 @@ void ServerMetrics::Collect() {
   expired_leases_->Set(s.expired_leases);
   expired_reservations_->Set(s.expired_reservations);
   alloc_failures_->Set(s.allocation_failures);
-  mlocked_->Set(tier_->pool_status().mlocked ? 1 : 0);
-  huge_pages_->Set(tier_->pool_status().huge_pages_effective ? 1 : 0);
+  mlocked_->Set(tm_->pool_status().mlocked ? 1 : 0);
+  huge_pages_->Set(tm_->pool_status().huge_pages_effective ? 1 : 0);
   uptime_->Set(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
 
   auto usage = UsageByCodec();

@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/metrics.h"
-#include "storage/dram_tier.h"
+#include "storage/tier_manager.h"
 
 namespace adaptcache::server {
 
@@ -43,7 +43,7 @@ class ServerMetrics {
  public:
   // Registers every family; fails only on a programming error (bad name).
   static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(MetricsRegistry* registry,
-                                                               DramTier* tier);
+                                                               TierManager* tm);
 
   void Record(Op op, grpc::StatusCode code, double seconds);
   void CountLookup(bool hit) { (hit ? key_hits_ : key_misses_)->Inc(); }
@@ -77,7 +77,7 @@ class ServerMetrics {
 
   static constexpr int kCodes = 17;
   MetricsRegistry* registry_ = nullptr;
-  DramTier* tier_ = nullptr;
+  TierManager* tm_ = nullptr;
   Family<Counter>* requests_ = nullptr;
   std::array<std::array<std::atomic<Counter*>, kCodes>, static_cast<int>(Op::kCount)> by_code_{};
   std::array<Histogram*, static_cast<int>(Op::kCount)> latency_{};

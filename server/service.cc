@@ -38,7 +38,6 @@ CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetri
                            AccessObserver* observer)
     : cfg_(cfg),
       tm_(tm),
-      tier_(tm->dram()),
       metrics_(metrics),
       observer_(observer),
       start_(std::chrono::steady_clock::now()),
@@ -169,7 +168,7 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
   resp->set_leased(leased);
   resp->set_prefix_hits(prefix_hits);
   resp->set_lease_expires_unix_ms(expires);
-  resp->set_pool_id(tier_->pool_id());
+  resp->set_pool_id(tm_->pool_id());
   return scope.Finish(grpc::Status::OK);
 }
 
@@ -254,7 +253,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
       frame_.set_offset(extent_.offset);
       frame_.set_lease_id(lease_id_);
       frame_.set_lease_expires_unix_ms(UnixMs(expires_));
-      frame_.set_pool_id(s_->tier_->pool_id());
+      frame_.set_pool_id(s_->tm_->pool_id());
     }
     StartWrite(&frame_);
   }
@@ -264,7 +263,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
   // memory is trusted, and every client verifies the whole container against
   // EntryInfo.crc32c after the copy, so a corrupt entry never reaches a caller as good bytes.
   void NextChunk() {
-    const ByteSpan bytes = s_->tier_->Bytes(extent_);
+    const ByteSpan bytes = s_->tm_->Bytes(extent_);
     if (sent_ == bytes.size()) {
       s_->metrics_->CountGetBytes(bytes.size(), false);
       Done(grpc::Status::OK);
@@ -290,7 +289,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     Finish(scope_.Finish(std::move(st)));
   }
   void ReleaseLease() {
-    if (lease_id_ != 0) s_->tier_->Release(lease_id_);
+    if (lease_id_ != 0) s_->tm_->Release(lease_id_);
     lease_id_ = 0;
   }
 
@@ -320,7 +319,7 @@ grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseReques
                                              cfg_.max_batch_keys)));
   }
   uint32_t released = 0;
-  for (uint64_t id : req->lease_ids()) released += tier_->Release(id) ? 1 : 0;
+  for (uint64_t id : req->lease_ids()) released += tm_->Release(id) ? 1 : 0;
   resp->set_released(released);
   return scope.Finish(grpc::Status::OK);
 }
@@ -340,16 +339,16 @@ grpc::Status CacheService::Delete(grpc::ServerContext*, const v1::DeleteRequest*
 grpc::Status CacheService::PoolInfo(grpc::ServerContext*, const v1::PoolInfoRequest*,
                                     v1::PoolInfoResponse* resp) {
   RequestScope scope(metrics_, Op::kPoolInfo);
-  resp->set_shm_path(tier_->shm_path());
-  resp->set_size(tier_->pool_size());
-  resp->set_pool_id(tier_->pool_id());
+  resp->set_shm_path(tm_->shm_path());
+  resp->set_size(tm_->pool_size());
+  resp->set_pool_id(tm_->pool_id());
   return scope.Finish(grpc::Status::OK);
 }
 
 grpc::Status CacheService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
                                  v1::StatsResponse* resp) {
   RequestScope scope(metrics_, Op::kStats);
-  const DramTierStats s = tier_->Stats();
+  const DramTierStats s = tm_->DramStats();
   auto* dram = resp->add_tiers();
   dram->set_tier(v1::TIER_DRAM);
   dram->set_capacity_bytes(s.capacity_bytes);

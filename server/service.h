@@ -135,7 +135,6 @@ class CacheService final : public ServiceBase {
 
   const ServerConfig cfg_;
   TierManager* const tm_;
-  DramTier* const tier_;  // tm_->dram()
   ServerMetrics* const metrics_;
   AccessObserver* const observer_;
   const std::chrono::steady_clock::time_point start_;

@@ -24,14 +24,14 @@ grpc::Status Invalid(const std::string& msg) {
 // Frees an in-flight extent unless it was committed.
 class ExtentGuard {
  public:
-  ExtentGuard(DramTier* tier, Extent e) : tier_(tier), e_(e) {}
+  ExtentGuard(TierManager* tm, Extent e) : tm_(tm), e_(e) {}
   ~ExtentGuard() {
-    if (armed_) tier_->Free(e_);
+    if (armed_) tm_->Free(e_);
   }
   void Disarm() { armed_ = false; }
 
  private:
-  DramTier* tier_;
+  TierManager* tm_;
   Extent e_;
   bool armed_ = true;
 };
@@ -106,10 +106,10 @@ absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::Put
   }
   plan.codec = *codec;
   plan.codec_name = codec->Name();  // canonical spelling
-  if (MaxEncodedBytes(plan.codec, plan.shape) > tier_->pool_size() / 2) {
+  if (MaxEncodedBytes(plan.codec, plan.shape) > tm_->pool_size() / 2) {
     return absl::ResourceExhaustedError(
         absl::StrCat("entry of ", raw_bytes, " bytes cannot fit in half the pool (",
-                     tier_->pool_size(), " bytes)"));
+                     tm_->pool_size(), " bytes)"));
   }
   if (h.token_importance_size() != 0) {
     if (static_cast<uint32_t>(h.token_importance_size()) != plan.shape.tokens) {
@@ -146,14 +146,14 @@ absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::Put
 absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw,
                                            v1::PutResponse* resp) {
   const uint64_t max = MaxEncodedBytes(plan.codec, plan.shape);
-  auto out = tier_->Allocate(max);
+  auto out = tm_->Allocate(max);
   if (!out.ok()) return out.status();
-  ExtentGuard guard(tier_, *out);
+  ExtentGuard guard(tm_, *out);
   SideData side;
   side.token_importance = plan.token_importance;
   side.probe_count = plan.probe_count;
   side.probe_queries = plan.probe_queries;
-  ByteSpan dst = tier_->Bytes(*out).first(max);
+  ByteSpan dst = tm_->Bytes(*out).first(max);
   auto n = Encode(plan.codec, plan.shape, raw, side, dst);
   if (!n.ok()) return n.status();
   if (*n == 0 || *n > max) {
@@ -168,7 +168,7 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   meta.est_quality_loss = 0.f;          // no quality model yet
   meta.stored_bytes = *n;
   TierPutOptions popts;
-  popts.durable = plan.durable && tm_->ssd() != nullptr;
+  popts.durable = plan.durable && tm_->HasSsd();
   auto put = tm_->CommitPut(plan.key, Extent{out->offset, *n}, meta, popts);
   if (!put.ok()) return put.status();
   guard.Disarm();
@@ -307,7 +307,7 @@ grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePut
   auto plan = ValidateHeader(req->header());
   if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
   const uint64_t raw_bytes = plan->shape.Bytes();
-  auto res = tier_->Reserve(raw_bytes);
+  auto res = tm_->Reserve(raw_bytes);
   if (!res.ok()) return scope.Finish(ToGrpc(res.status()));
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
@@ -319,7 +319,7 @@ grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePut
   resp->set_expires_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(res->expires.time_since_epoch())
           .count());
-  resp->set_pool_id(tier_->pool_id());
+  resp->set_pool_id(tm_->pool_id());
   return scope.Finish(grpc::Status::OK);
 }
 
@@ -347,7 +347,7 @@ grpc::Status CacheService::CommitPut(grpc::ServerContext* ctx, const v1::CommitP
     pending = std::move(it->second);
     pending_.erase(it);
   }
-  auto extent = tier_->TakeReservation(id);
+  auto extent = tm_->TakeReservation(id);
   if (!extent.ok()) {
     if (absl::IsNotFound(extent.status())) {
       std::lock_guard<std::mutex> lock(pending_mu_);
@@ -357,12 +357,12 @@ grpc::Status CacheService::CommitPut(grpc::ServerContext* ctx, const v1::CommitP
     }
     return scope.Finish(ToGrpc(extent.status()));
   }
-  ExtentGuard guard(tier_, *extent);
+  ExtentGuard guard(tm_, *extent);
   if (req->abort()) return scope.Finish(grpc::Status::OK);
   if (extent->length < pending.length) {
     return scope.Finish(grpc::Status(grpc::StatusCode::INTERNAL, "reservation shorter than asked"));
   }
-  ConstByteSpan raw = tier_->Bytes(*extent).first(pending.length);
+  ConstByteSpan raw = tm_->Bytes(*extent).first(pending.length);
   return scope.Finish(ToGrpc(EncodeAndCommit(pending.plan, raw, resp)));
 }
 

@@ -183,13 +183,33 @@ class TierManager {
   TierManager(const TierManager&) = delete;
   TierManager& operator=(const TierManager&) = delete;
 
-  DramTier* dram() const { return dram_.get(); }
-  SsdTier* ssd() const { return ssd_.get(); }  // nullptr when disabled
+  // ---- the DRAM pool (DramTier semantics), for the data plane ----
+  // What clients map: the pool file, its size and the per-start id they check.
+  const std::string& shm_path() const { return dram_->shm_path(); }
+  uint64_t pool_size() const { return dram_->pool_size(); }
+  uint64_t pool_id() const { return dram_->pool_id(); }
+  // What the pool's best-effort set-up achieved (mlock, huge pages).
+  const ShmRegionStatus& pool_status() const { return dram_->pool_status(); }
+  // The daemon's view of an extent of the pool.
+  ByteSpan Bytes(const Extent& e) const { return dram_->Bytes(e); }
+  // An in-flight extent to write a container into (may evict LRU entries); the caller
+  // publishes it with CommitPut or returns it with Free.
+  absl::StatusOr<Extent> Allocate(uint64_t bytes) { return dram_->Allocate(bytes); }
+  void Free(const Extent& e) { dram_->Free(e); }
+  // Space a client writes a raw tensor into; TakeReservation ends the reservation and
+  // hands its extent over in flight (CommitPut or Free it).
+  absl::StatusOr<Reservation> Reserve(uint64_t bytes) { return dram_->Reserve(bytes); }
+  absl::StatusOr<Extent> TakeReservation(uint64_t reservation_id) {
+    return dram_->TakeReservation(reservation_id);
+  }
+  // Drops expired leases and reservations; returns how many.
+  size_t ReapExpired() { return dram_->ReapExpired(); }
 
   // ---- request path ----
   Location Locate(const EntryKey& key) const;
-  // Publishes the container in `extent` (in flight, from dram()->Allocate) under `key`.
-  // On success the extent belongs to the DRAM tier; on error the caller still owns it.
+  // Publishes the container in `extent` (in flight, from Allocate or TakeReservation)
+  // under `key`. On success the extent belongs to the DRAM tier; on error the caller
+  // still owns it.
   absl::StatusOr<TierPutResult> CommitPut(const EntryKey& key, const Extent& extent,
                                           const EntryMeta& meta, const TierPutOptions& popts = {});
   // NotFound on a miss; the lease is released with Release().
@@ -232,7 +252,23 @@ class TierManager {
   SsdFlushResult FlushToSsd(std::chrono::steady_clock::time_point deadline,
                             const std::function<void(const SsdFlushResult&)>& progress = {});
 
+  // ---- state, for the policy, metrics and logs ----
   TierManagerStats Stats() const;
+  // One tier's figures alone (Stats() reads both tiers and the manager's counters).
+  DramTierStats DramStats() const { return dram_->Stats(); }
+  std::optional<SsdTierStats> SsdStats() const;  // nullopt without an SSD tier
+  bool HasSsd() const { return ssd_ != nullptr; }
+  // Leases outstanding on the key's DRAM copy; 0 if not in DRAM. No lease taken, LRU
+  // order untouched.
+  uint32_t DramLeases(const EntryKey& key) const;
+  // Visits every committed DRAM entry under the DRAM lock (keep `fn` short; it must not
+  // call the manager). Unlike ForEach, no SSD entries and no lease counts.
+  void ForEachInDram(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const {
+    dram_->ForEach(fn);
+  }
+
+  // ---- tests and benchmarks only (e.g. to Flush): the server uses the methods above ----
+  SsdTier* ssd_for_testing() const { return ssd_.get(); }  // nullptr when disabled
 
  private:
   struct Demotion {

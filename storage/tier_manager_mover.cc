@@ -349,6 +349,16 @@ void TierManager::ForEach(const std::function<void(const TierEntry&)>& fn) const
   for (const TierEntry& e : snap) fn(e);
 }
 
+std::optional<SsdTierStats> TierManager::SsdStats() const {
+  if (!ssd_) return std::nullopt;
+  return ssd_->Stats();
+}
+
+uint32_t TierManager::DramLeases(const EntryKey& key) const {
+  auto v = dram_->Inspect(key);
+  return v ? v->leases : 0;
+}
+
 TierManagerStats TierManager::Stats() const {
   TierManagerStats s;
   s.dram = dram_->Stats();

@@ -75,9 +75,9 @@ class MoverRunnerTest : public ::testing::Test {
   void PutKey(const EntryKey& key, int seed, bool durable = false) {
     auto c = EncodeToVector(*ParseCodecConfig("raw"), kShape, Tensor(seed));
     ASSERT_TRUE(c.ok());
-    auto e = tm_->dram()->Allocate(c->size());
+    auto e = tm_->Allocate(c->size());
     ASSERT_TRUE(e.ok());
-    std::memcpy(tm_->dram()->Bytes(*e).data(), c->data(), c->size());
+    std::memcpy(tm_->Bytes(*e).data(), c->data(), c->size());
     EntryMeta m;
     m.shape = kShape;
     m.codec = "raw";
@@ -106,7 +106,7 @@ class MoverRunnerTest : public ::testing::Test {
     auto l = tm_->Get(KeyOf(i), 1000);
     EXPECT_TRUE(l.ok()) << l.status();
     if (!l.ok()) return 1e9;
-    ConstByteSpan b = tm_->dram()->Bytes(l->lease.extent);
+    ConstByteSpan b = tm_->Bytes(l->lease.extent);
     EXPECT_EQ(Crc32c(b.data(), b.size()), l->lease.meta.crc32c);
     *codec = l->lease.meta.codec;
     std::vector<std::byte> raw(kShape.Bytes());

@@ -58,15 +58,15 @@ class TierManagerTest : public ::testing::Test {
   }
   absl::StatusOr<TierPutResult> PutBytes(const EntryKey& k, const std::vector<std::byte>& c,
                                          bool durable = false) {
-    auto e = tm_->dram()->Allocate(c.size());
+    auto e = tm_->Allocate(c.size());
     if (!e.ok()) return e.status();
-    std::memcpy(tm_->dram()->Bytes(*e).data(), c.data(), c.size());
+    std::memcpy(tm_->Bytes(*e).data(), c.data(), c.size());
     auto meta = DescribeFromHeader(c);
     if (!meta.ok()) return meta.status();
     TierPutOptions po;
     po.durable = durable;
     auto r = tm_->CommitPut(k, *e, *meta, po);
-    if (!r.ok()) tm_->dram()->Free(*e);
+    if (!r.ok()) tm_->Free(*e);
     return r;
   }
   // Reads through Get; returns the bytes (empty on a miss) and where they were found.
@@ -77,7 +77,7 @@ class TierManagerTest : public ::testing::Test {
       EXPECT_TRUE(absl::IsNotFound(l.status())) << l.status();
       return {};
     }
-    ConstByteSpan b = tm_->dram()->Bytes(l->lease.extent);
+    ConstByteSpan b = tm_->Bytes(l->lease.extent);
     std::vector<std::byte> out(b.begin(), b.end());
     EXPECT_EQ(Crc32c(out.data(), out.size()), l->lease.meta.crc32c);
     if (where) *where = l->found_in;
@@ -94,7 +94,7 @@ TEST_F(TierManagerTest, PressureDemotesAndEveryEntryStaysReadable) {
   Open(Options(/*promote_after=*/0));
   constexpr int kN = 40;  // five times the pool
   for (int i = 0; i < kN; ++i) ASSERT_TRUE(Put(i).ok()) << i;
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   auto s = tm_->Stats();
   EXPECT_GT(s.demotions_queued, 0u);
   EXPECT_EQ(s.demotions_refused, 0u);
@@ -120,7 +120,7 @@ TEST_F(TierManagerTest, PressureDemotesAndEveryEntryStaysReadable) {
 TEST_F(TierManagerTest, SsdHitPromotesOnTheNthHit) {
   Open(Options(/*promote_after=*/2));
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(i).ok());
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   ASSERT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kSsd);
   StorageTier where{};
   bool promoted = true;
@@ -147,7 +147,7 @@ TEST_F(TierManagerTest, LeasedEntriesAreNeverMoved) {
   EXPECT_TRUE(absl::IsFailedPrecondition(tm_->Evict(KeyOf(0))));
   for (int i = 1; i < 30; ++i) ASSERT_TRUE(Put(i).ok());  // pressure
   EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kDram);
-  ConstByteSpan b = tm_->dram()->Bytes(lease->lease.extent);
+  ConstByteSpan b = tm_->Bytes(lease->lease.extent);
   EXPECT_EQ(std::vector<std::byte>(b.begin(), b.end()), MakeContainer(0));
   EXPECT_TRUE(tm_->Release(lease->lease.id));
   EXPECT_TRUE(tm_->Demote(KeyOf(0)).ok());
@@ -171,11 +171,11 @@ TEST_F(TierManagerTest, ReplaceIsAtomicAndKeepsLeasedBytes) {
   ASSERT_TRUE(tm_->Replace(KeyOf(0), new_bytes, *meta, ro).ok());
   EXPECT_EQ(Read(KeyOf(0)), new_bytes);
   EXPECT_EQ(tm_->Locate(KeyOf(0)).meta.codec, "fp8");
-  ConstByteSpan b = tm_->dram()->Bytes(lease->lease.extent);
+  ConstByteSpan b = tm_->Bytes(lease->lease.extent);
   EXPECT_EQ(std::vector<std::byte>(b.begin(), b.end()), old_bytes);  // untouched under lease
-  EXPECT_EQ(tm_->dram()->Stats().zombie_entries, 1u);
+  EXPECT_EQ(tm_->DramStats().zombie_entries, 1u);
   EXPECT_TRUE(tm_->Release(lease->lease.id));
-  EXPECT_EQ(tm_->dram()->Stats().zombie_entries, 0u);
+  EXPECT_EQ(tm_->DramStats().zombie_entries, 0u);
   // Garbage is refused and changes nothing.
   std::vector<std::byte> junk(100, std::byte{7});
   EXPECT_TRUE(absl::IsInvalidArgument(tm_->Replace(KeyOf(0), junk, *meta, ReplaceOptions{})));
@@ -198,18 +198,18 @@ TEST_F(TierManagerTest, DeleteRemovesBothTiers) {
   EXPECT_TRUE(loc.on_ssd);
   EXPECT_TRUE(tm_->Delete(KeyOf(0)));
   EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kNone);
-  EXPECT_FALSE(tm_->ssd()->Contains(KeyOf(0)));
+  EXPECT_FALSE(tm_->ssd_for_testing()->Contains(KeyOf(0)));
   EXPECT_TRUE(Read(KeyOf(0)).empty());
   EXPECT_FALSE(tm_->Delete(KeyOf(0)));
   // An entry being demoted when deleted does not come back.
   for (int i = 1; i < 20; ++i) ASSERT_TRUE(Put(i).ok());
   for (int i = 1; i < 20; ++i) tm_->Delete(KeyOf(i));
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   for (int i = 1; i < 20; ++i) {
     EXPECT_EQ(tm_->Locate(KeyOf(i)).tier, StorageTier::kNone) << i;
     EXPECT_TRUE(Read(KeyOf(i)).empty()) << i;
   }
-  EXPECT_EQ(tm_->ssd()->Stats().entries, 0u);
+  EXPECT_EQ(tm_->SsdStats()->entries, 0u);
 }
 
 TEST_F(TierManagerTest, RePutInvalidatesOlderSsdCopy) {
@@ -219,7 +219,7 @@ TEST_F(TierManagerTest, RePutInvalidatesOlderSsdCopy) {
   ASSERT_TRUE(PutBytes(KeyOf(0), v2).ok());
   EXPECT_FALSE(tm_->Locate(KeyOf(0)).on_ssd);
   for (int i = 1; i < 20; ++i) ASSERT_TRUE(Put(i).ok());  // v2 demoted
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   EXPECT_EQ(Read(KeyOf(0)), v2);
 }
 
@@ -242,7 +242,7 @@ TEST_F(TierManagerTest, MasterCopyOnSsdWhileLossyCopyServesFromDram) {
   EXPECT_EQ(best->container, raw);
   // DRAM pressure drops the lossy copy without overwriting the master.
   for (int i = 1; i < 30; ++i) ASSERT_TRUE(Put(i).ok());
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   loc = tm_->Locate(KeyOf(0));
   EXPECT_EQ(loc.tier, StorageTier::kSsd);
   EXPECT_EQ(Read(KeyOf(0)), raw);
@@ -289,7 +289,7 @@ TEST_F(TierManagerTest, AdmitOnSecondAccessRefusesColdDemotions) {
   ASSERT_TRUE(Put(0).ok());
   EXPECT_EQ(Read(KeyOf(0)), MakeContainer(0));  // second access
   for (int i = 1; i < 30; ++i) ASSERT_TRUE(Put(i).ok());
-  tm_->ssd()->Flush();
+  tm_->ssd_for_testing()->Flush();
   auto s = tm_->Stats();
   EXPECT_GT(s.demotions_refused, 0u);
   EXPECT_EQ(Read(KeyOf(0)), MakeContainer(0));  // hot: demoted, still here
@@ -341,9 +341,9 @@ TEST(TierManagerDramOnly, EvictionsAreLossesWithoutSsd) {
   ASSERT_TRUE(tm.ok());
   for (int i = 0; i < 20; ++i) {
     auto c = MakeContainer(i);
-    auto e = (*tm)->dram()->Allocate(c.size());
+    auto e = (*tm)->Allocate(c.size());
     ASSERT_TRUE(e.ok());
-    std::memcpy((*tm)->dram()->Bytes(*e).data(), c.data(), c.size());
+    std::memcpy((*tm)->Bytes(*e).data(), c.data(), c.size());
     ASSERT_TRUE((*tm)->CommitPut(KeyOf(i), *e, *DescribeFromHeader(c)).ok());
   }
   EXPECT_GT((*tm)->Stats().evictions_lost, 0u);
