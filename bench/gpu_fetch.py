@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
+import runinfo  # noqa: E402  (bench/quality)
 
 LAYERS, TOKENS, KV_HEADS, HEAD_DIM = 32, 256, 8, 128
 SHAPE = (2, LAYERS, TOKENS, KV_HEADS, HEAD_DIM)
@@ -100,7 +101,6 @@ def write_csv(path, rows):
 
 
 def md_section(args, machine, reg, rows):
-    import runinfo
     lines = [
         "## Python client (bench/gpu_fetch.py)", "",
         f"- date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
@@ -220,7 +220,6 @@ def main():
                              "copy_ms": copy_ms, "gbs": gbs})
             c.delete(ns, keys)
     write_csv(args.csv, rows)
-    import runinfo
     write_md(args.md, md_section(args, runinfo.machine_line(torch, dev), reg, rows))
     print(f"\nwrote {len(rows)} python rows to {args.csv} and {args.md}")
 

@@ -173,8 +173,9 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
 }
 
 // A Get: validation and a DRAM hit on the callback thread, a lookup that may read the SSD
-// on the readers' pool, then one frame at a time: the next frame is built only when the client took
-// the previous one, so a client that stops reading holds one frame and its lease.
+// on the readers' pool, then one frame at a time: the next frame is built only when the
+// client took the previous one, so a client that stops reading holds one frame and its
+// lease.
 class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
  public:
   GetReactor(CacheService* s, grpc::CallbackServerContext* ctx, const v1::GetRequest* req)
@@ -203,7 +204,12 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     }
     // Streams hold their internal lease as long as allowed; SHM leases are the client's.
     const uint32_t lease_ms = shm_ ? std::min(req->lease_ms(), s_->cfg_.lease_max_ms) : s_->cfg_.lease_max_ms;
-    // A DRAM hit is served from here; anything that may read the SSD goes to the readers.
+    // Without an SSD tier a Get never blocks, so it runs here; with one, a DRAM hit is
+    // still served from here and the rest goes to the readers.
+    if (!s_->tm_->HasSsd()) {
+      Serve(s_->tm_->Get(*key, lease_ms), *key);
+      return;
+    }
     auto hit = s_->tm_->GetFromDram(*key, lease_ms);
     if (!absl::IsNotFound(hit.status())) {
       Serve(std::move(hit), *key);
@@ -285,12 +291,9 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
 
   // The internal lease ends before the client hears the status.
   void Done(grpc::Status st) {
-    ReleaseLease();
-    Finish(scope_.Finish(std::move(st)));
-  }
-  void ReleaseLease() {
     if (lease_id_ != 0) s_->tm_->Release(lease_id_);
     lease_id_ = 0;
+    Finish(scope_.Finish(std::move(st)));
   }
 
   CacheService* const s_;

@@ -24,8 +24,9 @@
 #   FETCH_ARGS     extra gpu_fetch_bench arguments (e.g. "--codecs raw,fp8 --chunks 1,16")
 # Steps (group): kernel_tests (one per kernels_cuda_*_tests), tile7, it_gpu (one per
 #   it_gpu_* / *_gpu_*test* binary), py_tests (tests); cuda_bench, fetch_bench, py_fetch,
-#   variants (bench); memcheck (memcheck); conn_quality, chunk_quality (quality: need
-#   ADAPTCACHE_GGUF, ADAPTCACHE_DATA_DIR and the gguf wheel in $CARRY/wheels).
+#   variants (bench); memcheck (memcheck); conn_quality, chunk_quality (quality: only
+#   when ADAPTCACHE_GGUF names the model; also ADAPTCACHE_DATA_DIR, the gguf wheel in
+#   $CARRY/wheels).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -99,7 +100,7 @@ want() {
     tests) [ "${SKIP_TESTS:-0}" != 1 ] ;;
     bench) [ "${SKIP_BENCH:-0}" != 1 ] && { [ "$1" != variants ] || [ "${SKIP_VARIANTS:-0}" != 1 ]; } ;;
     memcheck) [ "${SKIP_MEMCHECK:-0}" != 1 ] ;;
-    quality) [ "${SKIP_QUALITY:-0}" != 1 ] ;;
+    quality) [ "${SKIP_QUALITY:-0}" != 1 ] && [ -n "${ADAPTCACHE_GGUF:-}" ] ;;  # only with a model carried
   esac
 }
 # run_step STEP GROUP TIMEOUT_S CMD...: runs CMD under a timeout (capped by what is left of
