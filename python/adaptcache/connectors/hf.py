@@ -150,13 +150,23 @@ def _layer_kv(cache, i):
     return cache.key_cache[i], cache.value_cache[i]
 
 
+def _forward_params(model) -> set:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def _cache_kwarg(model) -> str:
     """The forward argument naming the cache: "cache" (transformers 5.x) or "past_key_values"."""
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+
+
+def _keep_kwarg(model) -> Optional[str]:
+    """The forward argument limiting the logits to the last positions, if the model has one:
+    a 32k-token prefill of a 128k-vocabulary model would otherwise materialize 8 GiB of logits."""
+    params = _forward_params(model)
+    return next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
 
 
 # ---------------------------------------------------------------------------- requests and results
@@ -211,6 +221,7 @@ class GenerationResult:
     used_gpu: bool = False  # the prefix was decoded by the CUDA decoders
     logits: Optional[torch.Tensor] = dataclasses.field(default=None, repr=False)
     cache: object = dataclasses.field(default=None, repr=False)
+    prompt_logits: Optional[torch.Tensor] = dataclasses.field(default=None, repr=False)  # generate(prompt_logits=n)
 
 
 @dataclasses.dataclass
@@ -257,6 +268,7 @@ class HFKVConnector:
         self.layerwise = bool(layerwise)
         self.shm = bool(shm)
         self._cache_kw = _cache_kwarg(model)
+        self._keep_kw = _keep_kwarg(model)
         self._loading: Optional[KVRequest] = None  # the request whose load the layer hooks wait for
         self._waited: set = set()
         self._save: Optional[_Save] = None
@@ -569,12 +581,12 @@ class HFKVConnector:
 
     # -- whole requests
 
-    def forward(self, ids, cache, start: int, valid: Optional[torch.Tensor] = None):
+    def forward(self, ids, cache, start: int, valid: Optional[torch.Tensor] = None, keep: int = 0):
         """One forward of the model over token ids ``ids`` at positions start.. with
         ``cache`` (passed as the model's cache argument, whatever its name in this
-        transformers version); the logits [len(ids), vocab]. ``valid``: the request's mask
-        of usable cached tokens (``request.valid``: a drop entry's dropped tokens are False),
-        None = all."""
+        transformers version); the logits [len(ids), vocab], or of the last ``keep``
+        positions only when keep > 0. ``valid``: the request's mask of usable cached tokens
+        (``request.valid``: a drop entry's dropped tokens are False), None = all."""
         n = len(ids)
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         pos = torch.arange(start, start + n, dtype=torch.long, device=self.device).unsqueeze(0)
@@ -583,11 +595,15 @@ class HFKVConnector:
             mask = torch.ones(start + n, dtype=torch.long)
             mask[:valid.numel()] = valid.to(torch.long)
             kw["attention_mask"] = mask.unsqueeze(0).to(self.device)
-        return self.model(input_ids=x, **kw).logits[0]
+        keep = min(int(keep), n) if keep > 0 else 0
+        if keep and self._keep_kw:
+            kw[self._keep_kw] = keep
+        logits = self.model(input_ids=x, **kw).logits[0]
+        return logits[-keep:] if keep else logits
 
-    def _prefill(self, req: KVRequest, extra: Sequence, load: bool, save: bool):
+    def _prefill(self, req: KVRequest, extra: Sequence, load: bool, save: bool, keep: int):
         """Lookup, load, forward of the rest of the prompt (+ ``extra`` forced tokens), saves
-        collected. Returns (cache, logits of the forward, t0)."""
+        collected. Returns (cache, logits of the forward's last ``keep`` positions, t0)."""
         t0 = time.perf_counter()
         if load:
             self.get_num_new_matched_tokens(req)
@@ -600,7 +616,7 @@ class HFKVConnector:
         if save:
             self.start_save(req, cache=cache)
         try:
-            logits = self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid)
+            logits = self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid, keep)
         finally:
             self._save_cache = None  # wait_for_save comes later; the layers are all copied
             self._finish_load()
@@ -609,25 +625,30 @@ class HFKVConnector:
     @torch.no_grad()
     def generate(self, prompt_ids, max_new_tokens: int = 32, *, load: bool = True, save: bool = True,
                  forced_tokens: Optional[Sequence] = None, return_logits: bool = False,
-                 eos_token_id: Optional[int] = None, return_cache: bool = False) -> GenerationResult:
+                 eos_token_id: Optional[int] = None, return_cache: bool = False,
+                 prompt_logits: int = 0) -> GenerationResult:
         """Runs one request: lookup and load of the stored prefix (``load``), prefill of the
         rest, greedy decoding of ``max_new_tokens`` tokens (or feeding ``forced_tokens``
         instead of the argmax: teacher forcing), storing the prompt's new chunks after the
         first token (``save``, with the connector's save_codec). Stops early at
-        ``eos_token_id`` when given."""
+        ``eos_token_id`` when given. ``prompt_logits`` > 0: the result's prompt_logits hold
+        the next-token logits of the prompt's last that many positions (at most the
+        prefilled ones), copied to the host after the first token was timed."""
         req = self._request(prompt_ids)
         if not req.prompt_token_ids:
             raise InvalidArgument(3, "empty prompt")
         if forced_tokens is not None:
             forced_tokens = [int(t) for t in forced_tokens]
             max_new_tokens = len(forced_tokens)
-        cache, logits, t0 = self._prefill(req, (), load, save)
+        cache, logits, t0 = self._prefill(req, (), load, save, max(1, int(prompt_logits)))
         last = logits[-1]
         tok = int(forced_tokens[0]) if forced_tokens is not None else int(torch.argmax(last))
         if forced_tokens is not None and self.is_cuda:
             torch.cuda.current_stream(self.device).synchronize()
         ttft_ms = (time.perf_counter() - t0) * 1e3
         self.wait_for_save()
+        prompt_out = logits[-int(prompt_logits):].float().cpu() if prompt_logits > 0 else None
+        del logits
         kept = [last.float().cpu()] if return_logits else None
         tokens = [tok]
         t1 = time.perf_counter()
@@ -640,8 +661,10 @@ class HFKVConnector:
                 kept.append(step.float().cpu())
             tokens.append(int(forced_tokens[len(tokens)]) if forced_tokens is not None else int(torch.argmax(step)))
         decode_ms = (time.perf_counter() - t1) * 1e3
-        return self._result(req, tokens, ttft_ms, decode_ms, torch.stack(kept) if return_logits else None,
-                            cache if return_cache else None)
+        res = self._result(req, tokens, ttft_ms, decode_ms, torch.stack(kept) if return_logits else None,
+                           cache if return_cache else None)
+        res.prompt_logits = prompt_out
+        return res
 
     def _result(self, req: KVRequest, tokens, ttft_ms, decode_ms, logits, cache) -> GenerationResult:
         info = self.request_finished(req)
@@ -661,8 +684,8 @@ class HFKVConnector:
         cont = [int(t) for t in continuation]
         if not req.prompt_token_ids or not cont:
             raise InvalidArgument(3, "score needs a prompt and a continuation")
-        cache, logits, t0 = self._prefill(req, cont[:-1], load, save)
-        out = logits[-len(cont):].float().cpu()
+        cache, logits, t0 = self._prefill(req, cont[:-1], load, save, len(cont))
+        out = logits.float().cpu()
         ttft_ms = (time.perf_counter() - t0) * 1e3
         self.wait_for_save()
         return self._result(req, cont, ttft_ms, 0.0, out, None)
@@ -674,7 +697,7 @@ def generate_with_cache(model, input_ids, max_new_tokens: int = 32, *, connector
     target, namespace, save_codec, ... — when none is given): the stored prefix is loaded,
     the rest prefilled, the prompt's new chunks stored. Returns tokens and timings
     (prefix_load_ms, ttft_ms, ...)."""
-    gen_keys = ("load", "save", "forced_tokens", "return_logits", "eos_token_id", "return_cache")
+    gen_keys = ("load", "save", "forced_tokens", "return_logits", "eos_token_id", "return_cache", "prompt_logits")
     gen = {k: kwargs.pop(k) for k in gen_keys if k in kwargs}
     if isinstance(input_ids, torch.Tensor):
         input_ids = input_ids.reshape(-1).tolist()
