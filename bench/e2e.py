@@ -23,7 +23,8 @@ token:
 prefix_load_ms: from the start of the load to the prefix KV in the cache (CUDA events;
 LMCache: its retrieve, synchronized). top1_agreement: the fraction of the suffix's
 positions whose next-token argmax equals the recompute's (teacher forcing over the
-suffix). Every case checks that the whole prefix was loaded before it reports.
+suffix). Every case checks that the whole prefix was loaded before it reports; raw-dram,
+raw-ssd and lmcache also check that the loaded KV is bit-identical to the computed KV.
 
 Models: llama-3.1-8b-random (Llama-3.1-8B's architecture in bf16 with RANDOM weights:
 timing does not depend on the weights; prompts are random token ids) and smollm2-135m
@@ -274,14 +275,39 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def measure_connector(conn, prompt, P, S, ref_top, a, torch, what):
+def fingerprint(torch, kvs, P):
+    """A position-weighted sum of the bit patterns of every layer's K and V over the first P
+    tokens ([1, kv_heads, >= P, head_dim] each): equal KV gives equal sums, and a changed,
+    moved or missing element changes it."""
+    total = 0
+    for k, v in kvs:
+        for t in (k, v):
+            x = t[:, :, :P].contiguous()
+            bits = x.view(torch.int16 if x.element_size() == 2 else torch.int32).flatten().to(torch.int64)
+            w = torch.arange(1, bits.numel() + 1, dtype=torch.int64, device=bits.device)
+            total = (total * 1000003 + int((bits * w).sum())) % (1 << 61)
+    return total
+
+
+def cache_kvs(cache, layers):
+    from adaptcache.connectors.hf import _layer_kv
+    return [_layer_kv(cache, i) for i in range(layers)]
+
+
+def measure_connector(conn, prompt, P, S, ref_top, a, torch, what, expect=None):
     """Warm-up and timed generate() runs loading the prefix: (ttft, load, top1) medians and
-    the last result. Fails unless every run loaded the whole prefix."""
+    the last result. Fails unless every run loaded the whole prefix, and (``expect``, a
+    fingerprint) unless the first run's loaded KV is bit-identical to the computed one."""
     ttft, load, top1, r = [], [], [], None
     for i in range(a.warmup + a.reps):
-        r = conn.generate(prompt, 1, load=True, save=False, prompt_logits=S)
+        check = expect is not None and i == 0
+        r = conn.generate(prompt, 1, load=True, save=False, prompt_logits=S, return_cache=check)
         if r.loaded_tokens != P:
             raise RuntimeError(f"{what}: loaded {r.loaded_tokens} of {P} prefix tokens")
+        if check:
+            if fingerprint(torch, cache_kvs(r.cache, conn.layers), P) != expect:
+                raise RuntimeError(f"{what}: the loaded KV differs from the computed KV")
+            r.cache = None
         if conn.is_cuda and conn.gpu_decode and not r.used_gpu:
             raise RuntimeError(f"{what}: the prefix was not decoded on the GPU")
         if i >= a.warmup:
@@ -304,9 +330,10 @@ def prefill_prefix_ms(conn, prompt, P, torch):
     return (time.perf_counter() - t0) * 1e3
 
 
-def measure_lmcache(peer, conn, prompt, P, S, ref_top, a, torch):
+def measure_lmcache(peer, conn, prompt, P, S, ref_top, a, torch, expect):
     """LMCache: retrieve into fresh per-layer tensors, a transformers cache over them, the
-    suffix prefilled, the first token on the host; the same clock as generate()'s TTFT."""
+    suffix prefilled, the first token on the host; the same clock as generate()'s TTFT. The
+    first run's retrieved KV must be bit-identical to the computed one (``expect``)."""
     from adaptcache.connectors.hf import _fill_cache, _new_cache
     ttft, load, top1 = [], [], []
     for i in range(a.warmup + a.reps):
@@ -315,6 +342,8 @@ def measure_lmcache(peer, conn, prompt, P, S, ref_top, a, torch):
         t1 = time.perf_counter()
         if n != P:
             raise RuntimeError(f"lmcache: retrieved {n} of {P} prefix tokens")
+        if i == 0 and fingerprint(torch, list(zip(ks, vs)), P) != expect:
+            raise RuntimeError("lmcache: the retrieved KV differs from the stored KV")
         cache = _new_cache(conn.model)
         _fill_cache(cache, ks, vs)
         with torch.no_grad():
@@ -369,6 +398,7 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
         try:
             import lmcache_peer
             why = lmcache_peer.probe()
+            notes.extend(lmcache_peer.notes())
             if not why:
                 peer = lmcache_peer.LMCachePeer(layers, kv_heads, head_dim, dtype, device, chunk_tokens=CT,
                                                 cpu_bytes=int(max(prefixes) * per_tok * 1.3) + GiB)
@@ -377,7 +407,7 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
         if why:
             notes.append(f"lmcache not measured: {why}")
             a.no_lmcache = True
-    refs, recompute_us_tok, raw_gbps, failed = {}, [], [], 0
+    refs, fps, recompute_us_tok, raw_gbps, ssd_gbps, failed = {}, {}, [], [], [], 0
     ns = f"bench/e2e/{name}/{os.getpid()}"
     d = None
 
@@ -413,7 +443,8 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
                 full = raw.generate(prompt, 1, load=False, save=True, return_cache=True)
                 if full.saved_chunks != P // CT:
                     raise RuntimeError(f"P={P}: stored {full.saved_chunks} of {P // CT} chunks")
-                t, ld, t1, _ = measure_connector(raw, prompt, P, S, ref, a, torch, f"raw-dram P={P}")
+                fps[P] = fingerprint(torch, cache_kvs(full.cache, layers), P)
+                t, ld, t1, _ = measure_connector(raw, prompt, P, S, ref, a, torch, f"raw-dram P={P}", fps[P])
                 rows.append(row(name, P, S, "raw-dram", t, ld, t1))
                 raw_gbps.append(P * per_tok / (ld * 1e6))
                 for c in a.config_list:
@@ -428,10 +459,10 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
                     client.delete(conn.namespace, [k for k, _ in stored])
                 if peer is not None:
                     try:
-                        ks, vs = zip(*(hf._layer_kv(full.cache, i) for i in range(layers)))
+                        ks, vs = zip(*cache_kvs(full.cache, layers))
                         peer.store(prompt[:P], list(ks), list(vs))
                         del ks, vs
-                        t, ld, t1 = measure_lmcache(peer, raw, prompt, P, S, ref, a, torch)
+                        t, ld, t1 = measure_lmcache(peer, raw, prompt, P, S, ref, a, torch, fps[P])
                         rows.append(row(name, P, S, "lmcache", t, ld, t1))
                         peer.clear()
                     except Exception as e:  # noqa: BLE001
@@ -467,11 +498,13 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
                         notes.append(f"{name} raw-ssd P={P}: entries in tiers {sorted(map(str, tiers))} after the "
                                      "restart, not measured")
                         continue
-                    t, ld, t1, _ = measure_connector(conn, prompts[P], P, S, refs[P], a, torch, f"raw-ssd P={P}")
+                    t, ld, t1, _ = measure_connector(conn, prompts[P], P, S, refs[P], a, torch, f"raw-ssd P={P}",
+                                                     fps[P])
                     after = {e.tier for e in client.lookup(conn.namespace, keys).entries}
                     if after != {"ssd"}:
                         raise RuntimeError(f"raw-ssd P={P}: entries moved to {after} while measured")
                     rows.append(row(name, P, S, "raw-ssd", t, ld, t1))
+                    ssd_gbps.append(P * per_tok / (ld * 1e6))
                     log(f"{name} P={P}: raw-ssd {t:.1f} ms (load {ld:.1f} ms)")
                     client.delete(conn.namespace, keys)
                     report()
@@ -487,7 +520,7 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
     if not a.no_adaptive and refs:
         try:
             rows += run_adaptive(name, a, ac, torch, model, prompts, refs, [P for P in prefixes if P in refs],
-                                 per_tok, bin_dir, med(recompute_us_tok), med(raw_gbps), info)
+                                 per_tok, bin_dir, med(recompute_us_tok), med(raw_gbps), med(ssd_gbps), info)
         except Exception as e:  # noqa: BLE001
             phase_failed("adaptive", e)
         report()
@@ -511,11 +544,13 @@ def zipf_trace(prefixes, rounds, seed):
     return trace
 
 
-def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bin_dir, us_tok, gbps, info):
-    """The adaptive policy after a replayed trace: a daemon with --policy adaptive, its pool
-    half of the trace's raw working set (it has to choose), the delay model from this run's
-    measurements; each request loads what is stored and stores what is missing (raw; the
-    policy transcodes). Then each prompt is timed as the policy left it."""
+def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bin_dir, us_tok, gbps, ssd_gbps,
+                 info):
+    """The adaptive policy after a replayed trace: a daemon with --policy adaptive, its DRAM
+    pool half of the trace's raw working set and an SSD tier for the rest (it has to
+    choose), the delay model from this run's measurements; each request loads what is
+    stored and stores what is missing (raw; the policy transcodes). Once the placement has
+    settled, each prompt is timed as the policy left it."""
     from adaptcache.connectors import hf
 
     ps = [P for P in prefixes if P <= a.adaptive_max_prefix]
@@ -528,7 +563,9 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
     configs = [c for c in a.config_list if not c.startswith("lowrank")]
     extra = ["--policy", "adaptive", "--policy-interval-ms", "1000", "--policy-avg-loss", str(a.adaptive_avg_loss),
              "--policy-configs", ",".join(configs), "--policy-dram-gbps", f"{gbps:.3f}",
-             "--policy-recompute-us-per-token", f"{us_tok:.3f}", "--ssd-demote-on-evict", "false"]
+             "--policy-recompute-us-per-token", f"{us_tok:.3f}"]
+    if ssd_gbps == ssd_gbps:  # measured (not NaN)
+        extra += ["--policy-ssd-gbps", f"{ssd_gbps:.3f}"]
     if os.path.exists(calib):
         extra += ["--policy-calibration", calib]
     if os.path.exists(decode_csv) and torch.cuda.is_available():
@@ -536,7 +573,8 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
     info["adaptive"] = {"pool": pool, "working_set": working, "flags": " ".join(extra), "prefixes": ps}
     trace = zipf_trace(ps, a.adaptive_rounds, a.seed)
     rows = []
-    d = Daemon(bin_dir, pool, "", 0, extra)
+    ssd_dir, _ = ("", "") if a.no_ssd else pick_ssd_dir("")
+    d = Daemon(bin_dir, pool, ssd_dir, working + GiB, extra)
     try:
         with ac.Client(d.target, timeout=600) as client:
             conn = hf.HFKVConnector(model, client, namespace=f"bench/e2e/{name}/{os.getpid()}/adaptive",
@@ -545,11 +583,21 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
             for P in trace:
                 conn.generate(prompts[P], 1, load=True, save=True)
                 time.sleep(0.2)
-            time.sleep(3.0)  # a plan and its moves after the last request
-            placed = {}
+            keys_of = {P: ac.hash_tokens(conn.namespace, prompts[P][:P]) for P in ps}
+
+            def placement():
+                return {P: [(e.tier, e.codec) for e in client.lookup(conn.namespace, k).entries]
+                        for P, k in keys_of.items()}
+
+            # Settled: the same placement over three policy intervals in a row (at most 120 s).
+            placed, same, t_settle = placement(), 0, time.time()
+            while same < 3 and time.time() - t_settle < 120:
+                time.sleep(1.0)
+                now = placement()
+                same = same + 1 if now == placed else 0
+                placed = now
+            info["adaptive"]["settle_s"] = time.time() - t_settle
             for P in ps:
-                keys = ac.hash_tokens(conn.namespace, prompts[P][:P])
-                placed[P] = [(e.tier, e.codec) for e in client.lookup(conn.namespace, keys).entries]
                 ttft, load, top1 = [], [], []
                 for i in range(a.warmup + a.reps):
                     r = conn.generate(prompts[P], 1, load=True, save=False, prompt_logits=a.suffix_tokens)
@@ -569,6 +617,8 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
             conn.close()
     finally:
         d.stop()
+        if ssd_dir:
+            shutil.rmtree(ssd_dir, ignore_errors=True)
     return rows
 
 
@@ -689,7 +739,8 @@ def write_md(path, a, rows, infos, notes, meta):
         ad = inf.get("adaptive")
         if ad:
             md += ["", f"adaptive: pool {ad['pool'] / GiB:.2f} GiB for a raw working set of "
-                       f"{ad['working_set'] / GiB:.2f} GiB; trace of {ad.get('trace', 0)} requests over prefixes "
+                       f"{ad['working_set'] / GiB:.2f} GiB (SSD tier for the rest); placement settled "
+                       f"{fmt(ad.get('settle_s'), '.0f')} s after the trace; trace of {ad.get('trace', 0)} requests over prefixes "
                        f"{ad['prefixes']} (Zipf, seed {a.seed}); flags `{ad['flags']}`. Placement after the trace "
                        "(tier:config per chunk):", ""]
             for P, pl in ad.get("placement", {}).items():

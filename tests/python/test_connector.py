@@ -220,6 +220,12 @@ class ConnectorCases:
         self.assertIsNotNone(valid)
         self.assertEqual(valid.numel(), 2 * CT)
         self.assertTrue(0.2 < float(valid.float().mean()) < 0.5, float(valid.float().mean()))
+        # Exactly the kept tokens each container lists.
+        want = torch.zeros(2 * CT, dtype=torch.bool)
+        for i, key in enumerate(req.keys[:2]):
+            kept = ac.container_kept_tokens(drop.client.get(drop.namespace, key)).astype("int64")
+            want[i * CT + torch.from_numpy(kept)] = True
+        self.assertTrue(torch.equal(valid, want))
         drop.request_finished(req)
         s_drop = drop.score(prompt, [1, 2, 3])
         # Raw KV with the same tokens masked: what dropping is, when it is masked right.

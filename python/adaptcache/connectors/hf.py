@@ -40,6 +40,7 @@ name, dtype and shape; pass one of your own when several weights share a config)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import itertools
@@ -49,7 +50,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..client import DEFAULT_CHUNK_TOKENS, Client, cuda_available, hash_tokens, kept_tokens
+from ..client import DEFAULT_CHUNK_TOKENS, Client, PagedKV, cuda_available, hash_tokens, kept_tokens
 from ..errors import FailedPrecondition, InvalidArgument
 
 __all__ = ["HFKVConnector", "KVRequest", "GenerationResult", "generate_with_cache", "default_namespace",
@@ -188,6 +189,7 @@ class KVRequest:
     prefix_load_ms: float = 0.0
     save_ms: float = 0.0
     _stored: list = dataclasses.field(default_factory=list, repr=False)  # lookup: which keys hit
+    _codecs: list = dataclasses.field(default_factory=list, repr=False)  # lookup: their configs
     _load_events: list = dataclasses.field(default_factory=list, repr=False)
     _load_start: object = dataclasses.field(default=None, repr=False)
     _load_t0: float = 0.0
@@ -332,6 +334,7 @@ class HFKVConnector:
         n_max = (len(req.prompt_token_ids) - 1) // self.chunk_tokens if req.prompt_token_ids else 0
         lr = self.client.lookup(self.namespace, keys) if keys else None
         req._stored = [e.hit for e in lr.entries] if lr is not None else []
+        req._codecs = [e.codec for e in lr.entries] if lr is not None else []
         req.num_matched_tokens = min(lr.prefix_hits if lr is not None else 0, n_max) * self.chunk_tokens
         return max(0, req.num_matched_tokens - int(num_computed_tokens))
 
@@ -374,6 +377,9 @@ class HFKVConnector:
         keys = self._keys(req)[:n]
         ct, L, H, D = self.chunk_tokens, self.layers, self.kv_heads, self.head_dim
         req._load_t0 = time.perf_counter()
+        # Drop entries go through the paged path, which leaves their dropped tokens unwritten:
+        # on a NaN-filled stage the NaNs mark them (no second Get for the kept-token list).
+        paged = any(c.startswith("drop") for c in req._codecs[:n])
         if self.is_cuda:
             compute = torch.cuda.current_stream(self.device)
             load = self._load_stream
@@ -382,16 +388,17 @@ class HFKVConnector:
             req._load_start = torch.cuda.Event(enable_timing=True)
             req._load_start.record(load)
             if self.gpu_decode:
-                r = self.client.get_to_device(self.namespace, keys, out=list(stage.unbind(0)), stream=load)
+                with torch.cuda.stream(load):
+                    r = self._get_stage(keys, stage, paged, load)
             else:  # a library without CUDA: the CPU decoder into pinned memory, then one copy up
                 host = torch.empty(stage.shape, dtype=self.dtype, pin_memory=True)
-                r = self.client.get_to_device(self.namespace, keys, out=list(host.unbind(0)))
+                r = self._get_stage(keys, host, paged, None)
                 with torch.cuda.stream(load):
                     stage.copy_(host, non_blocking=True)
                 load.synchronize()  # the pinned buffer must outlive the copy
         else:
             stage = torch.empty((n, 2, L, ct, H, D), dtype=self.dtype)
-            r = self.client.get_to_device(self.namespace, keys, out=list(stage.unbind(0)))
+            r = self._get_stage(keys, stage, paged, None)
         req.load_result = r
         m = r.decoded
         want = (2, L, ct, H, D)
@@ -407,6 +414,9 @@ class HFKVConnector:
             if self.is_cuda:
                 stage.record_stream(load)
             return cache
+        drop = [i for i, e in enumerate(r.entries[:m]) if e.codec.startswith("drop")]
+        if drop:
+            req.valid = self._drop_mask(req, keys, stage, r, m, paged, load if self.is_cuda else None)
         ks = [torch.empty((1, H, T, D), dtype=self.dtype, device=self.device) for _ in range(L)]
         vs = [torch.empty((1, H, T, D), dtype=self.dtype, device=self.device) for _ in range(L)]
         if self.is_cuda:
@@ -424,16 +434,6 @@ class HFKVConnector:
             for layer in range(L):
                 ks[layer][0].view(H, m, ct, D).copy_(stage[:m, 0, layer].permute(2, 0, 1, 3))
                 vs[layer][0].view(H, m, ct, D).copy_(stage[:m, 1, layer].permute(2, 0, 1, 3))
-        drop = [i for i, e in enumerate(r.entries[:m]) if e.codec.startswith("drop")]
-        if drop:
-            valid = torch.zeros(T, dtype=torch.bool)
-            for i in range(m):
-                if i in drop:
-                    kept = torch.from_numpy(kept_tokens(self.client.get(self.namespace, keys[i])).astype("int64"))
-                    valid[i * ct + kept] = True
-                else:
-                    valid[i * ct:(i + 1) * ct] = True
-            req.valid = valid
         if self.is_cuda and self.layerwise and _fills_in_place(cache, L):
             self._waited = set()  # layer i waits for its event in wait_for_layer_load(i)
         else:  # everything before the forward
@@ -445,6 +445,39 @@ class HFKVConnector:
         if not self.is_cuda:
             req._load_wall_ms = (time.perf_counter() - req._load_t0) * 1e3
         return cache
+
+    def _get_stage(self, keys, stage, paged: bool, stream):
+        """get_to_device into stage [n, 2, layers, chunk, kv_heads, head_dim]: contiguous, or
+        (``paged``) as a paged cache whose block i is chunk i, after filling it with NaN."""
+        if not paged:
+            return self.client.get_to_device(self.namespace, keys, out=list(stage.unbind(0)), stream=stream)
+        ct, L = self.chunk_tokens, self.layers
+        stage.fill_(float("nan"))
+        cache = PagedKV([stage[:, 0, layer] for layer in range(L)], [stage[:, 1, layer] for layer in range(L)])
+        slots = torch.arange(len(keys) * ct, dtype=torch.int64, device=stage.device).view(len(keys), ct)
+        return self.client.get_to_device(self.namespace, keys, paged=cache.with_slots(list(slots.unbind(0))),
+                                         stream=stream)
+
+    def _drop_mask(self, req, keys, stage, r, m, paged: bool, stream):
+        """The usable-token mask (CPU bool [m * chunk]) of a load with drop entries; their
+        dropped tokens' K/V in the stage become zeros (masked out, and no NaN reaches the
+        attention's weighted sum)."""
+        ct = self.chunk_tokens
+        valid = torch.ones(m * ct, dtype=torch.bool)
+        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        with ctx:
+            for i, e in enumerate(r.entries[:m]):
+                if not e.codec.startswith("drop"):
+                    continue
+                if paged:  # NaN where the decoder wrote nothing
+                    kept = ~torch.isnan(stage[i, 0, 0, :, 0, 0])
+                    stage[i].nan_to_num_(nan=0.0)
+                    valid[i * ct:(i + 1) * ct] = kept.cpu()
+                else:  # turned into a drop entry after the lookup: its container says which
+                    idx = torch.from_numpy(kept_tokens(self.client.get(self.namespace, keys[i])).astype("int64"))
+                    valid[i * ct:(i + 1) * ct] = False
+                    valid[i * ct + idx] = True
+        return valid
 
     def wait_for_layer_load(self, layer: int) -> None:
         """Makes the current CUDA stream wait until ``layer``'s prefix K/V is in the cache
