@@ -317,6 +317,34 @@ def measure_connector(conn, prompt, P, S, ref_top, a, torch, what, expect=None):
     return med(ttft), med(load), statistics.mean(top1), r
 
 
+def breakdown(conn, prompt, P, torch):
+    """Where a raw-dram TTFT goes, one run with a device sync between the steps (so no
+    layer overlap): lookup, start_load_kv on the host, the wait for the load, the suffix's
+    forward, the first token on the host. Milliseconds."""
+    from adaptcache.connectors import hf
+    sync = (lambda: torch.cuda.synchronize(conn.device)) if conn.is_cuda else (lambda: None)
+    sync()
+    t = [time.perf_counter()]
+    req = hf.KVRequest(prompt)
+    conn.get_num_new_matched_tokens(req)
+    t.append(time.perf_counter())
+    cache = conn.start_load_kv(req)
+    t.append(time.perf_counter())
+    conn._finish_load()
+    sync()
+    t.append(time.perf_counter())
+    logits = conn.forward(prompt[req.num_loaded_tokens:], cache, req.num_loaded_tokens, req.valid, keep=1)
+    sync()
+    t.append(time.perf_counter())
+    int(torch.argmax(logits[-1]))
+    t.append(time.perf_counter())
+    conn.request_finished(req)
+    if req.num_loaded_tokens != P:
+        raise RuntimeError(f"breakdown: loaded {req.num_loaded_tokens} of {P}")
+    return {k: (t[i + 1] - t[i]) * 1e3 for i, k in enumerate(("lookup", "start_load", "load_wait", "forward",
+                                                               "first_token"))}
+
+
 def prefill_prefix_ms(conn, prompt, P, torch):
     """The prefill of the prefix alone (the KV a hit saves computing), synchronized."""
     from adaptcache.connectors.hf import _new_cache
@@ -446,6 +474,7 @@ def run_model(name, a, ac, torch, device, bin_dir, rows, info, notes, report):
                 fps[P] = fingerprint(torch, cache_kvs(full.cache, layers), P)
                 t, ld, t1, _ = measure_connector(raw, prompt, P, S, ref, a, torch, f"raw-dram P={P}", fps[P])
                 rows.append(row(name, P, S, "raw-dram", t, ld, t1))
+                info.setdefault("breakdown", {})[P] = dict(breakdown(raw, prompt, P, torch), ttft=t)
                 raw_gbps.append(P * per_tok / (ld * 1e6))
                 for c in a.config_list:
                     if c in slow and P * per_tok > slow[c]:
@@ -739,6 +768,16 @@ def write_md(path, a, rows, infos, notes, meta):
             md.append(f"| {r['prefix_tokens']} | {r['case']} | {fmt(r['ttft_ms'], '.1f')} | "
                       f"{fmt(r['prefix_load_ms'], '.2f')} | {fmt(r['ttft_ms'] / rec if rec else None, '.3f')} | "
                       f"{fmt(r['top1_agreement'], '.3f')} |")
+        bd = inf.get("breakdown")
+        if bd:
+            md += ["", "Where raw-dram's TTFT goes (one extra run with a device sync between the steps, so "
+                       "without the layer-by-layer overlap; ms):", "",
+                   "| prefix | lookup | start_load_kv (host) | load wait | suffix forward | first token | sum | "
+                   "TTFT (median, overlapped) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            for P, b in bd.items():
+                parts = [b[k] for k in ("lookup", "start_load", "load_wait", "forward", "first_token")]
+                md.append(f"| {P} | " + " | ".join(f"{x:.2f}" for x in parts) + f" | {sum(parts):.1f} | "
+                          f"{b['ttft']:.1f} |")
         ad = inf.get("adaptive")
         if ad:
             md += ["", f"adaptive: pool {ad['pool'] / GiB:.2f} GiB for a raw working set of "
