@@ -57,7 +57,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "quality"))
 
-COLUMNS = ["context", "chunk", "config", "ratio", "kl", "top1_agreement", "nll_delta", "proxy", "predicted_loss"]
+COLUMNS = ["context", "chunk", "config", "ratio", "kl", "top1_agreement", "nll_delta", "proxy", "predicted_loss",
+           "proxy_probe"]
 FAMILIES = ("raw", "fp8", "quant", "drop", "lowrank")
 TAG = "chunk_quality"
 
@@ -89,6 +90,9 @@ def parse_args(argv=None):
     p.add_argument("--proxy-threads", type=int, default=max(2, (os.cpu_count() or 4) - 6))
     p.add_argument("--lookahead", type=int, default=48, help="(context, config) fetches held at most (GPU memory)")
     p.add_argument("--no-proxy", action="store_true", help="skip the codec-library proxies (columns NaN)")
+    p.add_argument("--probe-tokens", type=int, default=16,
+                   help="proxy_probe: the proxy with the queries of the context's last N tokens as probes "
+                        "(what a client can send with a Put); 0 = off (default 16)")
     p.add_argument("--calibration", default=os.path.join(REPO, "bench", "results", "calibration.json"))
     p.add_argument("--max-ppl", type=float, default=30.0, help="abort above this median continuation perplexity")
     p.add_argument("--device", default="", help="torch device (default cuda when available, else cpu)")
@@ -199,6 +203,8 @@ def summarize(rows, configs, n_chunks):
         g = lambda rs, k: np.array([r[k] for r in rs], dtype=np.float64)
         kl, t1, pr, pl = g(ch, "kl"), g(ch, "top1_agreement"), g(ch, "proxy"), g(ch, "predicted_loss")
         wkl, wt1, wpr, wpl = g(wh, "kl"), g(wh, "top1_agreement"), g(wh, "proxy"), g(wh, "predicted_loss")
+        pp, wpp = g(ch, "proxy_probe"), g(wh, "proxy_probe")
+        ppf = _fin(pp)
         prf = _fin(pr)
         s = dict(config=cfg, family=family_of(cfg), chunks=len(ch), contexts=len(wh),
                  ratio=_stat(np.median, g(ch, "ratio")), whole_ratio=_stat(np.median, g(wh, "ratio")),
@@ -209,7 +215,9 @@ def summarize(rows, configs, n_chunks):
                  proxy_mean=_stat(np.mean, pr),
                  proxy_cv=float(prf.std() / prf.mean()) if prf.size > 1 and prf.mean() > 0 else float("nan"),
                  rho_proxy_kl=spearman(pr, kl), rho_pred_kl=spearman(pl, kl),
-                 rho_proxy_kl_whole=spearman(wpr, wkl), rho_pred_kl_whole=spearman(wpl, wkl))
+                 rho_proxy_kl_whole=spearman(wpr, wkl), rho_pred_kl_whole=spearman(wpl, wkl),
+                 probe_cv=float(ppf.std() / ppf.mean()) if ppf.size > 1 and ppf.mean() > 0 else float("nan"),
+                 rho_probe_kl=spearman(pp, kl), rho_probe_kl_whole=spearman(wpp, wkl))
         # The calibration predicts 1 - top-1 agreement of a request whose entries all sit in
         # this config: compare it so on whole contexts, and as pred/n_chunks (the additive
         # reading of a mean over entries) for one chunk compressed.
@@ -230,7 +238,9 @@ def summarize(rows, configs, n_chunks):
             group=fam, chunks=len(ch), contexts=len(wh),
             rho_proxy_kl=spearman(g(ch, "proxy"), g(ch, "kl")), rho_pred_kl=spearman(g(ch, "predicted_loss"), g(ch, "kl")),
             rho_proxy_kl_whole=spearman(g(wh, "proxy"), g(wh, "kl")),
-            rho_pred_kl_whole=spearman(g(wh, "predicted_loss"), g(wh, "kl"))))
+            rho_pred_kl_whole=spearman(g(wh, "predicted_loss"), g(wh, "kl")),
+            rho_probe_kl=spearman(g(ch, "proxy_probe"), g(ch, "kl")),
+            rho_probe_kl_whole=spearman(g(wh, "proxy_probe"), g(wh, "kl"))))
     return out
 
 
@@ -296,13 +306,28 @@ def write_md(path, meta, summ, checks):
                  f"{fmt(s['loss_whole_mean'])} | {fmt(s['pred_whole_mean'])} | {fmt(s['pred_mae_whole'])} | "
                  f"{fmt(s['pred_bias_whole'], '+.3g')} | {fmt(s['pred_mae_chunk'])} | {fmt(s['pred_bias_chunk'], '+.3g')} |")
     L += ["", "Pooled over configs (ranking entries across configs is what the optimizer needs):", "",
-          "| group | chunk rows | ρ proxy (chunks) | ρ pred (chunks) | ρ proxy (whole) | ρ pred (whole) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+          "| group | chunk rows | ρ proxy (chunks) | ρ pred (chunks) | ρ proxy (whole) | ρ pred (whole) | "
+          "ρ probe proxy (chunks) | ρ probe proxy (whole) |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in summ["pooled"]:
         L.append(f"| {s['group']} | {s['chunks']} | {fmt(s['rho_proxy_kl'], '+.2f')} | {fmt(s['rho_pred_kl'], '+.2f')} | "
-                 f"{fmt(s['rho_proxy_kl_whole'], '+.2f')} | {fmt(s['rho_pred_kl_whole'], '+.2f')} |")
+                 f"{fmt(s['rho_proxy_kl_whole'], '+.2f')} | {fmt(s['rho_pred_kl_whole'], '+.2f')} | "
+                 f"{fmt(s['rho_probe_kl'], '+.2f')} | {fmt(s['rho_probe_kl_whole'], '+.2f')} |")
+    if any(math.isfinite(s.get("rho_probe_kl", float("nan"))) for s in summ["configs"]):
+        L += ["", f"## Probe queries: {meta.get('probe_source', '')}", "",
+              "The same proxy with real queries as probes instead of the library's pseudo-queries: the "
+              "post-RoPE queries of the context's last tokens (every query head, on the KV head it reads), "
+              "which a client can send with a Put (`probe_queries`). ρ against the measured KL as above.", "",
+              "| config | ρ proxy (chunks) | ρ probe proxy (chunks) | ρ proxy (whole) | ρ probe proxy (whole) | "
+              "proxy CV | probe proxy CV |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for s in summ["configs"]:
+            if s["family"] == "raw":
+                continue
+            L.append(f"| {s['config']} | {fmt(s['rho_proxy_kl'], '+.2f')} | {fmt(s['rho_probe_kl'], '+.2f')} | "
+                     f"{fmt(s['rho_proxy_kl_whole'], '+.2f')} | {fmt(s['rho_probe_kl_whole'], '+.2f')} | "
+                     f"{fmt(s['proxy_cv'], '.1%')} | {fmt(s['probe_cv'], '.1%')} |")
     L += ["", f"Data: `{os.path.basename(meta['csv'])}` ({meta['rows']} rows: context, chunk (-1 = whole context), "
-          "config, ratio, kl, top1_agreement, nll_delta, proxy, predicted_loss).", ""]
+          "config, ratio, kl, top1_agreement, nll_delta, proxy, predicted_loss, proxy_probe).", ""]
     with open(path, "w") as f:
         f.write("\n".join(L))
 
@@ -355,15 +380,18 @@ def self_test() -> int:
                 kl = 0.0 if scale == 0 else (p ** 2 if cfg.startswith("quant") else rng.random() * 0.1)
                 prox.append(p)
                 rows.append(dict(context=f"c{ci}", chunk=ch, config=cfg, ratio=1 + 2 * scale, kl=kl,
-                                 top1_agreement=1 - kl, nll_delta=kl / 2, proxy=p, predicted_loss=real.loss(cfg, p)))
+                                 top1_agreement=1 - kl, nll_delta=kl / 2, proxy=p, predicted_loss=real.loss(cfg, p),
+                                 proxy_probe=kl))
             rows.append(dict(context=f"c{ci}", chunk=-1, config=cfg, ratio=1 + 2 * scale, kl=4 * float(np.mean(prox)) ** 2,
                              top1_agreement=1 - 0.1 * scale, nll_delta=0.0, proxy=float(np.mean(prox)),
-                             predicted_loss=float(np.mean([real.loss(cfg, p) for p in prox]))))
+                             predicted_loss=float(np.mean([real.loss(cfg, p) for p in prox])),
+                             proxy_probe=float("nan")))
     s = summarize(rows, ["raw", "quant-k4v4-g64", "drop-50"], n_chunks)
     by = {c["config"]: c for c in s["configs"]}
     check(by["quant-k4v4-g64"]["rho_proxy_kl"] > 0.999 and by["quant-k4v4-g64"]["rho_pred_kl"] > 0.99, "good proxy ρ")
     check(abs(by["drop-50"]["rho_proxy_kl"]) < 0.5, "shuffled proxy ρ small")
     check(by["raw"]["kl_mean"] == 0 and by["raw"]["top1_mean"] == 1, "raw summary")
+    check(by["drop-50"]["rho_probe_kl"] > 0.999, "probe proxy ρ")
     check(by["quant-k4v4-g64"]["chunks"] == 48 and by["quant-k4v4-g64"]["contexts"] == 12, "row counts")
     check(abs(by["drop-50"]["pred_bias_whole"] - (by["drop-50"]["pred_whole_mean"] - 0.2)) < 1e-12, "bias whole")
     check([p["group"] for p in s["pooled"]] == ["all lossy", "quant", "drop"], "pooled groups")
@@ -421,10 +449,27 @@ def proxy_module():
         return None, f"{type(e).__name__}: {e}"
 
 
-def chunk_proxies(QR, chunk_u16, configs):
-    """{config: proxy} for one bf16 chunk (uint16 [2, L, T, H, D])."""
-    ref = QR(chunk_u16, dtype="bf16")
+def chunk_proxies(QR, chunk_u16, configs, probes=None):
+    """{config: proxy} for one bf16 chunk (uint16 [2, L, T, H, D]); ``probes``: float32
+    [L, probe_count, H, D] query vectors (None = the library's pseudo-queries)."""
+    ref = QR(chunk_u16, probes=probes, dtype="bf16")
     return {c: (0.0 if family_of(c) == "raw" else float(ref.evaluate_config(c)["proxy"])) for c in configs}
+
+
+def probes_from_queries(qs, kv_heads):
+    """Per-layer post-RoPE queries [1, heads, n, D] as probes [L, n * group, kv_heads, D]:
+    probe (token, g) of KV head h is query head h * group + g, the head that reads it."""
+    out = []
+    for q in qs:
+        _, nh, n, d = q.shape
+        g = nh // kv_heads
+        out.append(q[0].reshape(kv_heads, g, n, d).permute(2, 1, 0, 3).reshape(n * g, kv_heads, d))
+    return np.ascontiguousarray(torch_stack_np(out))
+
+
+def torch_stack_np(ts):
+    import torch
+    return torch.stack(ts).float().cpu().numpy()
 
 
 # ------------------------------------------------------------------------- the run
@@ -495,7 +540,13 @@ def run(a):
 
     # Prefill every context; bf16 KV kept on the host (codec inputs) and the device (base).
     for i, cx in enumerate(ctxs):
-        logits, kv = model.forward(torch.tensor([cx.ids], device=dev), want_kv=True)
+        if a.probe_tokens > 0:
+            logits, kv, qs = model.forward(torch.tensor([cx.ids], device=dev), want_kv=True, q_last=a.probe_tokens)
+            cx.probes = probes_from_queries(qs, H)
+            del qs
+        else:
+            logits, kv = model.forward(torch.tensor([cx.ids], device=dev), want_kv=True)
+            cx.probes = None
         k = torch.stack([k_[0] for k_, _ in kv])  # [L, H, T, D]
         v = torch.stack([v_[0] for _, v_ in kv])
         base = torch.stack([k, v], 1).to(torch.bfloat16)  # [L, 2, H, T, D]
@@ -519,12 +570,14 @@ def run(a):
 
     # Proxies on the CPU, in the background while the GPU works.
     proxy_pool = cf.ThreadPoolExecutor(max(1, a.proxy_threads)) if QR else None
-    proxy_futs = {}
+    proxy_futs, probe_futs = {}, {}
     if QR:
         lossy = [c for c in configs if family_of(c) != "raw"]
         for i, cx in enumerate(ctxs):
             for j in range(CH):
                 proxy_futs[i, j] = proxy_pool.submit(chunk_proxies, QR, cx.chunks_u16[j], lossy)
+                if cx.probes is not None:
+                    probe_futs[i, j] = proxy_pool.submit(chunk_proxies, QR, cx.chunks_u16[j], lossy, cx.probes)
 
     # Put + fetch jobs, (context, config) in order; at most --lookahead submitted and not
     # yet consumed (each holds a decoded context on the device).
@@ -632,7 +685,7 @@ def run(a):
                     ratio = (f["raw_bytes"] / f["stored"]) if ch < 0 else f["ratios"][ch]
                     rows.append(dict(context=cx.s.sid, chunk=ch, config=cfg, ratio=ratio, kl=float(kl[b]),
                                      top1_agreement=float(top1[b]), nll_delta=float(dnll[b]), proxy=float("nan"),
-                                     predicted_loss=float("nan"), ci=ci))
+                                     predicted_loss=float("nan"), proxy_probe=float("nan"), ci=ci))
 
         for cfg in configs:
             f = next_fetch(k)
@@ -662,6 +715,7 @@ def run(a):
     # Proxies and predictions.
     tp = time.time()
     proxies = {key: fut.result() for key, fut in proxy_futs.items()}
+    probed = {key: fut.result() for key, fut in probe_futs.items()}
     if proxy_pool:
         proxy_pool.shutdown()
     log(f"proxies: waited {time.time() - tp:.1f}s at the end")
@@ -672,10 +726,15 @@ def run(a):
         if r["chunk"] >= 0:
             r["proxy"] = 0.0 if family_of(cfg) == "raw" else proxies[ci, r["chunk"]][cfg]
             r["predicted_loss"] = cal.loss(cfg, r["proxy"])
+            if probed:
+                r["proxy_probe"] = 0.0 if family_of(cfg) == "raw" else probed[ci, r["chunk"]][cfg]
         else:
             ps = [0.0 if family_of(cfg) == "raw" else proxies[ci, j][cfg] for j in range(CH)]
             r["proxy"] = float(np.mean(ps))
             r["predicted_loss"] = float(np.mean([cal.loss(cfg, p) for p in ps]))
+            if probed:
+                r["proxy_probe"] = float(np.mean([0.0 if family_of(cfg) == "raw" else probed[ci, j][cfg]
+                                                  for j in range(CH)]))
 
     # Checks before anything is written.
     raw = [r for r in rows if r["config"] == "raw"]
@@ -735,7 +794,9 @@ def run(a):
                      "else the proxy); whole-context rows: the mean over the chunks. The daemon's "
                      "EntryInfo.est_quality_loss is 0 after a Put (server/service_put.cc) and is not used."
                      if cal.path else "no calibration file: the proxy itself (ExpectedLoss without curves)."),
-        cal_metric=cal_metric, csv=csv_path, rows=len(rows))
+        cal_metric=cal_metric, csv=csv_path, rows=len(rows),
+        probe_source=(f"the last {a.probe_tokens} context tokens' queries x {cfgm.heads // H} query heads per KV head "
+                      f"= {a.probe_tokens * (cfgm.heads // H)} probes per KV head and layer" if probe_futs else "off"))
     write_md(md_path, meta, summ, checks)
     log(f"wrote {csv_path} ({len(rows)} rows) and {md_path} in {time.time() - t0:.0f}s")
     for s in summ["configs"]:

@@ -89,11 +89,12 @@ class TorchLlama:
 
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, past=None, past_valid: torch.Tensor | None = None,
-                want_kv: bool = False):
+                want_kv: bool = False, q_last: int = 0):
         """tokens [B, n] (int64) after `past` (per layer (K, V), each [B, kv_heads, T, hd],
         post-RoPE, any float dtype) with positions T..T+n-1; past_valid [B, T] bool (False =
         not attended), None = all. Returns (logits [B, n, vocab] float32, new per-layer
-        (K, V) of the n tokens when want_kv else None)."""
+        (K, V) of the n tokens when want_kv else None), and with q_last > 0 a third item: per
+        layer the post-RoPE queries of the last q_last tokens, [B, heads, q_last, hd]."""
         cfg = self.cfg
         B, n = tokens.shape
         T = 0 if past is None else past[0][0].shape[2]
@@ -108,6 +109,7 @@ class TorchLlama:
             mask = torch.cat([pv[:, None, None, :].expand(B, 1, n, T), causal[None, None].expand(B, 1, n, n)], -1)
         h = self.embed[tokens]
         new_kv = [] if want_kv else None
+        qs = [] if q_last > 0 else None
         for li, lw in enumerate(self.layers):
             x = self._rms(h, lw["attn_norm"])
             qkv = x @ lw["wqkv"]
@@ -117,6 +119,8 @@ class TorchLlama:
             q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
             if want_kv:
                 new_kv.append((k, v))
+            if qs is not None:
+                qs.append(q[:, :, -q_last:])
             if T:
                 k = torch.cat([past[li][0].float(), k], 2)
                 v = torch.cat([past[li][1].float(), v], 2)
@@ -132,7 +136,8 @@ class TorchLlama:
             gu = x @ lw["w_gu"]
             inter = cfg.intermediate
             h = h + (F.silu(gu[..., :inter]) * gu[..., inter:]) @ lw["w_down"]
-        return self._rms(h, self.final_norm) @ self.lm_head.T, new_kv
+        logits = self._rms(h, self.final_norm) @ self.lm_head.T
+        return (logits, new_kv) if qs is None else (logits, new_kv, qs)
 
 
 def hf_cross_check(np_model, tm: TorchLlama, tokens, log=print):
