@@ -69,7 +69,7 @@ HEADER = ["model", "prefix_tokens", "suffix_tokens", "case", "ttft_ms", "prefix_
 MODELS = ("llama-3.1-8b-random", "smollm2-135m", "tiny-random")
 DEFAULT_CONFIGS = "fp8,quant-k4v4-g64,quant-k2v2-g64,drop-33,lowrank-r8"
 # lowrank's CPU encoder runs at ~0.02 GB/s a thread: a 32k-token 8B prefix (4 GiB) would take minutes.
-DEFAULT_SLOW = "lowrank-r8=1024"  # config=largest prefix it is stored for (MiB of raw KV)
+DEFAULT_SLOW = "lowrank-r8=512"  # config=largest prefix it is stored for (MiB of raw KV)
 GiB = 1 << 30
 
 
@@ -621,9 +621,9 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
                 return {P: [(e.tier, e.codec) for e in client.lookup(conn.namespace, k).entries]
                         for P, k in keys_of.items()}
 
-            # Settled: the same placement over three policy intervals in a row (at most 120 s).
+            # Settled: the same placement over three policy intervals in a row (at most 60 s).
             placed, same, t_settle = placement(), 0, time.time()
-            while same < 3 and time.time() - t_settle < 120:
+            while same < 3 and time.time() - t_settle < 60:
                 time.sleep(1.0)
                 now = placement()
                 same = same + 1 if now == placed else 0
