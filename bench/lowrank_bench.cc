@@ -14,7 +14,7 @@
 #include "kernels/container.h"
 #include "kernels/lowrank.h"
 #include "kernels/quality_proxy.h"
-#include "tests/kernels/kv_synth.h"
+#include "tests/testing/kv_data.h"
 
 namespace adaptcache {
 namespace {

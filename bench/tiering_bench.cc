@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
         auto t = Clock::now();
         auto l = tm->Get(Key(i), 0);
         const double us = Us(Clock::now() - t);
-        if (l.ok() && l->found_in == StorageTier::kDram) dram_us.push_back(us);
+        if (l.ok() && l->found_in == Tier::kDram) dram_us.push_back(us);
         if (l.ok()) tm->Release(l->lease.id);
       }
     }
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
       auto t = Clock::now();
       auto l = tm->Get(Key(i), 0);
       const double us = Us(Clock::now() - t);
-      if (l.ok() && l->found_in == StorageTier::kSsd) ssd_us.push_back(us);
+      if (l.ok() && l->found_in == Tier::kSsd) ssd_us.push_back(us);
       if (l.ok()) tm->Release(l->lease.id);
     }
     if (promote == 0 && !dram_us.empty()) {

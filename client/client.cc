@@ -163,20 +163,6 @@ absl::Status CheckSpec(const PutSpec& spec, size_t raw_size, bool check_raw) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-std::string_view TierName(Tier t) {
-  switch (t) {
-    case Tier::kNone: return "none";
-    case Tier::kDram: return "dram";
-    case Tier::kSsd: return "ssd";
-  }
-  return "unknown";
-}
-
-namespace {
-
-
 // VerifyContainer given `crc`, the CRC32C of `container` that the caller computed while
 // copying it (one pass while the bytes are still in cache, not a second trip through memory).
 absl::Status VerifyCopied(std::span<const std::byte> container, const EntryInfo& info, uint32_t crc) {

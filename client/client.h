@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "common/key.h"
 #include "common/kv_shape.h"
+#include "common/tier.h"
 #include "kernels/container.h"
 
 namespace adaptcache::client {
@@ -67,8 +68,8 @@ struct ClientOptions {
   bool own_connection = false;
 };
 
-enum class Tier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };
-std::string_view TierName(Tier t);
+using ::adaptcache::Tier;
+using ::adaptcache::TierName;
 
 // What the daemon reports about one entry. `shape` is meaningful when tier != kNone.
 struct EntryInfo {

@@ -1,9 +1,6 @@
-// The codec library's public API: configs, encode, decode (CPU reference).
-//
-// A CodecConfig is one point of the config grid (DESIGN.md §4). Its Name() is the
-// stable string used on the wire, in config files and in metrics; ParseCodecConfig()
-// is its inverse. Encode writes a self-describing container (kernels/container.h);
-// Decode validates everything before touching the payload and writes the tensor in the
+// The codec library's public API: configs (kernels/codec_config.h), encode, decode (CPU
+// reference). Encode writes a self-describing container (kernels/container.h); Decode
+// validates everything before touching the payload and writes the tensor in the
 // container's original dtype. All functions are thread safe.
 #pragma once
 
@@ -15,33 +12,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/kv_shape.h"
+#include "kernels/codec_config.h"
 #include "kernels/container.h"
 
 namespace adaptcache {
-
-struct CodecConfig {
-  CodecId family = CodecId::kRaw;
-  // quant (and drop+quant): bits for K and V in {8,4,3,2}; group size in {32,64,128};
-  // sink tokens kept exact; Hadamard rotation of V (only at v_bits <= 3).
-  uint8_t k_bits = 0;
-  uint8_t v_bits = 0;
-  uint16_t group = 0;
-  uint8_t sink_tokens = 0;
-  bool hadamard = false;
-  // drop: kept fraction in permille (750, 500, 330, 250, 100); with k_bits != 0 the kept
-  // tokens are quant-encoded with the fields above ("drop-50+quant-k4v4-g64").
-  uint16_t keep_permille = 0;
-  // lowrank: target compression ratio (8..20).
-  uint8_t lowrank_ratio = 0;
-
-  friend bool operator==(const CodecConfig&, const CodecConfig&) = default;
-  std::string Name() const;
-};
-
-absl::StatusOr<CodecConfig> ParseCodecConfig(std::string_view name);
-// The daemon's default config space (raw first), in a stable order.
-std::vector<CodecConfig> DefaultConfigSpace();
-absl::Status ValidateConfig(const CodecConfig& cfg);
 
 // Optional engine hints used by token dropping and the quality proxies.
 struct SideData {

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/kv_shape.h"
-#include "kernels/codec.h"
+#include "kernels/codec_config.h"
 #include "kernels/container.h"
 
 namespace adaptcache {

@@ -8,6 +8,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/dtype_rows.h"
 #include "kernels/hadamard.h"
+#include "kernels/quant_minmax.h"
 #include "kernels/simd.h"
 
 namespace adaptcache {
@@ -136,26 +137,7 @@ AC_ALWAYS_INLINE void QuantizeVRowBody(const float* x, size_t ngroups_total, siz
     const size_t head = gi / per_head, g = gi % per_head;
     const float* xs = x + head * dim + g * vgroup;
     const size_t n = std::min(vgroup, dim - g * vgroup);
-    float lo[8], hi[8];
-    for (int j = 0; j < 8; ++j) lo[j] = hi[j] = xs[0];
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      for (int j = 0; j < 8; ++j) {
-        lo[j] = xs[i + j] < lo[j] ? xs[i + j] : lo[j];
-        hi[j] = xs[i + j] > hi[j] ? xs[i + j] : hi[j];
-      }
-    }
-    for (; i < n; ++i) {
-      lo[0] = xs[i] < lo[0] ? xs[i] : lo[0];
-      hi[0] = xs[i] > hi[0] ? xs[i] : hi[0];
-    }
-    float mn = lo[0], mx = hi[0];
-    for (int j = 1; j < 8; ++j) {
-      mn = lo[j] < mn ? lo[j] : mn;
-      mx = hi[j] > mx ? hi[j] : mx;
-    }
-    glo[gi] = mn;
-    ghi[gi] = mx;
+    quant_math::GroupMinMax(xs, n, &glo[gi], &ghi[gi]);
   }
   GroupScalesBody(glo, ghi, ngroups_total, levels, fp16, s_out, m_out, ginv);
   for (size_t gi = 0; gi < ngroups_total; ++gi) {

@@ -113,9 +113,9 @@ absl::StatusOr<PlacementPlan> StaticPolicy::Plan(const PolicyInput& in) {
   return t.Finish();
 }
 
-AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPlan&) const {
+PutConfigTable StaticPolicy::PutConfigs(const PolicyInput& in, const PlacementPlan&) const {
   const size_t k = in.configs.size(), nc = in.classes.size();
-  AdmissionTable out(in.namespaces.size() * nc, kNoConfig);
+  PutConfigTable out(in.namespaces.size() * nc, kNoConfig);
   ConfigIndex cfg = kNoConfig;
   for (size_t c = 0; c < k; ++c) {
     if (in.configs[c].name == config_name_) cfg = static_cast<ConfigIndex>(c);
@@ -126,7 +126,7 @@ AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPla
   for (size_t g = 0; g < out.size(); ++g) {
     const float qc = q[g * k + cfg];
     if (in.classes[g % nc].bytes[cfg] == 0) continue;
-    // Unknown quality (no unpinned entry of the class): nothing to admit on, as Plan()
+    // Unknown quality (no unpinned entry of the class): no put config, as Plan()
     // would not transcode an entry it knows nothing of either.
     if (!std::isfinite(qc) || qc > in.namespaces[g / nc].max_loss) continue;
     out[g] = cfg;
@@ -134,8 +134,8 @@ AdmissionTable StaticPolicy::Admission(const PolicyInput& in, const PlacementPla
   return out;
 }
 
-AdmissionTable GreedyDowngrader::Admission(const PolicyInput& in, const PlacementPlan& plan) const {
-  return ModalAdmission(in, plan);
+PutConfigTable GreedyDowngrader::PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const {
+  return ModalPutConfigs(in, plan);
 }
 
 absl::StatusOr<PlacementPlan> GreedyDowngrader::Plan(const PolicyInput& in) {

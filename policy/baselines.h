@@ -37,7 +37,7 @@ class StaticPolicy final : public Policy {
   std::string Name() const override { return "static-" + config_name_; }
   absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) override;
   // Its config for every class it applies to (a static policy compresses at put time).
-  AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const override;
+  PutConfigTable PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const override;
 
  private:
   std::string config_name_;
@@ -47,9 +47,9 @@ class GreedyDowngrader final : public Policy {
  public:
   std::string Name() const override { return "greedy-downgrade"; }
   absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) override;
-  // ModalAdmission: new entries start where the greedy left most of their class in DRAM
+  // ModalPutConfigs: new entries start where the greedy left most of their class in DRAM
   // (it has no price of its own; without a rule new raw entries push others out).
-  AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const override;
+  PutConfigTable PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const override;
 };
 
 }  // namespace adaptcache::policy

@@ -28,18 +28,6 @@ absl::Status CheckTier(const char* name, const TierParams& t) {
 
 }  // namespace
 
-const char* TierName(Tier t) {
-  switch (t) {
-    case Tier::kNone:
-      return "none";
-    case Tier::kDram:
-      return "dram";
-    case Tier::kSsd:
-      return "ssd";
-  }
-  return "?";
-}
-
 DelayModel::DelayModel() : options_() {}
 
 absl::StatusOr<DelayModel> DelayModel::Create(const DelayModelOptions& o) {

@@ -17,12 +17,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/tier.h"
 #include "kernels/container.h"
 
 namespace adaptcache::policy {
-
-enum class Tier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };
-const char* TierName(Tier t);
 
 struct TierParams {
   double latency_s = 0;      // fixed cost per load (RPC, lease, DMA setup, I/O submit)

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "policy/optimizer_state.h"
+
 namespace adaptcache::policy {
 namespace {
 
@@ -55,49 +57,6 @@ bool Close(double a, double b, double tol) {
 enum : uint8_t { kTNone = 0, kTDram = 1, kTSsd = 2, kTFixed = 3 };
 
 }  // namespace
-
-struct AdaptiveOptimizer::State {
-  // What the cached hulls were built from.
-  bool valid = false;
-  uint64_t epoch = 0;
-  std::vector<ConfigSpec> configs;
-  std::vector<SizeClass> classes;
-  std::vector<double> max_loss;
-  DelayModelOptions delay;
-  std::vector<double> hull_alpha;  // α per namespace of the current hulls
-
-  // Per class: configs by ascending size, decode time per config, miss cost.
-  size_t k = 0;
-  std::vector<uint8_t> order;
-  std::vector<uint32_t> order_begin, order_len;
-  std::vector<double> dec;         // [class][config]
-  std::vector<uint64_t> bytes;     // [class][config]
-  std::vector<double> miss;        // [class]
-
-  // Per entry: snapshot of what the hull depends on, and the hull's slot.
-  struct Snap {
-    uint32_t size_class;
-    int16_t config;
-    uint8_t tier;
-    uint8_t master;
-    uint16_t ns;
-    friend bool operator==(const Snap&, const Snap&) = default;
-  };
-  std::vector<Snap> snap;
-  std::vector<uint32_t> off;
-  std::vector<uint8_t> len, cap;
-  std::vector<float> vs, vg;  // vertex stored bytes, decode time + α·qloss
-  std::vector<uint8_t> vc;    // vertex config
-  uint64_t wasted = 0;
-
-  // Warm start.
-  double lambda_d = 0, lambda_s = 0;
-
-  // Scratch for one solve.
-  std::vector<double> hist;
-  std::vector<uint32_t> active;
-  std::vector<uint8_t> tt, tv;  // target tier (kT*) and hull vertex per entry
-};
 
 AdaptiveOptimizer::AdaptiveOptimizer(OptimizerOptions options)
     : options_(options), state_(std::make_unique<State>()) {}
@@ -425,183 +384,6 @@ static void PrepareClasses(const PolicyInput& in, AdaptiveOptimizer::State& st) 
   }
 }
 
-// Integer clean-up at the margin: the Lagrangian solution is optimal for the capacity
-// it uses, so what is lost is at most a few entries' worth around the prices. Takes the
-// `window` entries closest to changing their choice (smallest Lagrangian regret) and
-// applies the best improving single or pairwise change over all their allowed options
-// until none is left (cost O(passes · window² · options²)), then re-optimises the
-// `exact_window` most marginal of them exactly by branch and bound (node-bounded).
-static void LocalSearch(const PolicyInput& in, const AdaptiveOptimizer::State& st, double ld,
-                        double ls, double cap_d, double cap_s, size_t window,
-                        size_t exact_window, uint64_t exact_nodes, uint64_t* use_d,
-                        uint64_t* use_s, std::vector<Placement>* target) {
-  const DelayModelOptions& d = in.delay.options();
-  const double lat[3] = {0, d.dram.latency_s, d.ssd.latency_s};
-  const double ib[3] = {0, 1.0 / d.dram.bandwidth_Bps, 1.0 / d.ssd.bandwidth_Bps};
-  const double price[3] = {0, ld, ls};
-  const size_t k = st.k;
-  auto bytes_of = [&](uint32_t i, Placement p) -> uint64_t {
-    return p.tier == Tier::kNone ? 0 : st.bytes[in.entries[i].size_class * k + p.config];
-  };
-  auto cost_of = [&](uint32_t i, Placement p) -> double {  // f · cost
-    const EntryInput& e = in.entries[i];
-    if (p.tier == Tier::kNone) return e.freq * st.miss[e.size_class];
-    const int t = static_cast<int>(p.tier);
-    const size_t j = e.size_class * k + p.config;
-    return e.freq * (lat[t] + ib[t] * st.bytes[j] + st.dec[j] + st.hull_alpha[e.ns] * in.QLoss(i, p.config));
-  };
-  // Regret: how much the Lagrangian cost must move before another option wins, from
-  // the hull (cheap; every minimiser of a price is a hull vertex).
-  std::vector<std::pair<double, uint32_t>> regret;
-  regret.reserve(st.active.size());
-  for (uint32_t i : st.active) {
-    const Placement cur = (*target)[i];
-    const double f = in.entries[i].freq;
-    const float* s = &st.vs[st.off[i]];
-    const float* g = &st.vg[st.off[i]];
-    const int len = st.len[i];
-    const double sd = ib[1] + ld / f, ss = ib[2] + ls / f;
-    double lc = st.miss[in.entries[i].size_class];
-    int cv = -1;
-    if (cur.tier != Tier::kNone) {
-      for (int v = 0; v < len; ++v) {
-        if (st.vc[st.off[i] + v] == cur.config) cv = v;
-      }
-      if (cv < 0) continue;  // not a hull point (retained as is): leave it alone
-      lc = (cur.tier == Tier::kDram ? lat[1] + sd * s[cv] : lat[2] + ss * s[cv]) + g[cv];
-    }
-    double r = cur.tier == Tier::kNone ? HUGE_VAL : std::fabs(st.miss[in.entries[i].size_class] - lc);
-    for (int v = 0; v < len; ++v) {
-      const double cd = lat[1] + sd * s[v] + g[v], cs = lat[2] + ss * s[v] + g[v];
-      if (!(v == cv && cur.tier == Tier::kDram)) r = std::min(r, std::fabs(cd - lc));
-      if (!(v == cv && cur.tier == Tier::kSsd)) r = std::min(r, std::fabs(cs - lc));
-    }
-    regret.emplace_back(f * r, i);
-  }
-  if (regret.size() > window) {
-    std::nth_element(regret.begin(), regret.begin() + window, regret.end());
-    regret.resize(window);
-  }
-  struct Opt {
-    Placement p;
-    double cost;
-    int64_t bd, bs;
-  };
-  std::vector<std::vector<Opt>> opts(regret.size());
-  std::vector<size_t> cur(regret.size());
-  for (size_t m = 0; m < regret.size(); ++m) {
-    const uint32_t i = regret[m].second;
-    const EntryInput& e = in.entries[i];
-    auto add = [&](Placement p) {
-      const int64_t b = static_cast<int64_t>(bytes_of(i, p));
-      opts[m].push_back({p, cost_of(i, p), p.tier == Tier::kDram ? b : 0, p.tier == Tier::kSsd ? b : 0});
-      if (p == (*target)[i]) cur[m] = opts[m].size() - 1;
-    };
-    add(Placement{});
-    for (size_t c = 0; c < k; ++c) {
-      const auto ci = static_cast<ConfigIndex>(c);
-      if (in.QLoss(i, c) > in.namespaces[e.ns].max_loss || !Reachable(in, i, ci)) continue;
-      add({ci, Tier::kDram});
-      add({ci, Tier::kSsd});
-    }
-  }
-  const int64_t cd = static_cast<int64_t>(cap_d), cs = static_cast<int64_t>(cap_s);
-  int64_t ud = static_cast<int64_t>(*use_d), us = static_cast<int64_t>(*use_s);
-  for (int pass = 0; pass < 64; ++pass) {
-    double best = 0;
-    size_t ba = 0, bo = 0, bb = SIZE_MAX, bp = 0;
-    for (size_t a = 0; a < opts.size(); ++a) {
-      const Opt& ca = opts[a][cur[a]];
-      for (size_t oa = 0; oa < opts[a].size(); ++oa) {
-        const Opt& na = opts[a][oa];
-        const int64_t d1 = ud - ca.bd + na.bd, s1 = us - ca.bs + na.bs;
-        const double g1 = na.cost - ca.cost;
-        if (oa != cur[a] && d1 <= cd && s1 <= cs && g1 < best) {
-          best = g1, ba = a, bo = oa, bb = SIZE_MAX;
-        }
-        if (oa == cur[a]) continue;
-        for (size_t b = a + 1; b < opts.size(); ++b) {
-          const Opt& cb = opts[b][cur[b]];
-          for (size_t ob = 0; ob < opts[b].size(); ++ob) {
-            if (ob == cur[b]) continue;
-            const Opt& nb = opts[b][ob];
-            const double g2 = g1 + nb.cost - cb.cost;
-            if (g2 >= best) continue;
-            if (d1 - cb.bd + nb.bd > cd || s1 - cb.bs + nb.bs > cs) continue;
-            best = g2, ba = a, bo = oa, bb = b, bp = ob;
-          }
-        }
-      }
-    }
-    if (!(best < -1e-15)) break;
-    auto apply = [&](size_t m, size_t o) {
-      ud += opts[m][o].bd - opts[m][cur[m]].bd;
-      us += opts[m][o].bs - opts[m][cur[m]].bs;
-      cur[m] = o;
-      (*target)[regret[m].second] = opts[m][o].p;
-    };
-    apply(ba, bo);
-    if (bb != SIZE_MAX) apply(bb, bp);
-  }
-  // Exact re-optimisation of the most marginal few (the others fixed): branch and bound
-  // over their options, cheapest first, bounded by a node budget.
-  std::vector<size_t> sel(opts.size());
-  for (size_t m = 0; m < sel.size(); ++m) sel[m] = m;
-  std::sort(sel.begin(), sel.end(), [&](size_t a, size_t b) { return regret[a].first < regret[b].first; });
-  if (sel.size() > exact_window) sel.resize(exact_window);
-  const size_t w = sel.size();
-  if (w > 0) {
-    std::vector<std::vector<size_t>> order(w);
-    std::vector<double> rest_min(w + 1, 0);
-    int64_t base_d = ud, base_s = us;
-    double incumbent = 0;
-    for (size_t x = 0; x < w; ++x) {
-      const size_t m = sel[x];
-      base_d -= opts[m][cur[m]].bd;
-      base_s -= opts[m][cur[m]].bs;
-      incumbent += opts[m][cur[m]].cost;
-      order[x].resize(opts[m].size());
-      for (size_t o = 0; o < order[x].size(); ++o) order[x][o] = o;
-      std::sort(order[x].begin(), order[x].end(),
-                [&](size_t a, size_t b) { return opts[m][a].cost < opts[m][b].cost; });
-    }
-    for (size_t x = w; x-- > 0;) rest_min[x] = rest_min[x + 1] + opts[sel[x]][order[x][0]].cost;
-    std::vector<size_t> pick(w), best_pick(w);
-    double best_cost = incumbent * (1 - 1e-12);
-    bool found = false;
-    uint64_t nodes = 0;
-    auto dfs = [&](auto&& self, size_t x, int64_t dd, int64_t ss, double c) -> void {
-      if (++nodes > exact_nodes) return;
-      if (x == w) {
-        if (c < best_cost) best_cost = c, best_pick = pick, found = true;
-        return;
-      }
-      const size_t m = sel[x];
-      for (size_t o : order[x]) {
-        const Opt& op = opts[m][o];
-        if (c + op.cost + rest_min[x + 1] >= best_cost) break;  // options sorted by cost
-        if (dd + op.bd > cd || ss + op.bs > cs) continue;
-        pick[x] = o;
-        self(self, x + 1, dd + op.bd, ss + op.bs, c + op.cost);
-      }
-    };
-    dfs(dfs, 0, base_d, base_s, 0.0);
-    if (found) {
-      ud = base_d;
-      us = base_s;
-      for (size_t x = 0; x < w; ++x) {
-        const size_t m = sel[x];
-        cur[m] = best_pick[x];
-        ud += opts[m][cur[m]].bd;
-        us += opts[m][cur[m]].bs;
-        (*target)[regret[m].second] = opts[m][cur[m]].p;
-      }
-    }
-  }
-  *use_d = static_cast<uint64_t>(ud);
-  *use_s = static_cast<uint64_t>(us);
-}
-
 // One full solve for fixed α: prices, assignment, repair, fill, retention.
 static void SolveOnce(const PolicyInput& in, AdaptiveOptimizer::State& st,
                       const OptimizerOptions& opt, PlacementPlan* plan) {
@@ -671,9 +453,8 @@ static void SolveOnce(const PolicyInput& in, AdaptiveOptimizer::State& st,
         break;
     }
   }
-  LocalSearch(in, st, ld, ls, cap_d, cap_s, opt.local_search_window, opt.exact_window,
-              opt.exact_nodes, &use_d, &use_s,
-              &plan->target);
+  internal::LocalSearch(in, st, ld, ls, cap_d, cap_s, opt.local_search_window, opt.exact_window,
+                        opt.exact_nodes, &use_d, &use_s, &plan->target);
   for (size_t i = 0; i < n; ++i) {
     const EntryInput& e = in.entries[i];
     // Not worth a place: keep it where it is if that is allowed and fits (no churn).
@@ -794,8 +575,8 @@ absl::StatusOr<PlacementPlan> AdaptiveOptimizer::Plan(const PolicyInput& in) {
   return plan;
 }
 
-AdmissionTable AdaptiveOptimizer::Admission(const PolicyInput& in, const PlacementPlan& plan) const {
-  return PricedAdmission(in, plan.totals.lambda_dram, alpha_);
+PutConfigTable AdaptiveOptimizer::PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const {
+  return PricedPutConfigs(in, plan.totals.lambda_dram, alpha_);
 }
 
 }  // namespace adaptcache::policy

@@ -57,8 +57,8 @@ class AdaptiveOptimizer final : public Policy {
 
   std::string Name() const override { return "adaptcache"; }
   absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) override;
-  // PricedAdmission at the plan's DRAM price and the α each namespace was solved with.
-  AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const override;
+  // PricedPutConfigs at the plan's DRAM price and the α each namespace was solved with.
+  PutConfigTable PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const override;
 
   // Diagnostics of the last Plan(): hulls rebuilt (entries) and per-namespace α used.
   uint64_t last_hulls_rebuilt() const { return last_hulls_rebuilt_; }
@@ -66,7 +66,7 @@ class AdaptiveOptimizer final : public Policy {
   // Bytes of solver state per entry (hulls, snapshots, scratch), for the memory budget.
   double StateBytesPerEntry() const;
 
-  struct State;  // solver internals, defined in optimizer.cc
+  struct State;  // solver internals, defined in optimizer_state.h
 
  private:
   OptimizerOptions options_;

@@ -274,8 +274,8 @@ std::vector<float> MedianClassLoss(const PolicyInput& in) {
   return out;
 }
 
-AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const std::vector<double>& alpha,
-                               double fresh_freq) {
+PutConfigTable PricedPutConfigs(const PolicyInput& in, double lambda_dram, const std::vector<double>& alpha,
+                                double fresh_freq) {
   const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
   const std::vector<float> q = MedianClassLoss(in);
   // fresh_freq <= 0: a new entry is expected to be as popular as the class's median entry.
@@ -293,7 +293,7 @@ AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const 
       fq[g] = std::max(1.0, static_cast<double>(fs[g][fs[g].size() / 2]));
     }
   }
-  AdmissionTable out(nn * nc, kNoConfig);
+  PutConfigTable out(nn * nc, kNoConfig);
   for (size_t n = 0; n < nn; ++n) {
     const double a = n < alpha.size() ? alpha[n] : in.namespaces[n].alpha;
     for (size_t cl = 0; cl < nc; ++cl) {
@@ -315,7 +315,7 @@ AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram, const 
   return out;
 }
 
-AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan) {
+PutConfigTable ModalPutConfigs(const PolicyInput& in, const PlacementPlan& plan) {
   const size_t k = in.configs.size(), nc = in.classes.size(), nn = in.namespaces.size();
   std::vector<uint32_t> count(nn * nc * k, 0);
   for (size_t i = 0; i < in.entries.size() && i < plan.target.size(); ++i) {
@@ -324,7 +324,7 @@ AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan) 
     if ((e.flags & kPinned) || t.tier != Tier::kDram || t.config == kNoConfig) continue;
     ++count[(size_t{e.ns} * nc + e.size_class) * k + static_cast<size_t>(t.config)];
   }
-  AdmissionTable out(nn * nc, kNoConfig);
+  PutConfigTable out(nn * nc, kNoConfig);
   for (size_t g = 0; g < out.size(); ++g) {
     uint32_t best = 0;
     for (size_t c = 0; c < k; ++c) {
@@ -337,8 +337,8 @@ AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan) 
   return out;
 }
 
-AdmissionTable Policy::Admission(const PolicyInput& in, const PlacementPlan&) const {
-  return AdmissionTable(in.namespaces.size() * in.classes.size(), kNoConfig);
+PutConfigTable Policy::PutConfigs(const PolicyInput& in, const PlacementPlan&) const {
+  return PutConfigTable(in.namespaces.size() * in.classes.size(), kNoConfig);
 }
 
 }  // namespace adaptcache::policy

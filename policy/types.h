@@ -171,13 +171,13 @@ void FinalizePlan(const PolicyInput& in, PlacementPlan* plan);
 // violation. (Average budgets are soft for baselines and are not checked here.)
 absl::Status CheckPlan(const PolicyInput& in, const PlacementPlan& plan);
 
-// Admission table (DESIGN.md §7): the config an entry stored between plans should be
+// Put config table (DESIGN.md §7): the config an entry stored between plans should be
 // kept in, in DRAM, per namespace and size class, row-major [ns * classes + class].
 // kNoConfig = keep whatever config it arrives in. Consumers apply it to entries that
 // arrive lossless (raw), so a new entry does not sit uncompressed until the next plan.
-using AdmissionTable = std::vector<ConfigIndex>;
+using PutConfigTable = std::vector<ConfigIndex>;
 
-// The priced admission rule: per (namespace, class) the applicable config minimising
+// The priced put configs: per (namespace, class) the applicable config minimising
 //   fresh_freq · (delay(DRAM, config) + alpha[ns] · q) + lambda_dram · stored_bytes
 // among those with q <= the namespace's floor, where q is the median loss of that config
 // over (up to 255 of) the class's unpinned entries in the namespace; kNoConfig where the
@@ -185,13 +185,13 @@ using AdmissionTable = std::vector<ConfigIndex>;
 // expected to have; <= 0 (default): the median decayed frequency of those entries, at
 // least 1 (a put counts as one access). Pricing every new entry at 1 compressed it harder
 // than it later deserved, and without a master it cannot be upgraded (docs/evaluation.md).
-AdmissionTable PricedAdmission(const PolicyInput& in, double lambda_dram,
-                               const std::vector<double>& alpha, double fresh_freq = 0);
+PutConfigTable PricedPutConfigs(const PolicyInput& in, double lambda_dram,
+                                const std::vector<double>& alpha, double fresh_freq = 0);
 
 // The plan's own choice for entries like a new one: per (namespace, class) the config the
 // plan gives most of the class's unpinned entries it keeps in DRAM; kNoConfig where it
 // keeps none. For policies without a pricing of their own (the greedy downgrader).
-AdmissionTable ModalAdmission(const PolicyInput& in, const PlacementPlan& plan);
+PutConfigTable ModalPutConfigs(const PolicyInput& in, const PlacementPlan& plan);
 
 // The median loss per [ns][class][config] over (up to 255 of) the unpinned entries of
 // that class in that namespace; NaN where there is none.
@@ -205,9 +205,9 @@ class Policy {
   // overflow a tier: then totals.feasible is false and everything unpinned is evicted
   // from that tier).
   virtual absl::StatusOr<PlacementPlan> Plan(const PolicyInput& in) = 0;
-  // The admission table that goes with `plan`, the plan this policy just returned for
+  // The put config table that goes with `plan`, the plan this policy just returned for
   // `in`. Default: kNoConfig everywhere (entries stay as stored until the next plan).
-  virtual AdmissionTable Admission(const PolicyInput& in, const PlacementPlan& plan) const;
+  virtual PutConfigTable PutConfigs(const PolicyInput& in, const PlacementPlan& plan) const;
 };
 
 }  // namespace adaptcache::policy

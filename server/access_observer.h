@@ -1,5 +1,5 @@
 // What the request path reports to the placement policy: accesses (for its statistics)
-// and stored entries (for admission). The service calls it; the policy runner
+// and stored entries (for put transcoding). The service calls it; the policy runner
 // (server/policy_runner.h) implements it; daemon.cc connects the two.
 //
 // Thread safety: called from every request thread at once. Implementations must be

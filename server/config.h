@@ -95,7 +95,7 @@ struct ServerConfig {
   uint64_t mover_cpu_budget = 0;      // raw bytes/s transcoded or estimated; 0 = unlimited
   uint64_t mover_ssd_write_budget = 0;  // bytes/s the mover writes to SSD; 0 = unlimited
   bool mover_keep_master = false;     // keep the lossless copy on SSD when compressing
-  bool policy_admission = true;       // transcode raw puts into the plan's admission config
+  bool policy_admission = true;       // transcode raw puts into the plan's put config
   // Delay model (policy/delay_model.h) of the host the clients load into GPUs on.
   std::string policy_dram_latency_us = "20";
   std::string policy_dram_gbps = "25";

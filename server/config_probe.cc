@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
 #include "server/config_internal.h"
+#include "storage/ssd_format.h"
 
 namespace adaptcache::server {
 namespace {
@@ -69,9 +70,7 @@ absl::StatusOr<uint32_t> AutoSsdSegmentCount(const std::string& dir, uint64_t se
   uint64_t existing_bytes = 0;
   if (fs::is_directory(dir, ec)) {
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("segment-", 0) == 0 && name.size() > 4 &&
-          name.compare(name.size() - 4, 4, ".log") == 0) {
+      if (IsSegmentFileName(e.path().filename().string())) {
         ++existing;
         existing_bytes += e.file_size(ec);
       }

@@ -179,37 +179,30 @@ absl::StatusOr<EntryMeta> DescribeWithCodec(ConstByteSpan container) {
   return meta;
 }
 
-}  // namespace
-
-void BlockShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+int Fail(const absl::Status& st) {
+  spdlog::critical("{}", std::string(st.message()));
+  return 1;
 }
 
-int RunDaemon(ServerConfig cfg) {
+absl::Status WithPrefix(absl::string_view prefix, const absl::Status& st) {
+  return absl::Status(st.code(), absl::StrCat(prefix, st.message()));
+}
+
+// Sizes the pool from the machine when it is "auto" (0).
+absl::Status SizePool(ServerConfig& cfg) {
   if (cfg.pool_bytes == 0) {
     auto bytes = AutoPoolBytes(cfg.shm_dir);
-    if (!bytes.ok()) {
-      spdlog::critical("cannot size the pool: {}", std::string(bytes.status().message()));
-      return 1;
-    }
+    if (!bytes.ok()) return WithPrefix("cannot size the pool: ", bytes.status());
     cfg.pool_bytes = *bytes;
   }
   if (cfg.max_entry_bytes > cfg.pool_bytes / 2) {
     spdlog::warn("max_entry_bytes {} exceeds half the pool ({}); larger entries are refused",
                  cfg.max_entry_bytes, cfg.pool_bytes / 2);
   }
-  if (!cfg.socket.empty()) {
-    if (auto st = PrepareSocket(cfg.socket); !st.ok()) {
-      spdlog::critical("{}", std::string(st.message()));
-      return 1;
-    }
-  }
+  return absl::OkStatus();
+}
 
+absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(ServerConfig& cfg) {
   DramTierOptions opts;
   opts.capacity_bytes = cfg.pool_bytes;
   opts.shm_dir = cfg.shm_dir;
@@ -223,22 +216,19 @@ int RunDaemon(ServerConfig cfg) {
   TierManagerOptions topts;
   topts.dram = opts;
   if (cfg.SsdOn()) {
-    if (auto st = ResolveSsd(cfg); !st.ok()) {
-      spdlog::critical("SSD tier: {}", std::string(st.message()));
-      return 1;
-    }
+    if (auto st = ResolveSsd(cfg); !st.ok()) return WithPrefix("SSD tier: ", st);
     topts.ssd = SsdOptionsFrom(cfg);
   }
   topts.promote_after_hits = cfg.ssd_promote_after_hits;
   topts.demote_on_evict = cfg.ssd_demote_on_evict;
   topts.describe = DescribeWithCodec;
   auto tm = TierManager::Create(std::move(topts));
-  if (!tm.ok()) {
-    spdlog::critical("cannot create the storage tiers: {}", std::string(tm.status().message()));
-    return 1;
-  }
-  TierManager* const tiers = tm->get();
-  if (const auto ss = tiers->SsdStats()) {
+  if (!tm.ok()) return WithPrefix("cannot create the storage tiers: ", tm.status());
+  return tm;
+}
+
+void LogTiers(const TierManager& tiers, const ServerConfig& cfg) {
+  if (const auto ss = tiers.SsdStats()) {
     spdlog::info("SSD tier at '{}': {} segments of {} bytes, {} entries recovered{}", cfg.ssd_dir,
                  ss->slots, cfg.ssd_segment_bytes, ss->entries,
                  ss->rebuilt_index && ss->entries > 0 ? " (index rebuilt from the log)" : "");
@@ -246,38 +236,36 @@ int RunDaemon(ServerConfig cfg) {
     spdlog::info("no SSD tier ({}): DRAM evictions are losses",
                  cfg.ssd_dir.empty() ? "ssd.dir = \"\"" : "ssd.enabled = false");
   }
-  const auto& ps = tiers->pool_status();
+  const auto& ps = tiers.pool_status();
   spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",
-               tiers->shm_path(), tiers->pool_size(), tiers->pool_id(),
+               tiers.shm_path(), tiers.pool_size(), tiers.pool_id(),
                ps.mlocked ? "yes" : "no (" + ps.mlock_error + ")",
                ps.huge_pages_effective ? "yes" : "no", ps.thp_shmem_mode);
+}
 
-  MetricsRegistry registry;
-  auto metrics = ServerMetrics::Create(&registry, tiers);
-  if (!metrics.ok()) {
-    spdlog::critical("metrics: {}", std::string(metrics.status().message()));
-    return 1;
-  }
-  if (auto st = RegisterTierMetrics(&registry, tm->get()); !st.ok()) {
-    spdlog::critical("metrics: {}", std::string(st.message()));
-    return 1;
-  }
-  // The placement policy and mover (server/policy_runner.h); destroyed after the
-  // gRPC server has stopped, so no request thread is left calling it.
-  std::unique_ptr<PolicyRunner> policy_runner;
-  if (cfg.policy != "none") {
-    auto popts = PolicyRunnerOptionsFrom(cfg);
-    auto runner = popts.ok() ? PolicyRunner::Create(*popts, tm->get(), &registry)
-                             : absl::StatusOr<std::unique_ptr<PolicyRunner>>(popts.status());
-    if (!runner.ok()) {
-      spdlog::critical("policy: {}", std::string(runner.status().message()));
-      return 1;
-    }
-    policy_runner = std::move(*runner);
-    spdlog::info("placement policy {} every {} ms", cfg.policy, cfg.policy_interval_ms);
-  }
-  CacheService service(cfg, tm->get(), metrics->get(), policy_runner.get());
+absl::StatusOr<std::unique_ptr<ServerMetrics>> CreateMetrics(MetricsRegistry* registry, TierManager* tiers) {
+  auto metrics = ServerMetrics::Create(registry, tiers);
+  if (!metrics.ok()) return WithPrefix("metrics: ", metrics.status());
+  if (auto st = RegisterTierMetrics(registry, tiers); !st.ok()) return WithPrefix("metrics: ", st);
+  return metrics;
+}
 
+// The placement policy and mover (server/policy_runner.h); null for policy "none".
+absl::StatusOr<std::unique_ptr<PolicyRunner>> CreatePolicyRunner(const ServerConfig& cfg, TierManager* tiers,
+                                                                 MetricsRegistry* registry) {
+  if (cfg.policy == "none") return nullptr;
+  auto popts = PolicyRunnerOptionsFrom(cfg);
+  auto runner = popts.ok() ? PolicyRunner::Create(*popts, tiers, registry)
+                           : absl::StatusOr<std::unique_ptr<PolicyRunner>>(popts.status());
+  if (!runner.ok()) return WithPrefix("policy: ", runner.status());
+  spdlog::info("placement policy {} every {} ms", cfg.policy, cfg.policy_interval_ms);
+  return runner;
+}
+
+// Listens on the socket (0600) and the TCP address if configured; `tcp_port` receives
+// the port bound.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const ServerConfig& cfg, CacheService* service,
+                                                             int* tcp_port) {
   const int threads = static_cast<int>(cfg.ThreadCount());
   const int pollers = std::max(2, threads / 4);
   grpc::ServerBuilder builder;
@@ -315,70 +303,117 @@ int RunDaemon(ServerConfig cfg) {
   if (!cfg.socket.empty()) {
     builder.AddListeningPort("unix:" + cfg.socket, grpc::InsecureServerCredentials());
   }
-  int tcp_port = 0;
   if (!cfg.tcp_listen.empty()) {
     spdlog::warn("TCP listener {} has no TLS or authentication yet", cfg.tcp_listen);
-    builder.AddListeningPort(cfg.tcp_listen, grpc::InsecureServerCredentials(), &tcp_port);
+    builder.AddListeningPort(cfg.tcp_listen, grpc::InsecureServerCredentials(), tcp_port);
   }
-  builder.RegisterService(&service);
+  builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
-    spdlog::critical("cannot listen on {}{}{}{}", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
-                     cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen,
-                     cfg.tcp_listen.empty() ? "" : absl::StrCat(" (is ", cfg.tcp_listen,
-                                                                " in use by another process?)"));
-    return 1;
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
+        cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen,
+        cfg.tcp_listen.empty() ? "" : absl::StrCat(" (is ", cfg.tcp_listen, " in use by another process?)")));
   }
   if (!cfg.socket.empty()) ::chmod(cfg.socket.c_str(), 0600);
+  return server;
+}
 
-  MetricsHttpServer http(&registry, [&service] { return service.serving(); });
-  int metrics_port = 0;
-  if (!cfg.metrics_listen.empty()) {
-    std::string host;
-    int port = 0;
-    (void)ParseHostPort(cfg.metrics_listen, &host, &port);  // validated with the config
-    auto bound = http.Start(host, port);
-    if (!bound.ok()) {
-      spdlog::critical("{}", std::string(bound.status().message()));
-      server->Shutdown();
-      return 1;
-    }
-    metrics_port = *bound;
-  }
-  Reaper reaper(tiers, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
+// Serves /metrics when configured; returns the port bound (0 when off).
+absl::StatusOr<int> StartMetricsHttp(const ServerConfig& cfg, MetricsHttpServer* http) {
+  if (cfg.metrics_listen.empty()) return 0;
+  std::string host;
+  int port = 0;
+  (void)ParseHostPort(cfg.metrics_listen, &host, &port);  // validated with the config
+  return http->Start(host, port);
+}
 
+// Logs the listeners and writes the ready file.
+void AnnounceServing(const ServerConfig& cfg, const TierManager& tiers, int tcp_port, int metrics_port) {
   spdlog::info("adaptcached {} serving on {}{}{}; metrics on {}; {} threads, "
                "{} streams", kVersion,
                cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " and ",
                cfg.tcp_listen.empty() ? "" : absl::StrCat(cfg.tcp_listen, " (port ", tcp_port, ")"),
-               cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), threads,
+               cfg.metrics_listen.empty() ? "off" : absl::StrCat("port ", metrics_port), cfg.ThreadCount(),
                cfg.max_streams);
-  if (!cfg.ready_file.empty()) {
-    auto st = WriteReadyFile(
-        cfg.ready_file,
-        absl::StrCat("pid=", ::getpid(), "\nsocket=", cfg.socket, "\ntcp_port=", tcp_port,
-                     "\nmetrics_port=", metrics_port, "\nshm_path=", tiers->shm_path(),
-                     "\npool_size=", tiers->pool_size(), "\npool_id=", tiers->pool_id(),
-                     "\nssd_dir=", tiers->HasSsd() ? cfg.ssd_dir : "", "\n"));
-    if (!st.ok()) spdlog::error("{}", std::string(st.message()));
-  }
+  if (cfg.ready_file.empty()) return;
+  auto st = WriteReadyFile(
+      cfg.ready_file,
+      absl::StrCat("pid=", ::getpid(), "\nsocket=", cfg.socket, "\ntcp_port=", tcp_port,
+                   "\nmetrics_port=", metrics_port, "\nshm_path=", tiers.shm_path(),
+                   "\npool_size=", tiers.pool_size(), "\npool_id=", tiers.pool_id(),
+                   "\nssd_dir=", tiers.HasSsd() ? cfg.ssd_dir : "", "\n"));
+  if (!st.ok()) spdlog::error("{}", std::string(st.message()));
+}
 
+sigset_t ShutdownSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Blocks until SIGTERM or SIGINT (blocked in every thread: BlockShutdownSignals).
+int WaitForShutdownSignal() {
+  const sigset_t set = ShutdownSignals();
   int sig = 0;
   while (sigwait(&set, &sig) != 0) {
   }
-  spdlog::info("signal {}: shutting down", sig);
-  service.SetServing(false);
-  server->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
-  server->Wait();
-  policy_runner.reset();  // no mover moves entries while they are flushed
-  if (tiers->HasSsd() && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tiers, cfg);
-  http.Stop();
+  return sig;
+}
+
+void RemoveRunFiles(const ServerConfig& cfg) {
   if (!cfg.socket.empty()) ::unlink(cfg.socket.c_str());
   if (!cfg.ready_file.empty()) ::unlink(cfg.ready_file.c_str());
+}
+
+}  // namespace
+
+void BlockShutdownSignals() {
+  const sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+int RunDaemon(ServerConfig cfg) {
+  if (auto st = SizePool(cfg); !st.ok()) return Fail(st);
+  if (!cfg.socket.empty()) {
+    if (auto st = PrepareSocket(cfg.socket); !st.ok()) return Fail(st);
+  }
+  auto tm = CreateTiers(cfg);
+  if (!tm.ok()) return Fail(tm.status());
+  TierManager* const tiers = tm->get();
+  LogTiers(*tiers, cfg);
+
+  MetricsRegistry registry;
+  auto metrics = CreateMetrics(&registry, tiers);
+  if (!metrics.ok()) return Fail(metrics.status());
+  // Destroyed after the gRPC server has stopped, so no request thread is left calling it.
+  auto policy_runner = CreatePolicyRunner(cfg, tiers, &registry);
+  if (!policy_runner.ok()) return Fail(policy_runner.status());
+  CacheService service(cfg, tiers, metrics->get(), policy_runner->get());
+
+  int tcp_port = 0;
+  auto server = StartGrpcServer(cfg, &service, &tcp_port);
+  if (!server.ok()) return Fail(server.status());
+  MetricsHttpServer http(&registry, [&service] { return service.serving(); });
+  auto metrics_port = StartMetricsHttp(cfg, &http);
+  if (!metrics_port.ok()) {
+    (*server)->Shutdown();
+    return Fail(metrics_port.status());
+  }
+  Reaper reaper(tiers, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
+  AnnounceServing(cfg, *tiers, tcp_port, *metrics_port);
+
+  spdlog::info("signal {}: shutting down", WaitForShutdownSignal());
+  service.SetServing(false);
+  (*server)->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
+  (*server)->Wait();
+  policy_runner->reset();  // no mover moves entries while they are flushed
+  if (tiers->HasSsd() && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tiers, cfg);
+  http.Stop();
+  RemoveRunFiles(cfg);
   spdlog::info("stopped");
   return 0;  // the reaper, then the tiers (SSD flushed, pool file unlinked) are destroyed
 }

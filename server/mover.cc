@@ -12,14 +12,6 @@ namespace {
 
 using policy::MoveKind;
 
-StorageTier ToStorage(policy::Tier t) {
-  switch (t) {
-    case policy::Tier::kDram: return StorageTier::kDram;
-    case policy::Tier::kSsd: return StorageTier::kSsd;
-    default: return StorageTier::kNone;
-  }
-}
-
 constexpr size_t kMaxErrors = 8;
 
 }  // namespace
@@ -73,13 +65,13 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
   // Budgets first: a deferred move costs nothing.
   const bool writes_ssd =
       m.kind == MoveKind::kDemote ||
-      (m.kind == MoveKind::kTranscode && (m.to.tier == policy::Tier::kSsd || opts_.keep_master));
+      (m.kind == MoveKind::kTranscode && (m.to.tier == Tier::kSsd || opts_.keep_master));
   if (m.kind == MoveKind::kTranscode && !cpu_.Available()) return MoveResult::kBudget;
   if (writes_ssd && tm_->HasSsd() && !ssd_.Available()) return MoveResult::kBudget;
 
   // The entry must be as the plan saw it, and unleased.
   const Location loc = tm_->Locate(subj.key);
-  if (loc.tier != ToStorage(m.from.tier) || loc.meta.crc32c != subj.crc32c) {
+  if (loc.tier != m.from.tier || loc.meta.crc32c != subj.crc32c) {
     return MoveResult::kStale;
   }
   if (tm_->DramLeases(subj.key) > 0) return MoveResult::kLeased;
@@ -108,7 +100,7 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
     case MoveKind::kTranscode: {
       const float est = in.QLoss(m.entry, m.to.config);
       uint32_t crc = 0;
-      st = Transcode(subj.key, in.configs[m.to.config].name, ToStorage(m.to.tier), est,
+      st = Transcode(subj.key, in.configs[m.to.config].name, m.to.tier, est,
                      std::nullopt, report, &crc);
       if (st.ok()) report->installed.emplace_back(m.entry, crc);
       break;
@@ -124,7 +116,7 @@ MoveResult Mover::RunOne(const policy::PolicyInput& in, const policy::Move& m,
   return MoveResult::kFailed;
 }
 
-absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, StorageTier tier,
+absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, Tier tier,
                               float est_quality_loss, std::optional<uint32_t> expected_crc,
                               MoverReport* report, uint32_t* new_crc, bool allow_master) {
   auto cfg = ParseCodecConfig(config);
@@ -175,14 +167,14 @@ absl::Status Mover::Transcode(const EntryKey& key, const std::string& config, St
   // always when it is already there (a durable Put's copy costs nothing to keep, and
   // erasing it would leave the entry lossy and in DRAM only), else when asked.
   const bool on_ssd = tm_->Locate(key).on_ssd;
-  ro.keep_master = tier == StorageTier::kDram && tm_->HasSsd() && !same && best_lossless &&
+  ro.keep_master = tier == Tier::kDram && tm_->HasSsd() && !same && best_lossless &&
                    (on_ssd || (opts_.keep_master && allow_master));
-  if (ro.keep_master && best->tier != StorageTier::kSsd && !on_ssd) {
+  if (ro.keep_master && best->tier != Tier::kSsd && !on_ssd) {
     // Replace writes the current copy to SSD first.
     ssd_.Charge(best->meta.stored_bytes);
     report->ssd_write_bytes += best->meta.stored_bytes;
   }
-  if (tier == StorageTier::kSsd) {
+  if (tier == Tier::kSsd) {
     ssd_.Charge(encoded.size());
     report->ssd_write_bytes += encoded.size();
   }

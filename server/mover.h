@@ -102,7 +102,7 @@ class Mover {
   // est_quality_loss goes into the new copy's metadata. Adds the work to `report`;
   // `new_crc` (optional) receives the installed container's CRC.
   // allow_master = false keeps a master only where the lossless copy is already on SSD.
-  absl::Status Transcode(const EntryKey& key, const std::string& config, StorageTier tier,
+  absl::Status Transcode(const EntryKey& key, const std::string& config, Tier tier,
                          float est_quality_loss, std::optional<uint32_t> expected_crc,
                          MoverReport* report, uint32_t* new_crc = nullptr,
                          bool allow_master = true);

@@ -68,8 +68,8 @@ struct PolicyRunnerOptions {
   double dram_fraction = 0.85;       // of the pool the plan may fill
   double ssd_fraction = 0.9;         // of the SSD capacity the plan may fill
   uint32_t estimates_per_plan = 256; // entries estimated per cycle at most
-  bool admission = true;             // act on OnPut (see RunAdmissions)
-  size_t admission_queue = 4096;     // queued puts at most; more are left to the next plan
+  bool transcode_puts = true;        // act on OnPut (see RunPutTranscodes)
+  size_t put_queue = 4096;           // queued puts at most; more are left to the next plan
   int64_t half_life_ns = 600'000'000'000;
   MoverOptions mover;
 };
@@ -102,53 +102,77 @@ class PolicyRunner final : public AccessObserver {
 
   // Records one access in the statistics. Cheap: one sharded-map update.
   void OnAccess(const EntryKey& key) override;
-  // Queues a raw entry for admission (see RunAdmissions). A no-op for other families,
-  // with admission off, or when no plan has given the shape a lossy admission config.
-  // Cheap: one short mutex section.
+  // Queues a raw entry for put transcoding (see RunPutTranscodes). A no-op for other
+  // families, with transcode_puts off, or when no plan has given the shape a lossy put
+  // config. Cheap: one short mutex section.
   void OnPut(const EntryKey& key, const KvShape& shape, CodecId family) override;
 
   // One snapshot -> estimate -> plan -> move cycle.
   absl::StatusOr<CycleReport> RunOnce();
 
-  // Admission: transcodes the entries queued by OnPut, in arrival order, into the
-  // admission config the last plan gave their shape (policy::Policy::Admission), in
-  // DRAM, under the mover's rules (still raw in DRAM, same CRC, unleased) and a CPU
-  // budget of the same rate as the mover's, kept apart. So a new entry does not sit
-  // uncompressed, crowding DRAM, until the next plan. A second background thread runs it
-  // as soon as puts are queued, concurrently with the planning thread (a plan's move and an
-  // admission of the same entry race safely: Replace checks the CRC); with interval 0
+  // Put transcoding: transcodes the entries queued by OnPut, in arrival order, into the
+  // put config the last plan gave their shape (policy::Policy::PutConfigs), in DRAM,
+  // under the mover's rules (still raw in DRAM, same CRC, unleased) and a CPU budget of
+  // the same rate as the mover's, kept apart. So a new entry does not sit uncompressed,
+  // crowding DRAM, until the next plan. A second background thread runs it as soon as
+  // puts are queued, concurrently with the planning thread (a plan's move and a put
+  // transcode of the same entry race safely: Replace checks the CRC); with interval 0
   // tests call it. Must not run concurrently with itself. Returns the transcodes done.
-  uint64_t RunAdmissions();
-  void EnqueueAdmission(const EntryKey& key, const KvShape& shape);
+  uint64_t RunPutTranscodes();
+  void EnqueuePutTranscode(const EntryKey& key, const KvShape& shape);
 
   policy::AccessStats* access_stats() { return stats_.get(); }
   const std::vector<std::string>& config_names() const { return config_names_; }
 
  private:
+  using ShapeKey = std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint8_t>;
+  static ShapeKey ShapeKeyOf(const KvShape& s);
   struct Estimate {
     std::vector<float> qloss;     // by config index; NaN = not evaluated / not applicable
     std::vector<uint32_t> crcs;   // container CRCs this estimate describes
     float base = 0;               // loss of the copy estimated from (0 if lossless)
   };
-  using ShapeKey = std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint8_t>;
+  // Defined in policy_runner_internal.h.
   struct Metrics;
-
-  PolicyRunner(PolicyRunnerOptions opts, TierManager* tm);
-  absl::Status Init(MetricsRegistry* registry);
-  void Loop();
-  void AdmissionLoop();
-  int ConfigIndex(const std::string& name);  // adds names seen on entries; -1 if full/bad
-  absl::Status EstimateEntry(const EntryKey& key, Estimate* out, uint64_t* cost);
-  std::vector<uint64_t>& SizesFor(const KvShape& shape);
-  void Publish(const CycleReport& r, bool ok);
-  void SetAdmission(const policy::PolicyInput& in, const policy::PlacementPlan& plan,
-                    const std::map<ShapeKey, uint32_t>& class_of);
-  using AdmitKey = std::pair<uint16_t, ShapeKey>;  // (plan namespace index, shape)
-  AdmitKey AdmitKeyOf(uint64_t ns, const KvShape& shape) const;
-  struct AdmitRule {
+  struct Row;
+  struct Snapshot;
+  struct PlanInput;
+  using PutRuleKey = std::pair<uint16_t, ShapeKey>;  // (plan namespace index, shape)
+  struct PutRule {
     std::string config;
     float loss = 0;  // the class's median estimate, recorded on the new copy
   };
+
+  PolicyRunner(PolicyRunnerOptions opts, TierManager* tm);
+  absl::Status Init(MetricsRegistry* registry);
+  absl::Status BuildConfigSpace();
+  absl::Status RegisterMetrics(MetricsRegistry* registry);
+  void Loop();
+  void PutTranscodeLoop();
+  int ConfigIndex(const std::string& name);  // adds names seen on entries; -1 if full/bad
+  std::vector<uint64_t>& SizesFor(const KvShape& shape);
+
+  // The cycle's steps, in order.
+  Snapshot TakeSnapshot(int64_t now_ns);
+  void EstimateHottest(const std::vector<Row>& rows, CycleReport* report);
+  void ForgetGone(const Snapshot& snap, int64_t now_ns);
+  absl::StatusOr<PlanInput> BuildInput(const Snapshot& snap, CycleReport* report);
+  void Publish(const CycleReport& r, bool ok);
+
+  // Quality estimation (policy_runner_quality.cc).
+  // The estimate describing the row's current bytes, or null.
+  const Estimate* CurrentEstimate(const Row& r) const;
+  absl::Status EstimateEntry(const EntryKey& key, Estimate* out, uint64_t* cost);
+
+  // Plan input (policy_runner_input.cc).
+  uint32_t SizeClassOf(const KvShape& s, PlanInput* p);
+  void AppendLosses(const Row& r, const Estimate* est, std::vector<float>* qloss) const;
+
+  // Put transcoding (policy_runner_put_transcode.cc).
+  void SetPutRules(const PlanInput& p, const policy::PlacementPlan& plan);
+  PutRuleKey PutRuleKeyOf(uint64_t ns, const KvShape& shape) const;
+  MoveResult TranscodePut(const EntryKey& key, const std::map<PutRuleKey, PutRule>& rules,
+                          ByteBudget& cpu, MoverReport* report);
 
   PolicyRunnerOptions opts_;
   TierManager* const tm_;
@@ -156,7 +180,7 @@ class PolicyRunner final : public AccessObserver {
   policy::QualityModel quality_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<Mover> mover_;
-  std::unique_ptr<Mover> admit_mover_;  // the admission thread's (its own budgets)
+  std::unique_ptr<Mover> put_mover_;  // the put-transcoding thread's (its own budgets)
   std::unique_ptr<Metrics> metrics_;
 
   // Planning state (the planning thread only).
@@ -168,15 +192,15 @@ class PolicyRunner final : public AccessObserver {
   uint64_t quality_epoch_ = 1;
 
   std::atomic<bool> stop_{false};
-  std::mutex mu_;  // guards the admission rules and queue; cv_ wakes the thread
+  std::mutex mu_;  // guards the put rules and queue; cv_ wakes the thread
   std::condition_variable cv_;
-  std::condition_variable admit_cv_;  // wakes the admission thread
-  std::shared_ptr<const std::map<AdmitKey, AdmitRule>> admit_rules_;  // swapped whole
+  std::condition_variable put_cv_;  // wakes the put-transcoding thread
+  std::shared_ptr<const std::map<PutRuleKey, PutRule>> put_rules_;  // swapped whole
   // NamespaceId -> index in the plan's namespaces (1..); others use 0. Set in Init.
   absl::flat_hash_map<uint64_t, uint16_t> ns_index_;
-  std::vector<EntryKey> admit_queue_;
+  std::vector<EntryKey> put_queue_;
   std::thread thread_;
-  std::thread admit_thread_;
+  std::thread put_thread_;
 };
 
 }  // namespace adaptcache::server

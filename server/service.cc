@@ -60,8 +60,8 @@ absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::strin
 }
 
 void CacheService::FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes,
-                                 v1::EntryInfo* info, StorageTier tier) const {
-  info->set_tier(tier == StorageTier::kSsd ? v1::TIER_SSD : v1::TIER_DRAM);
+                                 v1::EntryInfo* info, Tier tier) const {
+  info->set_tier(tier == Tier::kSsd ? v1::TIER_SSD : v1::TIER_DRAM);
   info->set_codec(meta.codec);
   info->set_stored_bytes(stored_bytes);
   info->set_raw_bytes(meta.raw_bytes);
@@ -98,12 +98,12 @@ absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
 
 bool CacheService::LocateInto(const EntryKey& key, v1::EntryInfo* info) {
   const Location loc = tm_->Locate(key);
-  metrics_->CountLookup(loc.tier != StorageTier::kNone);
-  if (loc.tier == StorageTier::kNone) {
+  metrics_->CountLookup(loc.tier != Tier::kNone);
+  if (loc.tier == Tier::kNone) {
     info->set_tier(v1::TIER_NONE);
     return false;
   }
-  (loc.tier == StorageTier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
+  (loc.tier == Tier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
       .fetch_add(1, std::memory_order_relaxed);
   // An SSD entry not read since a restart has no shape yet (docs/api.md).
   FillEntryInfo(loc.meta, loc.meta.stored_bytes, info, loc.tier);

@@ -125,7 +125,7 @@ class CacheService final : public ServiceBase {
   // Lookup's answer for one key; returns whether it hit.
   bool LocateInto(const EntryKey& key, v1::EntryInfo* info);
   void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
-                     StorageTier tier = StorageTier::kDram) const;
+                     Tier tier = Tier::kDram) const;
   void NoteAccess(const EntryKey& key) {
     if (observer_ != nullptr) observer_->OnAccess(key);
   }

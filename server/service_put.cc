@@ -176,7 +176,7 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   resp->set_durable(put->durable);
   metrics_->CountPut(meta.raw_bytes, *n);
   NoteAccess(plan.key);  // placement policy statistics (no-op without a policy)
-  NotePut(plan.key, plan.shape, meta.codec_family);  // admission (no-op unless raw)
+  NotePut(plan.key, plan.shape, meta.codec_family);  // put transcoding (no-op unless raw)
   return absl::OkStatus();
 }
 

@@ -125,6 +125,12 @@ struct DramTier::Impl {
 
   Impl(const DramTierOptions& o, std::unique_ptr<ShmRegion> r, uint64_t id)
       : opts(o), region(std::move(r)), pool_id(id), alloc(region->size()) {}
+
+  // The expiry clock: DramTierOptions::clock when set, else steady_clock.
+  Clock::time_point Now() const {
+    if (!opts.clock) return Clock::now();
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(opts.clock())));
+  }
   ~Impl() {
     for (Entry* e : index) delete e;
     for (Entry* e : zombies) delete e;
@@ -228,7 +234,7 @@ struct DramTier::Impl {
           "allocation of ", bytes, " bytes can never fit the DRAM pool of ", alloc.capacity()));
     }
     if (auto r = alloc.Allocate(bytes); r.ok()) return r;
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = Now();
     if (ReapLeases(now) + ReapReservations(now) > 0) {
       if (auto r = alloc.Allocate(bytes); r.ok()) return r;
     }
@@ -412,7 +418,7 @@ absl::StatusOr<Lease> DramTier::Acquire(const EntryKey& key, uint32_t lease_ms) 
       std::min(lease_ms == 0 ? m.opts.default_lease_ms : lease_ms, m.opts.max_lease_ms);
   Lease lease;
   absl::MutexLock lock(&m.mu);
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = m.Now();
   if (m.leases.size() >= m.opts.max_leases) {
     m.ReapLeases(now);
     if (m.leases.size() >= m.opts.max_leases) {
@@ -446,7 +452,7 @@ bool DramTier::Release(uint64_t lease_id) {
   m.leases.erase(it);
   m.lease_expiry.erase({rec.expires, lease_id});
   m.DropLease(rec.entry);
-  if (rec.expires <= Clock::now()) {  // expired but not reaped yet
+  if (rec.expires <= m.Now()) {  // expired but not reaped yet
     ++m.expired_leases;
     return false;
   }
@@ -465,7 +471,7 @@ absl::StatusOr<Reservation> DramTier::Reserve(uint64_t bytes) {
   Impl& m = *impl_;
   absl::MutexLock lock(&m.mu);
   if (bytes == 0) return absl::InvalidArgumentError("reservation of 0 bytes");
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = m.Now();
   if (bytes > m.alloc.capacity()) {
     ++m.allocation_failures;
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -503,7 +509,7 @@ absl::StatusOr<Extent> DramTier::TakeReservation(uint64_t reservation_id) {
     return absl::NotFoundError(absl::StrCat("unknown reservation ", reservation_id));
   }
   const Extent ext = it->second.extent;
-  const bool expired = it->second.expires <= Clock::now();
+  const bool expired = it->second.expires <= m.Now();
   m.DropReservation(it);
   if (expired) {
     m.FreeExtent(ext);
@@ -517,7 +523,7 @@ absl::StatusOr<Extent> DramTier::TakeReservation(uint64_t reservation_id) {
 
 size_t DramTier::ReapExpired() {
   absl::MutexLock lock(&impl_->mu);
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = impl_->Now();
   return impl_->ReapLeases(now) + impl_->ReapReservations(now);
 }
 
@@ -594,7 +600,7 @@ absl::StatusOr<Lease> DramTier::LeaseAnonymous(const Extent& e, const EntryMeta&
     return absl::InvalidArgumentError(
         absl::StrCat("anonymous lease of [", e.offset, ", +", e.length, "): not in flight"));
   }
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = m.Now();
   if (m.leases.size() >= m.opts.max_leases) {
     m.ReapLeases(now);
     if (m.leases.size() >= m.opts.max_leases) {

@@ -1,6 +1,6 @@
 // The DRAM tier: one pool in shared memory that local clients map, a variable-size
 // allocator inside it, an index of committed entries, leases and reservations, and LRU
-// eviction of unleased entries when space runs out (the optimizer replaces LRU later).
+// eviction of unleased entries when space runs out.
 //
 // Lifecycle of a write:   Allocate -> write container bytes via Bytes() -> Commit
 //                         (or Free if the write is abandoned).
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/key.h"
 #include "common/kv_shape.h"
 #include "kernels/container.h"
@@ -52,9 +53,12 @@ struct DramTierOptions {
   // Called for each LRU victim that Allocate/Reserve evicts, under the tier's lock and
   // before the victim's extent can be reused; `bytes` are valid only during the call.
   // Not called for Erase or replacement by Commit. Must be short and must not call the
-  // tier (the tier manager copies the bytes and queues them to SSD). Additive.
+  // tier (the tier manager copies the bytes and queues them to SSD).
   std::function<void(const EntryKey&, const EntryMeta&, std::span<const std::byte>)>
       on_evict;
+  // Expiry of leases and reservations; empty = steady_clock. Lease::expires and
+  // Reservation::expires are still wall-clock times for clients.
+  NanoClock clock;
 };
 
 // Metadata kept per entry (small: the index holds it for every entry).
@@ -65,7 +69,7 @@ struct EntryMeta {
   uint64_t raw_bytes = 0;       // shape.Bytes()
   uint32_t crc32c = 0;          // container payload CRC, for end-to-end checks
   float est_quality_loss = 0.f;
-  uint64_t stored_bytes = 0;    // container size as committed (set by the server; additive)
+  uint64_t stored_bytes = 0;    // container size as committed (set by the server)
 };
 
 struct Extent {
@@ -96,7 +100,6 @@ struct DramTierStats {
   uint64_t evictions = 0;
   uint64_t expired_leases = 0;
   uint64_t largest_free_extent = 0;
-  // Added by the implementation (additive):
   uint64_t reserved_bytes = 0;      // extents held by outstanding reservations
   uint64_t inflight_bytes = 0;      // allocated or taken, not yet committed or freed
   uint64_t zombie_entries = 0;      // erased/replaced but still leased
@@ -164,7 +167,7 @@ class DramTier {
   // Visits every committed entry (under the tier's lock: keep `fn` short).
   void ForEach(const std::function<void(const EntryKey&, const EntryMeta&)>& fn) const;
 
-  // ---- additive, for the tier manager (storage/tier_manager.h) ----
+  // ---- for the tier manager (storage/tier_manager.h) ----
   struct EntryView {
     EntryMeta meta;
     Extent extent;

@@ -5,14 +5,6 @@
 
 namespace adaptcache {
 
-NanoClock SteadyNanoClock() {
-  return [] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  };
-}
-
 TokenBucket::TokenBucket(uint64_t rate, uint64_t burst, NanoClock clock)
     : rate_(rate),
       burst_(static_cast<double>(burst ? burst : rate)),

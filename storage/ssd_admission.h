@@ -14,13 +14,10 @@
 #include <mutex>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/key.h"
 
 namespace adaptcache {
-
-// Monotonic nanoseconds; defaults to std::chrono::steady_clock.
-using NanoClock = std::function<int64_t()>;
-NanoClock SteadyNanoClock();
 
 class TokenBucket {
  public:

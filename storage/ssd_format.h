@@ -15,7 +15,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "common/key.h"
@@ -66,6 +69,18 @@ inline constexpr uint64_t RoundUpBlock(uint64_t n) {
 }
 // Bytes a record with `payload` container bytes occupies in the log.
 inline constexpr uint64_t RecordBytes(uint64_t payload) { return kSsdBlock + RoundUpBlock(payload); }
+
+// The file of segment slot `slot` in the data directory: "segment-NNNNN.log". Inline so
+// that config probing (server/config_probe.cc) names files without linking the tier.
+inline std::string SegmentFileName(uint32_t slot) {
+  char name[32];
+  std::snprintf(name, sizeof name, "segment-%05u.log", slot);
+  return name;
+}
+// Whether a file name (no directory) has the shape of SegmentFileName's: segment-*.log.
+inline bool IsSegmentFileName(std::string_view name) {
+  return name.starts_with("segment-") && name.ends_with(".log");
+}
 
 // Fills the CRC of a header whose other fields are set.
 void SealSegmentHeader(SegmentHeader& h);

@@ -1,5 +1,5 @@
-// SsdTier: the request paths (Put/Get), the writer thread with group commit, segment
-// rolling and FIFO reclaim. Open and recovery live in ssd_tier_open.cc.
+// SsdTier: the request paths (Put/Get) and the writer thread with group commit. Open and
+// recovery live in ssd_tier_open.cc, segment rolling and reclaim in ssd_tier_reclaim.cc.
 #include "storage/ssd_tier.h"
 
 #include <unistd.h>
@@ -10,7 +10,6 @@
 #include <cstring>
 #include <future>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "spdlog/spdlog.h"
@@ -25,14 +24,6 @@ uint64_t MicrosSince(std::chrono::steady_clock::time_point t) {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count());
 }
 }  // namespace
-
-// A record being written: its request, where it goes, and the first I/O error seen.
-struct SsdTier::Staged {
-  PutReq req;
-  SsdLocation loc;
-  std::atomic<int> error{0};
-  int ios = 0;  // writes in flight (guarded by io_mu_)
-};
 
 // One read in flight (header block + payload chunks).
 struct SsdTier::ReadCtx {
@@ -401,180 +392,6 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
     if (!s->req.reinsertion) write_lat_.Record(MicrosSince(s->req.queued));
     if (s->req.done) s->req.done(result);
   }
-}
-
-// ---------------------------------------------------------- segments and reclaim
-
-absl::Status SsdTier::OpenNewSegment() {
-  for (;;) {
-    int free = -1;
-    bool have_sealed = false;
-    {
-      std::lock_guard<std::mutex> m(mu_);
-      for (size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].state == Slot::State::kFree && free < 0) free = static_cast<int>(i);
-        if (slots_[i].state == Slot::State::kSealed) have_sealed = true;
-      }
-    }
-    if (free < 0) {
-      if (reclaiming_ || !have_sealed) return absl::UnavailableError("ssd tier: no free segment");
-      ReclaimOldest();
-      continue;
-    }
-    Slot& s = slots_[free];
-    SegmentHeader h{};
-    h.magic = kSegmentMagic;
-    h.version = kSegmentFormatVersion;
-    h.header_bytes = sizeof(SegmentHeader);
-    h.slot = static_cast<uint32_t>(free);
-    h.nonce = static_cast<uint32_t>(rng_());
-    h.segment_id = next_segment_id_++;
-    h.segment_bytes = opts_.segment_bytes;
-    h.created_unix_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                  std::chrono::system_clock::now().time_since_epoch())
-                                                  .count());
-    SealSegmentHeader(h);
-    IoBuffer b = ring_->AcquireWriteBuffer();
-    std::memset(b.data, 0, kSsdBlock);
-    std::memcpy(b.data, &h, sizeof h);
-    auto res = ring_->RunSync(IoRing::Lane::kWrite, IoRequest{IoOp::kWrite, s.fd, b.data, kSsdBlock, 0, b.index, &s.path});
-    ring_->ReleaseBuffer(b);
-    {
-      std::lock_guard<std::mutex> m(mu_);
-      stats_.device_bytes_written += kSsdBlock;
-    }
-    if (!res.ok() || *res != static_cast<int>(kSsdBlock)) {
-      FailSlot(static_cast<uint32_t>(free), 0, "segment header write failed");
-      continue;
-    }
-    {
-      std::lock_guard<std::mutex> m(mu_);
-      s.state = Slot::State::kActive;
-      s.segment_id = h.segment_id;
-      s.nonce = h.nonce;
-      s.write_offset = kSsdBlock;
-      s.keys.clear();
-    }
-    active_ = free;
-    break;
-  }
-  // Keep one slot free ahead of need so reinsertion during reclaim has room.
-  while (!reclaiming_) {
-    bool have_free = false, have_sealed = false;
-    {
-      std::lock_guard<std::mutex> m(mu_);
-      for (const Slot& s : slots_) {
-        have_free |= s.state == Slot::State::kFree;
-        have_sealed |= s.state == Slot::State::kSealed;
-      }
-    }
-    if (have_free || !have_sealed) break;
-    ReclaimOldest();
-  }
-  return absl::OkStatus();
-}
-
-void SsdTier::ReclaimOldest() {
-  reclaiming_ = true;
-  int victim = -1;
-  std::vector<std::pair<EntryKey, Entry>> live;
-  {
-    std::lock_guard<std::mutex> m(mu_);
-    for (size_t i = 0; i < slots_.size(); ++i)
-      if (slots_[i].state == Slot::State::kSealed &&
-          (victim < 0 || slots_[i].segment_id < slots_[victim].segment_id))
-        victim = static_cast<int>(i);
-    if (victim >= 0) {
-      absl::flat_hash_set<EntryKey> seen;
-      for (const EntryKey& k : slots_[victim].keys) {
-        auto it = map_.find(k);
-        if (it != map_.end() && it->second.loc.slot == static_cast<uint32_t>(victim) &&
-            it->second.loc.segment_id == slots_[victim].segment_id && seen.insert(k).second)
-          live.emplace_back(k, it->second);
-      }
-    }
-  }
-  if (victim < 0) {
-    reclaiming_ = false;
-    return;
-  }
-  const uint64_t victim_seg = slots_[victim].segment_id;
-  // Hot entries: read (verified), optionally transform, append again.
-  uint64_t budget = static_cast<uint64_t>(opts_.max_reinsert_fraction * static_cast<double>(opts_.segment_bytes));
-  std::vector<PutReq> reins;
-  for (auto& [k, e] : live) {
-    SsdEntryInfo info{e.loc.payload_bytes, e.loc.codec, e.loc.payload_crc32c, e.loc.seq, e.loc.segment_id, e.hits};
-    const bool keep = opts_.reclaim.keep ? opts_.reclaim.keep(k, info)
-                                         : (opts_.reinsert_min_hits > 0 && e.hits >= opts_.reinsert_min_hits);
-    if (!keep || RecordBytes(e.loc.payload_bytes) > budget) continue;
-    std::vector<std::byte> bytes(e.loc.payload_bytes);
-    std::promise<absl::StatusOr<uint64_t>> p;
-    auto f = p.get_future();
-    if (!ReadEntry(k, e, ByteSpan(bytes), false, [&p](absl::StatusOr<uint64_t> r) { p.set_value(std::move(r)); })
-             .ok() ||
-        !f.get().ok())
-      continue;
-    if (opts_.reclaim.transform) {
-      auto t = opts_.reclaim.transform(k, ConstByteSpan(bytes));
-      if (!t.ok()) continue;
-      auto th = PeekHeader(ConstByteSpan(*t));
-      if (!th.ok() || th->total_bytes != t->size()) continue;  // never store a bad container
-      bytes = std::move(*t);
-    }
-    if (RecordBytes(bytes.size()) > budget) continue;
-    budget -= RecordBytes(bytes.size());
-    PutReq r;
-    r.key = k;
-    r.owned = std::move(bytes);
-    r.bytes = ConstByteSpan(r.owned);
-    r.reinsertion = true;
-    r.queued = std::chrono::steady_clock::now();
-    reins.push_back(std::move(r));
-  }
-  std::vector<std::unique_ptr<Staged>> staged;
-  uint64_t reinserted = 0, reinserted_bytes = 0;
-  for (PutReq& r : reins) {
-    const uint64_t n = r.bytes.size();
-    if (!EnsureSpace(RecordBytes(n), staged)) break;
-    admission_->ChargeInternal(RecordBytes(n));
-    Stage(std::move(r), staged);
-    ++reinserted;
-    reinserted_bytes += n;
-  }
-  CommitStaged(staged);
-  DrainCommits();
-  // Everything still pointing at the victim becomes a miss; the slot is free again.
-  std::vector<EntryKey> deletes;
-  {
-    std::lock_guard<std::mutex> m(mu_);
-    Slot& s = slots_[victim];
-    for (const EntryKey& k : s.keys) {
-      auto it = map_.find(k);
-      if (it != map_.end() && it->second.loc.slot == static_cast<uint32_t>(victim) &&
-          it->second.loc.segment_id == victim_seg) {
-        stats_.live_payload_bytes -= it->second.loc.payload_bytes;
-        map_.erase(it);
-        deletes.push_back(k);
-      }
-    }
-    std::vector<EntryKey>().swap(s.keys);
-    stats_.dropped_on_reclaim += deletes.size();
-    stats_.reinserted_entries += reinserted;
-    stats_.reinserted_bytes += reinserted_bytes;
-    ++stats_.segments_reclaimed;
-    if (s.state == Slot::State::kSealed) s.state = Slot::State::kFree;
-  }
-  if (auto st = index_->Commit({}, deletes, std::nullopt); !st.ok())
-    spdlog::warn("ssd reclaim: index delete failed ({}); stale entries are dropped at the next open",
-                 std::string(st.message()));
-  // Invalidate the old segment header so a rebuild never sees the dropped records.
-  IoBuffer b = ring_->AcquireWriteBuffer();
-  std::memset(b.data, 0, kSsdBlock);
-  auto res = ring_->RunSync(IoRing::Lane::kWrite,
-                            IoRequest{IoOp::kWrite, slots_[victim].fd, b.data, kSsdBlock, 0, b.index, &slots_[victim].path});
-  ring_->ReleaseBuffer(b);
-  if (!res.ok() || *res != static_cast<int>(kSsdBlock)) FailSlot(static_cast<uint32_t>(victim), 0, "header reset failed");
-  reclaiming_ = false;
 }
 
 void SsdTier::FailSlot(uint32_t slot, uint64_t segment_id, const std::string& why) {

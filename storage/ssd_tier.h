@@ -31,6 +31,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -43,6 +44,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -172,7 +174,17 @@ class SsdTier {
     bool reinsertion = false;
     std::chrono::steady_clock::time_point queued;
   };
-  struct Staged;
+  // A record being written: its request, where it goes, and the first I/O error seen.
+  struct Staged {
+    PutReq req;
+    SsdLocation loc;
+    std::atomic<int> error{0};
+    int ios = 0;  // writes in flight (guarded by io_mu_)
+  };
+  struct ReinsertTotals {
+    uint64_t entries = 0;
+    uint64_t bytes = 0;
+  };
   struct ReadCtx;
   struct ScanResult;
 
@@ -192,7 +204,14 @@ class SsdTier {
   void Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged);
   void CommitStaged(std::vector<std::unique_ptr<Staged>>& staged);
   absl::Status OpenNewSegment();
+  // Reclaim of the oldest sealed segment, in steps (ssd_tier_reclaim.cc).
   void ReclaimOldest();
+  int PickReclaimVictim(std::vector<std::pair<EntryKey, Entry>>* live);
+  std::vector<PutReq> ReadHotEntries(const std::vector<std::pair<EntryKey, Entry>>& live);
+  std::optional<std::vector<std::byte>> ReadForReinsertion(const EntryKey& key, const Entry& e);
+  ReinsertTotals Reinsert(std::vector<PutReq>& reins);
+  void FreeReclaimedSlot(uint32_t victim, uint64_t victim_seg, const ReinsertTotals& reinserted);
+  void InvalidateSegmentHeader(uint32_t victim);
   void FailSlot(uint32_t slot, uint64_t segment_id, const std::string& why);
   absl::Status ReadEntry(const EntryKey& key, const Entry& e, ByteSpan dst, bool user, GetCallback done);
   void FinishRead(ReadCtx* ctx);

@@ -133,7 +133,7 @@ absl::Status SsdTier::OpenSlots(const std::set<uint32_t>& failed) {
   AlignedBuffer hdr(kSsdBlock);
   for (uint32_t i = 0; i < opts_.segment_count; ++i) {
     Slot& s = slots_[i];
-    s.path = absl::StrFormat("%s/segment-%05d.log", opts_.dir, i);
+    s.path = absl::StrCat(opts_.dir, "/", SegmentFileName(i));
     if (failed.count(i)) {
       s.state = Slot::State::kFailed;
       ++stats_.slots_failed;

@@ -18,17 +18,6 @@ uint64_t AlignUp(uint64_t n) { return (n + kIoAlign - 1) / kIoAlign * kIoAlign; 
 
 }  // namespace
 
-const char* StorageTierName(StorageTier t) {
-  switch (t) {
-    case StorageTier::kDram:
-      return "dram";
-    case StorageTier::kSsd:
-      return "ssd";
-    default:
-      return "none";
-  }
-}
-
 absl::StatusOr<EntryMeta> DescribeFromHeader(ConstByteSpan container) {
   auto h = PeekHeader(container);
   if (!h.ok()) return h.status();
@@ -241,7 +230,7 @@ Location TierManager::Locate(const EntryKey& key) const {
   std::unique_lock<std::mutex> l(mu_);
   auto sm = ssd_meta_.find(key);
   if (dm) {
-    loc.tier = StorageTier::kDram;
+    loc.tier = Tier::kDram;
     loc.meta = std::move(*dm);
     loc.on_ssd = info.has_value();
     loc.ssd_master = info && sm != ssd_meta_.end() && sm->second.master &&
@@ -249,12 +238,12 @@ Location TierManager::Locate(const EntryKey& key) const {
     return loc;
   }
   if (auto it = demoting_.find(key); it != demoting_.end()) {
-    loc.tier = StorageTier::kSsd;
+    loc.tier = Tier::kSsd;
     loc.meta = it->second->meta;
     return loc;
   }
   if (!info) return loc;
-  loc.tier = StorageTier::kSsd;
+  loc.tier = Tier::kSsd;
   loc.on_ssd = true;
   static const SsdMeta kNone{};
   loc.meta = SsdMetaToEntryMeta(sm != ssd_meta_.end() ? sm->second : kNone, *info,
@@ -398,7 +387,7 @@ absl::StatusOr<TierLease> TierManager::GetFromDram(const EntryKey& key, uint32_t
   if (!lease.ok()) return lease.status();
   dram_hits_.fetch_add(1, std::memory_order_relaxed);
   if (ssd_) ssd_->NoteAccess(key);
-  return TierLease{*lease, StorageTier::kDram, false};
+  return TierLease{*lease, Tier::kDram, false};
 }
 
 absl::StatusOr<TierLease> TierManager::Get(const EntryKey& key, uint32_t lease_ms) {
@@ -432,7 +421,7 @@ absl::StatusOr<TierLease> TierManager::Get(const EntryKey& key, uint32_t lease_m
         sl.unlock();
         if (l.ok()) {
           promotions_.fetch_add(1, std::memory_order_relaxed);
-          return TierLease{*l, StorageTier::kSsd, true};
+          return TierLease{*l, Tier::kSsd, true};
         }
         if (!absl::IsNotFound(l.status())) return l.status();
         continue;  // evicted before we could lease it: start over
@@ -444,7 +433,7 @@ absl::StatusOr<TierLease> TierManager::Get(const EntryKey& key, uint32_t lease_m
       return l.status();
     }
     anonymous_leases_.fetch_add(1, std::memory_order_relaxed);
-    return TierLease{*l, StorageTier::kSsd, false};
+    return TierLease{*l, Tier::kSsd, false};
   }
   misses_.fetch_add(1, std::memory_order_relaxed);
   return absl::NotFoundError("miss: no such entry");

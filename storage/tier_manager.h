@@ -8,7 +8,7 @@
 //    admission rule and write budget; a refused demotion is a plain eviction. While the
 //    write is in flight the entry stays readable from the demotion buffer. A victim whose
 //    identical bytes (same CRC and size) are already on SSD is simply dropped.
-//  - Get: a DRAM hit is leased as before. An SSD hit is read (on the caller's thread, no
+//  - Get: a DRAM hit is leased. An SSD hit is read (on the caller's thread, no
 //    global lock held) into a fresh DRAM extent, checked (SSD record CRC and container
 //    CRC) and then either committed to DRAM (promotion, on the promote_after_hits-th SSD
 //    hit) and leased, or leased as an anonymous extent that is freed at release.
@@ -55,14 +55,12 @@
 #include "absl/status/statusor.h"
 #include "common/key.h"
 #include "common/status_kinds.h"
+#include "common/tier.h"
 #include "kernels/container.h"
 #include "storage/dram_tier.h"
 #include "storage/ssd_tier.h"
 
 namespace adaptcache {
-
-enum class StorageTier : uint8_t { kNone = 0, kDram = 1, kSsd = 2 };
-const char* StorageTierName(StorageTier t);
 
 // Builds EntryMeta from container bytes (already CRC-checked by the caller). The server
 // injects one that knows codec configs (kernels/codec.h ConfigOf); the default derives
@@ -72,7 +70,7 @@ absl::StatusOr<EntryMeta> DescribeFromHeader(ConstByteSpan container);
 
 struct TierManagerOptions {
   DramTierOptions dram;
-  // The SSD tier; absent = DRAM only (evictions are losses, as before).
+  // The SSD tier; absent = DRAM only (evictions are losses).
   std::optional<SsdTierOptions> ssd;
   // Commit an SSD-read entry to DRAM on its N-th SSD hit (SsdEntryInfo::hits, counted
   // since the record was written); 0 = never promote on Get; 1 = on every SSD hit.
@@ -85,7 +83,7 @@ struct TierManagerOptions {
 
 // What Locate/Lookup report for a key.
 struct Location {
-  StorageTier tier = StorageTier::kNone;
+  Tier tier = Tier::kNone;
   EntryMeta meta;            // meta.stored_bytes = container size
   bool meta_complete = true; // false: SSD entry not read since restart (no shape/name)
   bool on_ssd = false;       // an SSD copy exists (also for DRAM entries)
@@ -95,7 +93,7 @@ struct Location {
 // A Get's result: a lease on DRAM bytes (release through Release()).
 struct TierLease {
   Lease lease;
-  StorageTier found_in = StorageTier::kNone;  // where the entry was when Get ran
+  Tier found_in = Tier::kNone;  // where the entry was when Get ran
   bool promoted = false;                      // an SSD hit committed to DRAM
 };
 
@@ -110,7 +108,7 @@ struct TierPutResult {
 };
 
 struct ReplaceOptions {
-  StorageTier target = StorageTier::kDram;  // kDram or kSsd
+  Tier target = Tier::kDram;  // kDram or kSsd
   // With target kDram: keep (or first write) the current highest-fidelity copy on SSD
   // as the master. Ignored for kSsd.
   bool keep_master = false;
@@ -125,7 +123,7 @@ struct ReplaceOptions {
 struct BestCopy {
   std::vector<std::byte> container;
   EntryMeta meta;
-  StorageTier tier = StorageTier::kNone;  // where it was read from
+  Tier tier = Tier::kNone;  // where it was read from
   bool master = false;
 };
 
@@ -133,7 +131,7 @@ struct BestCopy {
 // with tier kDram and on_ssd true.
 struct TierEntry {
   EntryKey key;
-  StorageTier tier = StorageTier::kNone;
+  Tier tier = Tier::kNone;
   uint64_t stored_bytes = 0;       // of the serving copy
   uint64_t ssd_bytes = 0;          // of the SSD copy, 0 if none
   std::string codec;               // config name (family name if unknown)

@@ -57,7 +57,7 @@ SsdFlushResult TierManager::FlushToSsd(std::chrono::steady_clock::time_point dea
   if (!ssd_) return r;
   std::vector<std::pair<EntryKey, uint32_t>> todo;  // key, DRAM crc
   ForEach([&](const TierEntry& e) {
-    if (e.tier != StorageTier::kDram) return;
+    if (e.tier != Tier::kDram) return;
     if (e.on_ssd) {
       auto info = ssd_->Lookup(e.key);
       if (info && info->payload_crc32c == e.crc32c) return;  // twin (or master) on SSD
@@ -141,7 +141,7 @@ absl::Status TierManager::Promote(const EntryKey& key) {
 
 absl::Status TierManager::Replace(const EntryKey& key, ConstByteSpan container,
                                   const EntryMeta& meta_in, const ReplaceOptions& ropts) {
-  if (ropts.target != StorageTier::kDram && ropts.target != StorageTier::kSsd) {
+  if (ropts.target != Tier::kDram && ropts.target != Tier::kSsd) {
     return absl::InvalidArgumentError("Replace target must be DRAM or SSD");
   }
   if (auto v = ParseContainer(container, /*verify_payload_crc=*/true); !v.ok()) {
@@ -151,7 +151,7 @@ absl::Status TierManager::Replace(const EntryKey& key, ConstByteSpan container,
   EntryMeta meta = meta_in;
   meta.crc32c = Crc32c(container.data(), container.size());
   meta.stored_bytes = container.size();
-  if (ropts.target == StorageTier::kSsd && !ssd_) {
+  if (ropts.target == Tier::kSsd && !ssd_) {
     return absl::FailedPreconditionError("no SSD tier configured");
   }
   // The crc of the current best copy (what ReadBest would return), under the stripe.
@@ -185,7 +185,7 @@ absl::Status TierManager::Replace(const EntryKey& key, ConstByteSpan container,
   SsdPutOptions so;
   so.bypass_admission = ropts.bypass_admission;
 
-  if (ropts.target == StorageTier::kSsd) {
+  if (ropts.target == Tier::kSsd) {
     if (auto st = SsdPutDurable(key, container, so); !st.ok()) return st;
     std::lock_guard<std::mutex> sl(s.mu);
     if (s.version != version) {
@@ -210,8 +210,8 @@ absl::Status TierManager::Replace(const EntryKey& key, ConstByteSpan container,
   if (ropts.keep_master) {
     if (!ssd_) return absl::FailedPreconditionError("keep_master needs an SSD tier");
     auto loc = Locate(key);
-    if (loc.tier == StorageTier::kNone) return absl::NotFoundError("no copy to keep as master");
-    if (loc.ssd_master || (loc.tier == StorageTier::kSsd && loc.on_ssd)) {
+    if (loc.tier == Tier::kNone) return absl::NotFoundError("no copy to keep as master");
+    if (loc.ssd_master || (loc.tier == Tier::kSsd && loc.on_ssd)) {
       master_meta = loc.meta;
     } else {
       auto lease = dram_->Acquire(key, kInternalLeaseMs);
@@ -264,15 +264,15 @@ absl::Status TierManager::Evict(const EntryKey& key) {
 absl::StatusOr<BestCopy> TierManager::ReadBest(const EntryKey& key) {
   BestCopy out;
   const Location loc = Locate(key);
-  if (loc.tier == StorageTier::kNone) return absl::NotFoundError("no such entry");
-  if (loc.tier == StorageTier::kDram && !loc.ssd_master) {
+  if (loc.tier == Tier::kNone) return absl::NotFoundError("no such entry");
+  if (loc.tier == Tier::kDram && !loc.ssd_master) {
     auto lease = dram_->Acquire(key, kInternalLeaseMs);
     if (lease.ok()) {
       InternalLease guard(dram_.get(), lease->id);
       ConstByteSpan b = dram_->Bytes(lease->extent);
       out.container.assign(b.begin(), b.end());
       out.meta = lease->meta;
-      out.tier = StorageTier::kDram;
+      out.tier = Tier::kDram;
       return out;
     }
     if (!absl::IsNotFound(lease.status())) return lease.status();
@@ -282,7 +282,7 @@ absl::StatusOr<BestCopy> TierManager::ReadBest(const EntryKey& key) {
     if (auto it = demoting_.find(key); it != demoting_.end() && !loc.ssd_master) {
       out.container = it->second->bytes;
       out.meta = it->second->meta;
-      out.tier = StorageTier::kSsd;
+      out.tier = Tier::kSsd;
       return out;
     }
   }
@@ -297,7 +297,7 @@ absl::StatusOr<BestCopy> TierManager::ReadBest(const EntryKey& key) {
   ssd_read_bytes_.fetch_add(bytes->size(), std::memory_order_relaxed);
   out.container = std::move(*bytes);
   out.meta = std::move(*meta);
-  out.tier = StorageTier::kSsd;
+  out.tier = Tier::kSsd;
   out.master = loc.ssd_master;
   return out;
 }
@@ -308,7 +308,7 @@ void TierManager::ForEach(const std::function<void(const TierEntry&)>& fn) const
   dram_->ForEachWithLeases([&](const EntryKey& k, const EntryMeta& m, uint32_t leases) {
     TierEntry e;
     e.key = k;
-    e.tier = StorageTier::kDram;
+    e.tier = Tier::kDram;
     e.stored_bytes = m.stored_bytes;
     e.codec = m.codec;
     e.crc32c = m.crc32c;
@@ -335,7 +335,7 @@ void TierManager::ForEach(const std::function<void(const TierEntry&)>& fn) const
       }
       TierEntry e;
       e.key = k;
-      e.tier = StorageTier::kSsd;
+      e.tier = Tier::kSsd;
       e.stored_bytes = e.ssd_bytes = info.payload_bytes;
       e.codec = known ? codec_names_[sm->second.codec_name]
                       : std::string(CodecFamilyName(static_cast<CodecId>(

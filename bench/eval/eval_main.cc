@@ -38,7 +38,7 @@ struct Args {
   std::string trace_dir;  // read <dir>/<workload>.trace when set, else generate
   uint32_t replan_every = 20;
   bool master = false;
-  bool admission = true;
+  bool put_configs = true;  // --no-admission turns it off
 };
 
 int Usage() {
@@ -48,7 +48,7 @@ int Usage() {
                "  [--cuda-csv FILE (measured GPU decode speeds; default bench/results/cuda_decode.csv)]\n"
                "  [--replan-every N] [--master] [--no-admission] [--trace-dir DIR] [--out-dir DIR]\n"
                "--no-admission: new entries keep the put-time config (raw; static: theirs) until the\n"
-               "  next plan instead of the last plan's admission config (Policy::Admission)\n");
+               "  next plan instead of the last plan's put config (Policy::PutConfigs)\n");
   return 2;
 }
 
@@ -61,7 +61,7 @@ int Main(int argc, char** argv) {
       continue;
     }
     if (k == "--no-admission") {
-      a.admission = false;
+      a.put_configs = false;
       continue;
     }
     if (i + 1 >= argc) return Usage();
@@ -170,7 +170,7 @@ int Main(int argc, char** argv) {
     base.delay = *delay;
     base.replan_every = a.replan_every;
     base.master_copies = a.master;
-    base.admission = a.admission;
+    base.put_configs = a.put_configs;
     // The oracle: every entry raw in unlimited DRAM.
     SimOptions oo = base;
     oo.dram_bytes = total * 2;

@@ -315,7 +315,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
         if (info.tier == client::Tier::kDram) ++req_dram;
         {
           const auto fam = ParseCodecConfig(info.codec).value_or(CodecConfig{}).family;
-          model_s += full.Delay(info.tier == client::Tier::kDram ? policy::Tier::kDram : policy::Tier::kSsd, fam,
+          model_s += full.Delay(info.tier == client::Tier::kDram ? Tier::kDram : Tier::kSsd, fam,
                                 static_cast<uint64_t>(static_cast<double>(*n) * S),
                                 static_cast<uint64_t>(static_cast<double>(info.raw_bytes) * S));
         }

@@ -13,7 +13,6 @@ namespace adaptcache::eval {
 namespace {
 
 using policy::ConfigIndex;
-using policy::Tier;
 
 double ThreadCpu() {
   timespec ts;
@@ -173,9 +172,9 @@ class Sim {
   }
 
   void Put(uint32_t e) {
-    // The last plan's admission config for the class, else the put-time default.
+    // The last plan's put config for the class, else the put-time default.
     const uint32_t cl = ents_[e].cls;
-    ConfigIndex c = cl < admit_.size() ? admit_[cl] : policy::kNoConfig;
+    ConfigIndex c = cl < put_configs_.size() ? put_configs_[cl] : policy::kNoConfig;
     if (c == policy::kNoConfig) c = static_cast<ConfigIndex>(o_.put_config);
     const uint64_t b = Bytes(ents_[e], c);
     if (MakeRoom(Tier::kDram, b)) {
@@ -220,7 +219,7 @@ class Sim {
     }
     // Evictions and shrinking first, so the tier totals never pass the capacities.
     for (const policy::Move& m : plan->moves) Place(map[m.entry], m.to.config, m.to.tier);
-    if (o_.admission) admit_ = pol->Admission(in, *plan);  // one namespace: [class]
+    if (o_.put_configs) put_configs_ = pol->PutConfigs(in, *plan);  // one namespace: [class]
     return absl::OkStatus();
   }
 
@@ -233,7 +232,7 @@ class Sim {
   std::set<std::pair<int64_t, uint32_t>> lru_[3];
   uint64_t used_[3] = {0, 0, 0};
   uint64_t cap_[3] = {0, 0, 0};
-  policy::AdmissionTable admit_;
+  policy::PutConfigTable put_configs_;
   uint64_t epoch_ = 0;
   uint64_t transcode_ = 0;
   uint64_t ssd_writes_ = 0;

@@ -9,7 +9,7 @@
 // is recomputed (the engine reuses only a prefix). Chunks never seen before are "cold":
 // every policy, the oracle included, recomputes them, so their time is reported apart and
 // left out of the load delay. Recomputed context and the request's puts are then stored
-// at the policy's admission config from the last plan (Policy::Admission; before the
+// at the policy's put config from the last plan (Policy::PutConfigs; before the
 // first plan, or where it says kNoConfig, the put-time config): in DRAM if it fits, else the DRAM tier demotes its
 // least recently used entries to SSD, which evicts its own least recently used (the
 // daemon's default behaviour between plans, the same for every policy). Every
@@ -40,7 +40,7 @@ struct SimOptions {
   policy::DelayModel delay;
   uint32_t put_config = 0;            // index into ProfileSet::configs for new entries
   bool master_copies = false;         // entries may be re-derived from a lossless copy
-  bool admission = true;              // new entries take the last plan's admission config
+  bool put_configs = true;            // new entries take the last plan's put config
 };
 
 struct SimResult {

@@ -52,7 +52,7 @@ echo "$TABLE"
   echo "- delay model: DelayModel defaults for an H100 host (DRAM 20 us + 25 GB/s, SSD 100 us + 5 GB/s,"
   echo "  recompute 50 us/token, decode launch 10 us) with the GPU decode speeds measured on the H100"
   echo "  (bench/results/cuda_decode.csv, median per codec family: $(grep -o 'GPU decode GB/s.*' "$TRACES/sim.log" | head -1))."
-  echo "- admission: new entries are stored in the last plan's admission config (Policy::Admission)."
+  echo "- admission: new entries are stored in the last plan's put config (Policy::PutConfigs)."
   echo
   echo "Traces (seed 1):"
   echo

@@ -89,17 +89,27 @@ __device__ __forceinline__ float CodeToFloat(uint32_t q) {
   return __fsub_rn(__uint_as_float(0x4b000000u | q), 8388608.0f);
 }
 
-// 8 values that cannot be NaN (validated fp8/quant without rotation: finite or +-inf),
-// converted by the hardware's packed RNE conversions, which agree with the CPU's bit
-// manipulation on every non-NaN input.
-__device__ __forceinline__ void StoreChunkHw(uint8_t* dst, uint8_t dtype, const float (&y)[8]) {
+// N (even) values that cannot be NaN (validated fp8/quant without rotation: finite or
+// +-inf): bf16/fp16 by the hardware's packed RNE conversions, which agree with the CPU's
+// bit manipulation on every non-NaN input; fp32 as is.
+template <int N>
+__device__ __forceinline__ void StoreHw(uint8_t* dst, uint8_t dtype, const float (&y)[N]) {
+  static_assert(N % 2 == 0);
   if (dtype == kFp32) {
-    StoreChunk(dst, dtype, 8, y);
+    // Same bytes either way; each N keeps the store form the kernels were measured with
+    // (another form changes the generated code of the whole rows kernel).
+    if constexpr (N == 8) {
+      StoreChunk(dst, dtype, 8, y);
+    } else {
+      uint8_t b[4 * N];
+      memcpy(b, y, 4 * N);
+      StoreBytes<4 * N>(dst, b);
+    }
     return;
   }
-  uint32_t p[4];
+  uint32_t p[N / 2];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < N / 2; ++i) {
     if (dtype == kBf16) {
       const __nv_bfloat162 h = __floats2bfloat162_rn(y[2 * i], y[2 * i + 1]);
       memcpy(&p[i], &h, 4);
@@ -108,9 +118,9 @@ __device__ __forceinline__ void StoreChunkHw(uint8_t* dst, uint8_t dtype, const 
       memcpy(&p[i], &h, 4);
     }
   }
-  uint8_t b[16];
-  memcpy(b, p, 16);
-  StoreBytes<16>(dst, b);
+  uint8_t b[2 * N];
+  memcpy(b, p, 2 * N);
+  StoreBytes<2 * N>(dst, b);
 }
 
 // Copies (same dtype: bit exact) or converts n elements of a row chunk.
@@ -442,7 +452,7 @@ __device__ __forceinline__ void FastRows(const LaunchArgs& a, const EntryDesc& e
         }
       }
       RoundThrough(e.in_dtype, e.out_dtype, y);
-      if (out != nullptr) StoreChunkHw(out, e.out_dtype, y);
+      if (out != nullptr) StoreHw(out, e.out_dtype, y);
     }
   }
 }

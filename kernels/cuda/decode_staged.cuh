@@ -1,5 +1,5 @@
 // Internal to decode_kernels.cu (included inside its anonymous namespace, after
-// RowOut, StoreChunk, CodeToFloat, KCache and DecodeChunk): the staged-tile path of the
+// RowOut, StoreChunk, StoreHw, CodeToFloat, KCache and DecodeChunk): the staged-tile path of the
 // rows kernel (docs/cuda.md, v4). Not a standalone header.
 #pragma once
 
@@ -42,31 +42,6 @@ __device__ __forceinline__ void StageRange(uint8_t* dst, const uint8_t* src, uin
 
 __device__ __forceinline__ uint32_t Align16(uint32_t n) { return (n + 15) & ~15u; }
 
-// Stores 16 final values: bf16/fp16 by the hardware's packed RNE conversions (equal to the
-// CPU's on every non-NaN value), fp32 as is.
-__device__ __forceinline__ void Store16Hw(uint8_t* dst, uint8_t dtype, const float (&y)[16]) {
-  if (dtype == kFp32) {
-    uint8_t b[64];
-    memcpy(b, y, 64);
-    StoreBytes<64>(dst, b);
-    return;
-  }
-  uint32_t p[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    if (dtype == kBf16) {
-      const __nv_bfloat162 h = __floats2bfloat162_rn(y[2 * i], y[2 * i + 1]);
-      memcpy(&p[i], &h, 4);
-    } else {
-      const __half2 h = __floats2half2_rn(y[2 * i], y[2 * i + 1]);
-      memcpy(&p[i], &h, 4);
-    }
-  }
-  uint8_t b[32];
-  memcpy(b, p, 32);
-  StoreBytes<32>(dst, b);
-}
-
 // Values that may hold NaN (Hadamard sums of +-inf): the CPU's NaN rule, in software only
 // when a NaN is there.
 __device__ __forceinline__ void Store16MaybeNan(uint8_t* dst, uint8_t dtype, const float (&y)[16]) {
@@ -74,7 +49,7 @@ __device__ __forceinline__ void Store16MaybeNan(uint8_t* dst, uint8_t dtype, con
 #pragma unroll
   for (int i = 0; i < 16; ++i) nan |= y[i] != y[i];
   if (!nan || dtype == kFp32) {
-    Store16Hw(dst, dtype, y);
+    StoreHw(dst, dtype, y);
     return;
   }
   float h[8];
@@ -193,7 +168,7 @@ __device__ __forceinline__ void StagedQuantRows(const EntryDesc& e, uint32_t kv,
         }
       }
       RoundThrough(e.in_dtype, e.out_dtype, y);
-      Store16Hw(dst + uint64_t{c0} * oes, e.out_dtype, y);
+      StoreHw(dst + uint64_t{c0} * oes, e.out_dtype, y);
     }
     return;
   }
@@ -217,7 +192,7 @@ __device__ __forceinline__ void StagedQuantRows(const EntryDesc& e, uint32_t kv,
       if (dst != nullptr) Store16MaybeNan(dst + uint64_t{c0} * oes, e.out_dtype, y);
     } else {
       RoundThrough(e.in_dtype, e.out_dtype, y);
-      Store16Hw(dst + uint64_t{c0} * oes, e.out_dtype, y);
+      StoreHw(dst + uint64_t{c0} * oes, e.out_dtype, y);
     }
   }
 }
@@ -329,7 +304,7 @@ __device__ void StagedTile(const LaunchArgs& a, const EntryDesc& e, uint32_t kv,
           y[2 * i + 1] = __fmul_rn(f.y, scale);
         }
         RoundThrough(e.in_dtype, e.out_dtype, y);
-        Store16Hw(dst + uint64_t{ch} * 16 * oes, e.out_dtype, y);
+        StoreHw(dst + uint64_t{ch} * 16 * oes, e.out_dtype, y);
       }
       continue;
     }

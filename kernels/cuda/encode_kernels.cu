@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/device_math.cuh"
 #include "kernels/cuda/encode_desc.h"
+#include "kernels/quant_minmax.h"
 
 namespace adaptcache::cuda::internal {
 namespace {
@@ -194,24 +195,8 @@ __global__ void __launch_bounds__(kThreads) QuantVKernel(const __grid_constant__
     const uint32_t head = gi / a.vgroups, g = gi % a.vgroups;
     const float* xs = x + head * D + g * a.vgroup;
     const uint32_t n = min(a.vgroup, D - g * a.vgroup);
-    float lo[8], hi[8];  // the CPU's eight-lane order (QuantizeVRowBody)
-    for (int j = 0; j < 8; ++j) lo[j] = hi[j] = xs[0];
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      for (int j = 0; j < 8; ++j) {
-        lo[j] = xs[i + j] < lo[j] ? xs[i + j] : lo[j];
-        hi[j] = xs[i + j] > hi[j] ? xs[i + j] : hi[j];
-      }
-    }
-    for (; i < n; ++i) {
-      lo[0] = xs[i] < lo[0] ? xs[i] : lo[0];
-      hi[0] = xs[i] > hi[0] ? xs[i] : hi[0];
-    }
-    float mn = lo[0], mx = hi[0];
-    for (int j = 1; j < 8; ++j) {
-      mn = lo[j] < mn ? lo[j] : mn;
-      mx = hi[j] > mx ? hi[j] : mx;
-    }
+    float mn, mx;
+    ::adaptcache::quant_math::GroupMinMax(xs, n, &mn, &mx);  // the CPU's code (QuantizeVRowBody)
     float s, m;
     GroupScale(mn, mx, levels, fp16, &s, &m);
     gm[gi] = m;

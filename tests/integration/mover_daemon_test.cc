@@ -11,6 +11,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/kv_data.h"
 #include "tiering_test_util.h"
 
 namespace adaptcache::testing {
@@ -21,44 +22,15 @@ constexpr int kEntries = 80;  // 80 x 64 KiB raw = 5 MiB > the 4 MiB DRAM pool
 
 v1::KvShape Shape() { return SmallShape(64); }
 
-uint16_t ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);  // round to nearest even
-  return static_cast<uint16_t>(u >> 16);
-}
-float FromBf16(uint16_t h) {
-  uint32_t u = uint32_t{h} << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 // A KV-like tensor: Gaussian values with a per-channel scale, deterministic per seed.
 std::string Tensor(int seed) {
-  const uint64_t n = ShapeBytes(Shape()) / 2;
-  std::mt19937 rng(1234 + seed);
-  std::normal_distribution<float> g(0.f, 1.f);
-  std::string out(n * 2, '\0');
-  for (uint64_t i = 0; i < n; ++i) {
-    const float scale = 0.5f + static_cast<float>(i % 64) / 32.f;
-    const uint16_t h = ToBf16(g(rng) * scale);
-    std::memcpy(out.data() + 2 * i, &h, 2);
-  }
-  return out;
+  const std::vector<std::byte> t = GaussianBf16(ShapeBytes(Shape()) / 2, 1234 + seed, 64);
+  return std::string(reinterpret_cast<const char*>(t.data()), t.size());
 }
 
 double RelError(const std::string& a, const std::string& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i + 1 < a.size(); i += 2) {
-    uint16_t x, y;
-    std::memcpy(&x, a.data() + i, 2);
-    std::memcpy(&y, b.data() + i, 2);
-    const double d = FromBf16(x) - FromBf16(y);
-    num += d * d;
-    den += double{FromBf16(x)} * FromBf16(x);
-  }
-  return std::sqrt(num / den);
+  return RelativeError(std::as_bytes(std::span(a)), std::as_bytes(std::span(b)), DType::kBF16, 0,
+                       a.size() / 2);
 }
 
 // Sum of every series of `family` whose labels contain all of `labels`.
@@ -178,7 +150,7 @@ TEST_F(MoverDaemonTest, StaticPolicyTranscodesEverythingButTheLeasedEntry) {
   EXPECT_EQ(infos[0].codec(), leased.entry().codec());
   EXPECT_EQ(infos[0].payload_crc32c(), leased.entry().payload_crc32c());
   const std::string m = Metrics();
-  // Transcoded by a plan's moves or, soon after their Put, by admission.
+  // Transcoded by a plan's moves or, soon after their Put, by put transcoding.
   EXPECT_GE(MetricSum(m, "adaptcache_mover_moves_total", {"kind=\"transcode\"", "result=\"done\""}) +
                 MetricSum(m, "adaptcache_mover_admissions_total", {"result=\"done\""}),
             kEntries - 1)
@@ -245,8 +217,8 @@ TEST_F(MoverDaemonTest, AdaptivePolicyCompressesUnderDramPressure) {
   for (int i = 0; i < kEntries; ++i) ReadAndCheck(i);
 }
 
-TEST_F(MoverDaemonTest, AdmissionCompressesNewPutsWithoutWaitingForAPlan) {
-  // Plans every 2 s; the first one gives the shape an admission rule (static: its
+TEST_F(MoverDaemonTest, PutTranscodingCompressesNewPutsWithoutWaitingForAPlan) {
+  // Plans every 2 s; the first one gives the shape a put rule (static: its
   // config). Later puts are transcoded right after they land, before any plan could (a
   // plan leaves an entry alone until its quality is estimated).
   const std::string target = "fp8";

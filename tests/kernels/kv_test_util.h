@@ -1,5 +1,6 @@
-// Test helpers for the codec tests: KV tensors with realistic structure and container
-// surgery (re-sealing a modified container so that only semantic checks can catch it).
+// Test helpers for the codec tests: container surgery (re-sealing a modified container
+// so that only semantic checks can catch it) and dtype precision. The KV tensors they
+// encode come from tests/testing/kv_data.h.
 #pragma once
 
 #include <cmath>
@@ -11,45 +12,9 @@
 #include "common/half.h"
 #include "common/kv_shape.h"
 #include "kernels/container.h"
+#include "tests/testing/kv_data.h"
 
 namespace adaptcache::testing {
-
-// [2][layers][tokens][heads][dim] in shape.dtype. Keys: per-channel offsets and scales with
-// a few outlier channels (10-50x), smooth drift over tokens (as rotary keys have); values:
-// per-token scale variation, roughly zero-mean. Deterministic for a seed.
-inline std::vector<std::byte> MakeKv(const KvShape& s, uint32_t seed = 1) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n01(0.f, 1.f);
-  std::uniform_real_distribution<float> u01(0.f, 1.f);
-  const uint32_t w = s.kv_heads * s.head_dim;
-  std::vector<float> chan_scale(w), chan_off(w), chan_freq(w);
-  for (uint32_t c = 0; c < w; ++c) {
-    chan_scale[c] = 0.5f + u01(rng);
-    if (u01(rng) < 0.03f) chan_scale[c] *= 10.f + 40.f * u01(rng);  // outlier channel
-    chan_off[c] = 0.3f * n01(rng);
-    chan_freq[c] = 0.01f + 0.3f * u01(rng);
-  }
-  std::vector<std::byte> out(s.Bytes());
-  uint64_t i = 0;
-  for (int kv = 0; kv < 2; ++kv) {
-    for (uint32_t l = 0; l < s.layers; ++l) {
-      for (uint32_t t = 0; t < s.tokens; ++t) {
-        const float tok_scale = 0.5f + u01(rng);
-        for (uint32_t c = 0; c < w; ++c, ++i) {
-          float v;
-          if (kv == 0) {
-            v = chan_off[c] + chan_scale[c] * (0.8f * std::sin(chan_freq[c] * t + c) +
-                                               0.3f * n01(rng));
-          } else {
-            v = tok_scale * n01(rng);
-          }
-          StoreFromFloat(out.data(), s.dtype, i, v);
-        }
-      }
-    }
-  }
-  return out;
-}
 
 inline float At(const std::vector<std::byte>& t, DType d, uint64_t i) {
   return LoadAsFloat(t.data(), d, i);

@@ -10,12 +10,13 @@
 #include "common/half.h"
 #include "kernels/codec.h"
 #include "kernels/container.h"
-#include "tests/kernels/kv_synth.h"
+#include "tests/kernels/kv_test_util.h"
 
 namespace adaptcache {
 namespace {
 
 using testing::RelativeError;
+using testing::Reseal;
 using testing::SyntheticKv;
 
 CodecConfig Lowrank(int ratio) {
@@ -38,17 +39,6 @@ absl::Status Decode(const std::vector<std::byte>& blob, std::vector<std::byte>& 
   auto view = ParseContainer(blob);
   if (!view.ok()) return view.status();
   return DecodeLowrank(*view, out);
-}
-
-// Recomputes both CRCs after a test edits container bytes, so the decoder's own
-// validation (not the checksum) must catch the edit.
-void Reseal(std::vector<std::byte>& blob) {
-  ContainerHeader h;
-  std::memcpy(&h, blob.data(), sizeof(h));
-  h.payload_crc32c = Crc32c(blob.data() + sizeof(h), blob.size() - sizeof(h));
-  std::memcpy(blob.data(), &h, sizeof(h));
-  h.header_crc32c = Crc32c(blob.data(), offsetof(ContainerHeader, header_crc32c));
-  std::memcpy(blob.data(), &h, sizeof(h));
 }
 
 // Offset of the data section (slab records) in a blob.

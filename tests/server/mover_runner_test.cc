@@ -14,6 +14,7 @@
 #include "server/policy_runner.h"
 #include "storage/tier_manager.h"
 #include "tests/storage/ssd_test_util.h"
+#include "tests/testing/kv_data.h"
 
 namespace adaptcache::server {
 namespace {
@@ -23,39 +24,10 @@ constexpr int kN = 8;
 
 EntryKey KeyOf(int i) { return EntryKey{7, Key128{uint64_t(i) * 977 + 3, uint64_t(i)}}; }
 
-float FromBf16(uint16_t h) {
-  uint32_t u = uint32_t{h} << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-std::vector<std::byte> Tensor(int seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g(0.f, 1.f);
-  std::vector<uint16_t> v(kShape.Elements());
-  for (auto& x : v) {
-    const float f = g(rng);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    x = static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-  }
-  std::vector<std::byte> out(kShape.Bytes());
-  std::memcpy(out.data(), v.data(), out.size());
-  return out;
-}
+std::vector<std::byte> Tensor(int seed) { return testing::GaussianBf16(kShape.Elements(), seed); }
 
 double RelError(const std::vector<std::byte>& a, const std::vector<std::byte>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() / 2; ++i) {
-    uint16_t hx, hy;
-    std::memcpy(&hx, a.data() + 2 * i, 2);
-    std::memcpy(&hy, b.data() + 2 * i, 2);
-    const double x = FromBf16(hx), y = FromBf16(hy);
-    num += (x - y) * (x - y);
-    den += x * x;
-  }
-  return std::sqrt(num / den);
+  return testing::RelativeError(a, b, DType::kBF16, 0, a.size() / 2);
 }
 
 class MoverRunnerTest : public ::testing::Test {
@@ -182,19 +154,19 @@ TEST_F(MoverRunnerTest, CpuBudgetDefersWork) {
   for (int i = 0; i < kN; ++i) EXPECT_EQ(tm_->Locate(KeyOf(i)).meta.codec, "raw");
 }
 
-TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
+TEST_F(MoverRunnerTest, PutTranscodingConvertsNewPutsBeforeTheNextPlan) {
   MetricsRegistry reg;
   auto runner = Runner("static:fp8", 0, &reg);
   ASSERT_NE(runner, nullptr);
-  // Before any plan there is no admission rule: a put is not even queued.
+  // Before any plan there is no put rule: a put is not even queued.
   Put(kN);
   runner->OnPut(KeyOf(kN), kShape, CodecId::kRaw);
-  EXPECT_EQ(runner->RunAdmissions(), 0u);
+  EXPECT_EQ(runner->RunPutTranscodes(), 0u);
   EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
   ASSERT_TRUE(runner->RunOnce().ok());
   EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "fp8");  // the plan itself
 
-  // After the plan: new raw puts are transcoded by RunAdmissions alone, except a leased
+  // After the plan: new raw puts are transcoded by RunPutTranscodes alone, except a leased
   // one and one that is not raw.
   Put(kN + 1);
   Put(kN + 2);
@@ -203,7 +175,7 @@ TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
   ASSERT_TRUE(lease.ok());
   for (int i = kN + 1; i <= kN + 3; ++i) runner->OnPut(KeyOf(i), kShape, CodecId::kRaw);
   runner->OnPut(KeyOf(0), kShape, CodecId::kFp8);  // not raw: ignored
-  EXPECT_EQ(runner->RunAdmissions(), 2u);
+  EXPECT_EQ(runner->RunPutTranscodes(), 2u);
   for (int i : {kN + 1, kN + 3}) {
     const Location loc = tm_->Locate(KeyOf(i));
     EXPECT_EQ(loc.meta.codec, "fp8") << i;
@@ -219,27 +191,27 @@ TEST_F(MoverRunnerTest, AdmissionTranscodesNewPutsBeforeTheNextPlan) {
   EXPECT_NE(text.find("adaptcache_mover_admission_shapes 1"), std::string::npos);
 }
 
-TEST_F(MoverRunnerTest, LruAndDisabledAdmissionLeavePutsRaw) {
+TEST_F(MoverRunnerTest, LruAndDisabledPutTranscodingLeavePutsRaw) {
   {
     auto runner = Runner("lru-raw");
     ASSERT_NE(runner, nullptr);
     ASSERT_TRUE(runner->RunOnce().ok());
     Put(kN);
     runner->OnPut(KeyOf(kN), kShape, CodecId::kRaw);
-    EXPECT_EQ(runner->RunAdmissions(), 0u);
+    EXPECT_EQ(runner->RunPutTranscodes(), 0u);
     EXPECT_EQ(tm_->Locate(KeyOf(kN)).meta.codec, "raw");
   }
   PolicyRunnerOptions o;
   o.policy = "static:fp8";
   o.configs = {"fp8"};
   o.interval = std::chrono::milliseconds(0);
-  o.admission = false;
+  o.transcode_puts = false;
   auto r = PolicyRunner::Create(o, tm_.get(), nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE((*r)->RunOnce().ok());
   Put(kN + 1);
   (*r)->OnPut(KeyOf(kN + 1), kShape, CodecId::kRaw);
-  EXPECT_EQ((*r)->RunAdmissions(), 0u);
+  EXPECT_EQ((*r)->RunPutTranscodes(), 0u);
   EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "raw");
 }
 
@@ -248,21 +220,21 @@ TEST_F(MoverRunnerTest, LossyCopyIsNeverRelabelledRaw) {
   // snapshot; the only copy left is lossy, and a raw label would promise exact bytes.
   Mover mover(tm_.get(), MoverOptions{});
   MoverReport report;
-  ASSERT_TRUE(mover.Transcode(KeyOf(1), "fp8", StorageTier::kDram, 0.01f, std::nullopt, &report).ok());
+  ASSERT_TRUE(mover.Transcode(KeyOf(1), "fp8", Tier::kDram, 0.01f, std::nullopt, &report).ok());
   const uint32_t crc = tm_->Locate(KeyOf(1)).meta.crc32c;
-  auto st = mover.Transcode(KeyOf(1), "raw", StorageTier::kDram, 0.f, std::nullopt, &report);
+  auto st = mover.Transcode(KeyOf(1), "raw", Tier::kDram, 0.f, std::nullopt, &report);
   EXPECT_TRUE(absl::IsAborted(st)) << st;
   const Location loc = tm_->Locate(KeyOf(1));
   EXPECT_EQ(loc.meta.codec, "fp8");
   EXPECT_EQ(loc.meta.crc32c, crc);
   // Lossy to smaller lossy is still allowed.
-  EXPECT_TRUE(mover.Transcode(KeyOf(1), "quant-k4v4-g64", StorageTier::kDram, 0.05f, std::nullopt, &report).ok());
+  EXPECT_TRUE(mover.Transcode(KeyOf(1), "quant-k4v4-g64", Tier::kDram, 0.05f, std::nullopt, &report).ok());
 }
 
 TEST_F(MoverRunnerTest, DurableCopyIsKeptAsTheMasterWhenCompressing) {
   // With an SSD tier and keep_master off (the default), compressing an entry keeps the
   // lossless SSD copy a durable Put already wrote (as the master) and writes none for
-  // the others; admission does the same.
+  // the others; put transcoding does the same.
   testing::TempDir dir;
   TierManagerOptions o;
   o.dram.capacity_bytes = 1 << 20;
@@ -290,10 +262,10 @@ TEST_F(MoverRunnerTest, DurableCopyIsKeptAsTheMasterWhenCompressing) {
   const Location n = tm_->Locate(KeyOf(1));
   EXPECT_EQ(n.meta.codec, "fp8");
   EXPECT_FALSE(n.on_ssd);
-  // Admission of a new durable put keeps its SSD copy too.
+  // Put transcoding of a new durable put keeps its SSD copy too.
   PutKey(KeyOf(2), 2, /*durable=*/true);
   runner->OnPut(KeyOf(2), kShape, CodecId::kRaw);
-  EXPECT_EQ(runner->RunAdmissions(), 1u);
+  EXPECT_EQ(runner->RunPutTranscodes(), 1u);
   d = tm_->Locate(KeyOf(2));
   EXPECT_EQ(d.meta.codec, "fp8");
   EXPECT_TRUE(d.ssd_master);
@@ -353,12 +325,12 @@ TEST_F(MoverRunnerTest, NamespaceBudgetsApplyToTheirEntries) {
   ASSERT_TRUE(rep.ok()) << rep.status();
   for (int i = 0; i < 4; ++i) EXPECT_EQ(tm_->Locate(strict(i)).meta.codec, "raw") << i;
   for (int i = 4; i < kN; ++i) EXPECT_EQ(tm_->Locate(KeyOf(i)).meta.codec, "fp8") << i;
-  // Admission follows the namespace too: a new strict entry stays raw, a default one not.
+  // Put transcoding follows the namespace too: a new strict entry stays raw, a default one not.
   PutKey(strict(kN), kN);
   Put(kN + 1);
   (*r)->OnPut(strict(kN), kShape, CodecId::kRaw);
   (*r)->OnPut(KeyOf(kN + 1), kShape, CodecId::kRaw);
-  EXPECT_EQ((*r)->RunAdmissions(), 1u);
+  EXPECT_EQ((*r)->RunPutTranscodes(), 1u);
   EXPECT_EQ(tm_->Locate(strict(kN)).meta.codec, "raw");
   EXPECT_EQ(tm_->Locate(KeyOf(kN + 1)).meta.codec, "fp8");
   cfg.namespaces["strict"].max_loss = "-1";

@@ -73,9 +73,20 @@ bool FileExists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-void SleepPast(std::chrono::milliseconds ms) {
-  std::this_thread::sleep_for(ms + ms + std::chrono::milliseconds(2));
-}
+// The tier's expiry clock (DramTierOptions::clock), moved by hand: no sleeps.
+class ManualClock {
+ public:
+  NanoClock Fn() {
+    return [this] { return now_ns_.load(); };
+  }
+  // Moves past everything that expires within `ms` from now.
+  void Pass(std::chrono::milliseconds ms) {
+    now_ns_ += std::chrono::nanoseconds(ms + ms + std::chrono::milliseconds(2)).count();
+  }
+
+ private:
+  std::atomic<int64_t> now_ns_{1};
+};
 
 TEST(DramTierTest, CreateMakesAPoolFileWithRandomIdAndRemovesIt) {
   std::string path;
@@ -441,9 +452,11 @@ TEST(DramTierTest, ReplaceUnderLeaseKeepsTheOldBytesForTheReader) {
 }
 
 TEST(DramTierTest, LeasesExpireAndAreReaped) {
+  ManualClock clock;
   auto o = SmallPool(4 * kMiB);
   o.max_lease_ms = 50;
   o.default_lease_ms = 50;
+  o.clock = clock.Fn();
   auto t = *DramTier::Create(o);
   Put(*t, 1, kMiB);
   Put(*t, 2, kMiB);
@@ -451,7 +464,7 @@ TEST(DramTierTest, LeasesExpireAndAreReaped) {
   auto l2 = *t->Acquire(Key(2), 1'000'000);  // capped at max_lease_ms
   EXPECT_LE(l2.expires, std::chrono::system_clock::now() + std::chrono::milliseconds(50));
   t->Erase(Key(2));  // zombie until its lease ends
-  SleepPast(std::chrono::milliseconds(50));
+  clock.Pass(std::chrono::milliseconds(50));
   EXPECT_EQ(t->ReapExpired(), 2u);
   EXPECT_FALSE(t->Release(l1.id));  // already gone
   EXPECT_FALSE(t->Release(l2.id));
@@ -465,12 +478,15 @@ TEST(DramTierTest, LeasesExpireAndAreReaped) {
 }
 
 TEST(DramTierTest, ExpiredLeasesAreReapedLazilyUnderPressure) {
-  auto t = *DramTier::Create(SmallPool(4 * kMiB));
+  ManualClock clock;
+  auto o = SmallPool(4 * kMiB);
+  o.clock = clock.Fn();
+  auto t = *DramTier::Create(o);
   for (uint64_t k = 1; k <= 4; ++k) {
     Put(*t, k, kMiB);
     ASSERT_TRUE(t->Acquire(Key(k), 1).ok());
   }
-  SleepPast(std::chrono::milliseconds(1));
+  clock.Pass(std::chrono::milliseconds(1));
   // No ReapExpired call: allocation reaps the expired leases, then evicts.
   auto e = t->Allocate(kMiB);
   ASSERT_TRUE(e.ok()) << e.status();
@@ -490,12 +506,14 @@ TEST(DramTierTest, MaxLeasesIsEnforced) {
   ASSERT_TRUE(t->Release(ls[0].id));
   EXPECT_TRUE(t->Acquire(Key(1), 60'000).ok());
   // Expired leases do not count against the bound.
+  ManualClock clock;
   auto o2 = SmallPool(4 * kMiB);
   o2.max_leases = 1;
+  o2.clock = clock.Fn();
   auto t2 = *DramTier::Create(o2);
   Put(*t2, 1, kPage);
   ASSERT_TRUE(t2->Acquire(Key(1), 1).ok());
-  SleepPast(std::chrono::milliseconds(1));
+  clock.Pass(std::chrono::milliseconds(1));
   EXPECT_TRUE(t2->Acquire(Key(1), 60'000).ok());
 }
 
@@ -520,16 +538,18 @@ TEST(DramTierTest, ReservationLifecycle) {
 }
 
 TEST(DramTierTest, ReservationsExpireAndRespectTheBudget) {
+  ManualClock clock;
   auto o = SmallPool(4 * kMiB);
   o.reservation_ms = 1;
   o.max_reservation_bytes = kMiB;
+  o.clock = clock.Fn();
   auto t = *DramTier::Create(o);
   EXPECT_EQ(t->Reserve(0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t->Reserve(kMiB + 1).status().code(), absl::StatusCode::kResourceExhausted);
   auto a = t->Reserve(kMiB / 2);
   auto b = t->Reserve(kMiB / 2);
   ASSERT_TRUE(a.ok() && b.ok());
-  SleepPast(std::chrono::milliseconds(1));
+  clock.Pass(std::chrono::milliseconds(1));
   EXPECT_EQ(t->TakeReservation(a->id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(t->ReapExpired(), 1u);  // b
   EXPECT_EQ(t->TakeReservation(b->id).status().code(), absl::StatusCode::kNotFound);
@@ -539,7 +559,7 @@ TEST(DramTierTest, ReservationsExpireAndRespectTheBudget) {
   EXPECT_EQ(s.expired_reservations, 2u);
   // Expired reservations give their budget back lazily too.
   ASSERT_TRUE(t->Reserve(kMiB).ok());
-  SleepPast(std::chrono::milliseconds(1));
+  clock.Pass(std::chrono::milliseconds(1));
   EXPECT_TRUE(t->Reserve(kMiB).ok());
 }
 

@@ -70,7 +70,7 @@ class TierManagerTest : public ::testing::Test {
     return r;
   }
   // Reads through Get; returns the bytes (empty on a miss) and where they were found.
-  std::vector<std::byte> Read(const EntryKey& k, StorageTier* where = nullptr,
+  std::vector<std::byte> Read(const EntryKey& k, Tier* where = nullptr,
                               bool* promoted = nullptr) {
     auto l = tm_->Get(k, 1000);
     if (!l.ok()) {
@@ -101,12 +101,12 @@ TEST_F(TierManagerTest, PressureDemotesAndEveryEntryStaysReadable) {
   EXPECT_EQ(s.evictions_lost, 0u);
   int from_ssd = 0;
   for (int i = 0; i < kN; ++i) {
-    StorageTier where{};
+    Tier where{};
     auto got = Read(KeyOf(i), &where);
     ASSERT_EQ(got, MakeContainer(i)) << i;
-    from_ssd += where == StorageTier::kSsd;
+    from_ssd += where == Tier::kSsd;
     const Location loc = tm_->Locate(KeyOf(i));
-    EXPECT_NE(loc.tier, StorageTier::kNone);
+    EXPECT_NE(loc.tier, Tier::kNone);
     EXPECT_EQ(loc.meta.crc32c, Crc32c(got.data(), got.size()));
   }
   EXPECT_GE(from_ssd, kN - 8);
@@ -121,20 +121,20 @@ TEST_F(TierManagerTest, SsdHitPromotesOnTheNthHit) {
   Open(Options(/*promote_after=*/2));
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(i).ok());
   tm_->ssd_for_testing()->Flush();
-  ASSERT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kSsd);
-  StorageTier where{};
+  ASSERT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kSsd);
+  Tier where{};
   bool promoted = true;
   EXPECT_EQ(Read(KeyOf(0), &where, &promoted), MakeContainer(0));
-  EXPECT_EQ(where, StorageTier::kSsd);
+  EXPECT_EQ(where, Tier::kSsd);
   EXPECT_FALSE(promoted);
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kSsd);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kSsd);
   EXPECT_EQ(Read(KeyOf(0), &where, &promoted), MakeContainer(0));
   EXPECT_TRUE(promoted);
   const Location loc = tm_->Locate(KeyOf(0));
-  EXPECT_EQ(loc.tier, StorageTier::kDram);
+  EXPECT_EQ(loc.tier, Tier::kDram);
   EXPECT_TRUE(loc.on_ssd);
   EXPECT_EQ(Read(KeyOf(0), &where), MakeContainer(0));
-  EXPECT_EQ(where, StorageTier::kDram);
+  EXPECT_EQ(where, Tier::kDram);
   EXPECT_EQ(tm_->Stats().promotions, 1u);
 }
 
@@ -146,12 +146,12 @@ TEST_F(TierManagerTest, LeasedEntriesAreNeverMoved) {
   EXPECT_TRUE(absl::IsFailedPrecondition(tm_->Demote(KeyOf(0))));
   EXPECT_TRUE(absl::IsFailedPrecondition(tm_->Evict(KeyOf(0))));
   for (int i = 1; i < 30; ++i) ASSERT_TRUE(Put(i).ok());  // pressure
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kDram);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kDram);
   ConstByteSpan b = tm_->Bytes(lease->lease.extent);
   EXPECT_EQ(std::vector<std::byte>(b.begin(), b.end()), MakeContainer(0));
   EXPECT_TRUE(tm_->Release(lease->lease.id));
   EXPECT_TRUE(tm_->Demote(KeyOf(0)).ok());
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kSsd);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kSsd);
   EXPECT_EQ(Read(KeyOf(0)), MakeContainer(0));
 }
 
@@ -182,9 +182,9 @@ TEST_F(TierManagerTest, ReplaceIsAtomicAndKeepsLeasedBytes) {
   EXPECT_EQ(Read(KeyOf(0)), new_bytes);
   // To SSD: the DRAM copy goes, the SSD copy serves.
   ReplaceOptions to_ssd;
-  to_ssd.target = StorageTier::kSsd;
+  to_ssd.target = Tier::kSsd;
   ASSERT_TRUE(tm_->Replace(KeyOf(0), old_bytes, *DescribeFromHeader(old_bytes), to_ssd).ok());
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kSsd);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kSsd);
   EXPECT_EQ(Read(KeyOf(0)), old_bytes);
 }
 
@@ -194,10 +194,10 @@ TEST_F(TierManagerTest, DeleteRemovesBothTiers) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->durable);
   Location loc = tm_->Locate(KeyOf(0));
-  EXPECT_EQ(loc.tier, StorageTier::kDram);
+  EXPECT_EQ(loc.tier, Tier::kDram);
   EXPECT_TRUE(loc.on_ssd);
   EXPECT_TRUE(tm_->Delete(KeyOf(0)));
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kNone);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kNone);
   EXPECT_FALSE(tm_->ssd_for_testing()->Contains(KeyOf(0)));
   EXPECT_TRUE(Read(KeyOf(0)).empty());
   EXPECT_FALSE(tm_->Delete(KeyOf(0)));
@@ -206,7 +206,7 @@ TEST_F(TierManagerTest, DeleteRemovesBothTiers) {
   for (int i = 1; i < 20; ++i) tm_->Delete(KeyOf(i));
   tm_->ssd_for_testing()->Flush();
   for (int i = 1; i < 20; ++i) {
-    EXPECT_EQ(tm_->Locate(KeyOf(i)).tier, StorageTier::kNone) << i;
+    EXPECT_EQ(tm_->Locate(KeyOf(i)).tier, Tier::kNone) << i;
     EXPECT_TRUE(Read(KeyOf(i)).empty()) << i;
   }
   EXPECT_EQ(tm_->SsdStats()->entries, 0u);
@@ -232,7 +232,7 @@ TEST_F(TierManagerTest, MasterCopyOnSsdWhileLossyCopyServesFromDram) {
   ro.keep_master = true;
   ASSERT_TRUE(tm_->Replace(KeyOf(0), lossy, *DescribeFromHeader(lossy), ro).ok());
   Location loc = tm_->Locate(KeyOf(0));
-  EXPECT_EQ(loc.tier, StorageTier::kDram);
+  EXPECT_EQ(loc.tier, Tier::kDram);
   EXPECT_TRUE(loc.ssd_master);
   EXPECT_EQ(tm_->Stats().master_entries, 1u);
   EXPECT_EQ(Read(KeyOf(0)), lossy);
@@ -244,13 +244,13 @@ TEST_F(TierManagerTest, MasterCopyOnSsdWhileLossyCopyServesFromDram) {
   for (int i = 1; i < 30; ++i) ASSERT_TRUE(Put(i).ok());
   tm_->ssd_for_testing()->Flush();
   loc = tm_->Locate(KeyOf(0));
-  EXPECT_EQ(loc.tier, StorageTier::kSsd);
+  EXPECT_EQ(loc.tier, Tier::kSsd);
   EXPECT_EQ(Read(KeyOf(0)), raw);
   bool seen = false;
   tm_->ForEach([&](const TierEntry& e) {
     if (e.key == KeyOf(0)) {
       seen = true;
-      EXPECT_EQ(e.tier, StorageTier::kSsd);
+      EXPECT_EQ(e.tier, Tier::kSsd);
     }
   });
   EXPECT_TRUE(seen);
@@ -267,15 +267,15 @@ TEST_F(TierManagerTest, RestartIsWarmAndLookupReadsTheContainerHeader) {
   EXPECT_EQ(tm_->Stats().dram.entries, 0u);
   for (int i = 0; i < 12; ++i) {
     Location loc = tm_->Locate(KeyOf(i));
-    ASSERT_EQ(loc.tier, StorageTier::kSsd) << i;
+    ASSERT_EQ(loc.tier, Tier::kSsd) << i;
     // Not read yet: Locate read the 64-byte container header from SSD for the shape.
     EXPECT_TRUE(loc.meta_complete);
     EXPECT_EQ(loc.meta.shape.tokens, 16u);
     EXPECT_EQ(loc.meta.raw_bytes, loc.meta.shape.Bytes());
     EXPECT_EQ(loc.meta.codec, "raw");
-    StorageTier where{};
+    Tier where{};
     EXPECT_EQ(Read(KeyOf(i), &where), MakeContainer(i)) << i;
-    EXPECT_EQ(where, StorageTier::kSsd);
+    EXPECT_EQ(where, Tier::kSsd);
   }
   const Location loc = tm_->Locate(KeyOf(0));
   EXPECT_TRUE(loc.meta_complete);
@@ -301,19 +301,19 @@ TEST_F(TierManagerTest, MoverPrimitivesAndForEach) {
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(i).ok());
   EXPECT_TRUE(absl::IsNotFound(tm_->Demote(KeyOf(99))));
   ASSERT_TRUE(tm_->Demote(KeyOf(1), /*bypass_admission=*/true).ok());
-  EXPECT_EQ(tm_->Locate(KeyOf(1)).tier, StorageTier::kSsd);
+  EXPECT_EQ(tm_->Locate(KeyOf(1)).tier, Tier::kSsd);
   ASSERT_TRUE(tm_->Promote(KeyOf(1)).ok());
-  EXPECT_EQ(tm_->Locate(KeyOf(1)).tier, StorageTier::kDram);
+  EXPECT_EQ(tm_->Locate(KeyOf(1)).tier, Tier::kDram);
   ASSERT_TRUE(tm_->Demote(KeyOf(2)).ok());
   auto best = tm_->ReadBest(KeyOf(2));
   ASSERT_TRUE(best.ok());
-  EXPECT_EQ(best->tier, StorageTier::kSsd);
+  EXPECT_EQ(best->tier, Tier::kSsd);
   EXPECT_EQ(best->container, MakeContainer(2));
   ASSERT_TRUE(tm_->Evict(KeyOf(3)).ok());
   EXPECT_TRUE(absl::IsNotFound(tm_->Evict(KeyOf(3))));
   int dram = 0, ssd = 0;
   tm_->ForEach([&](const TierEntry& e) {
-    (e.tier == StorageTier::kDram ? dram : ssd)++;
+    (e.tier == Tier::kDram ? dram : ssd)++;
     EXPECT_EQ(e.leases, 0u);
     if (e.key == KeyOf(1)) {
       EXPECT_TRUE(e.on_ssd);
@@ -328,7 +328,7 @@ TEST_F(TierManagerTest, BadCommitChangesNothing) {
   EntryMeta meta;
   auto r = tm_->CommitPut(KeyOf(0), Extent{4096 * 3, 100}, meta);  // not in flight
   EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
-  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, StorageTier::kNone);
+  EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kNone);
 }
 
 TEST(TierManagerDramOnly, EvictionsAreLossesWithoutSsd) {
