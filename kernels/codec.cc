@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
 #include "kernels/drop.h"
 #include "kernels/fp8.h"
 #include "kernels/lowrank.h"
@@ -255,6 +256,43 @@ uint64_t MaxEncodedBytes(const CodecConfig& cfg, const KvShape& shape) {
   return 0;
 }
 
+absl::StatusOr<RawContainerBuilder> RawContainerBuilder::Start(const KvShape& shape, ByteSpan out) {
+  if (auto st = ValidateShape(shape); !st.ok()) return st;
+  RawContainerBuilder b(shape);
+  b.writer_.AddSection(kRawSectionData, shape.Bytes());
+  if (auto st = b.writer_.Layout(out); !st.ok()) return st;
+  b.data_ = b.writer_.SectionData(0);
+  // The payload CRC starts with the section table and padding in front of the tensor.
+  const auto* payload = out.data() + sizeof(ContainerHeader);
+  b.payload_crc_ = Crc32c(payload, static_cast<size_t>(b.data_.data() - payload));
+  return b;
+}
+
+absl::Status RawContainerBuilder::Append(const void* data, uint64_t n) {
+  if (n > data_.size() - written_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream carries more than the shape's ", data_.size(), " bytes"));
+  }
+  std::memcpy(data_.data() + written_, data, n);
+  payload_crc_ = Crc32cExtend(payload_crc_, data_.data() + written_, n);
+  written_ += n;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> RawContainerBuilder::Seal() {
+  if (written_ != data_.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("raw container has ", written_, " of ", data_.size(), " tensor bytes"));
+  }
+  return writer_.Seal(payload_crc_);
+}
+
+uint64_t RawContainerBytes(const KvShape& shape) {
+  ContainerWriter w(CodecId::kRaw, shape);
+  w.AddSection(kRawSectionData, shape.Bytes());
+  return w.TotalBytes();
+}
+
 absl::StatusOr<uint64_t> Encode(const CodecConfig& cfg, const KvShape& shape, ConstByteSpan raw,
                                 const SideData& side, ByteSpan out) {
   if (auto st = CheckApplicable(cfg, shape); !st.ok()) return st;
@@ -265,12 +303,11 @@ absl::StatusOr<uint64_t> Encode(const CodecConfig& cfg, const KvShape& shape, Co
   }
   switch (cfg.family) {
     case CodecId::kRaw: {
-      ContainerWriter w(CodecId::kRaw, shape);
-      w.AddSection(kRawSectionData, raw.size());
-      if (auto st = w.Layout(out); !st.ok()) return st;
-      std::memcpy(w.SectionData(0).data(), raw.data(), raw.size());
-      w.Seal();
-      return w.TotalBytes();
+      auto b = RawContainerBuilder::Start(shape, out);
+      if (!b.ok()) return b.status();
+      if (auto st = b->Append(raw.data(), raw.size()); !st.ok()) return st;
+      if (auto crc = b->Seal(); !crc.ok()) return crc.status();
+      return b->total_bytes();
     }
     case CodecId::kFp8:
       return EncodeFp8(shape, raw, out);

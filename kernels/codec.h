@@ -24,6 +24,30 @@ struct SideData {
   std::span<const float> probe_queries;     // [layers][probe_count][kv_heads][head_dim] or empty
 };
 
+// A raw container built in place, for bytes that arrive in pieces (a streamed Put): Start()
+// lays out the header and section table in `out` (at least RawContainerBytes(shape)) and
+// returns the builder; the caller writes the tensor into data() in order through Append(),
+// which keeps the payload CRC, and Seal() finishes the header once every byte is there.
+class RawContainerBuilder {
+ public:
+  static absl::StatusOr<RawContainerBuilder> Start(const KvShape& shape, ByteSpan out);
+  // Copies the next `n` tensor bytes in; InvalidArgument past the shape's end.
+  absl::Status Append(const void* data, uint64_t n);
+  uint64_t size() const { return written_; }  // tensor bytes so far
+  uint64_t total_bytes() const { return writer_.TotalBytes(); }
+  // FailedPrecondition unless all of the tensor was appended; else the CRC32C of the
+  // whole container.
+  absl::StatusOr<uint32_t> Seal();
+
+ private:
+  explicit RawContainerBuilder(const KvShape& shape) : writer_(CodecId::kRaw, shape) {}
+  ContainerWriter writer_;
+  ByteSpan data_;
+  uint64_t written_ = 0;
+  uint32_t payload_crc_ = 0;
+};
+uint64_t RawContainerBytes(const KvShape& shape);
+
 // Upper bound of Encode()'s output for this config and shape.
 uint64_t MaxEncodedBytes(const CodecConfig& cfg, const KvShape& shape);
 

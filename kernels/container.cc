@@ -171,11 +171,16 @@ ByteSpan ContainerWriter::SectionData(size_t index) {
 }
 
 void ContainerWriter::Seal() {
-  header_.payload_crc32c =
-      Crc32c(dst_.data() + sizeof(ContainerHeader), dst_.size() - sizeof(ContainerHeader));
+  (void)Seal(Crc32c(dst_.data() + sizeof(ContainerHeader), dst_.size() - sizeof(ContainerHeader)));
+}
+
+uint32_t ContainerWriter::Seal(uint32_t payload_crc32c) {
+  header_.payload_crc32c = payload_crc32c;
   std::memcpy(dst_.data(), &header_, sizeof(header_));
   header_.header_crc32c = Crc32c(dst_.data(), kHeaderCrcSpan);
   std::memcpy(dst_.data(), &header_, sizeof(header_));
+  return Crc32cCombine(Crc32c(dst_.data(), sizeof(header_)), payload_crc32c,
+                       dst_.size() - sizeof(header_));
 }
 
 }  // namespace adaptcache

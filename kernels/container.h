@@ -106,6 +106,9 @@ class ContainerWriter {
   ByteSpan SectionData(size_t index);
   // Computes the payload and header CRCs. Call after all section bytes are written.
   void Seal();
+  // Seal() with the payload CRC (bytes [64, TotalBytes())) computed by the caller, e.g.
+  // while the section bytes arrived. Returns the CRC32C of the whole container.
+  uint32_t Seal(uint32_t payload_crc32c);
 
  private:
   ContainerHeader header_{};

@@ -3,7 +3,7 @@
 // codes.
 //
 // Put streams the raw tensor into a staging buffer, encodes it into the final extent
-// of the pool and commits; ReservePut/CommitPut do the same from a client-written
+// of the pool and commits (a raw Put streams into its final container directly); ReservePut/CommitPut do the same from a client-written
 // reservation. Get hands out a lease (TRANSFER_SHM) or streams the container under an
 // internal lease (the client checks its CRC); an SSD hit is first read into the pool by
 // the tier manager. Nothing is committed unless the whole
@@ -12,8 +12,9 @@
 //
 // Streams are bounded (server/stream_limiter.h): a capped number at once, cancelled when
 // idle or too old, so Health and the unary RPCs always find a thread. A streamed Put's
-// bytes stage in memory taken as they arrive (server/staging_buffer.h), never in the pool,
-// so an unfinished Put evicts nothing.
+// bytes stage in memory taken as they arrive (server/staging_buffer.h); a raw Put's go
+// straight into their container in the pool instead once its first data frame arrives,
+// charged whole to the same staging budget, so unfinished Puts hold at most that budget.
 //
 // Thread safety: every RPC may run concurrently (synchronous gRPC threads, callback
 // threads, and the service's work pool).
@@ -117,6 +118,9 @@ class CacheService final : public ServiceBase {
   absl::StatusOr<PutPlan> ValidateHeader(const v1::PutHeader& h) const;
   // Encodes `raw` into a new extent and commits it; fills `info`.
   absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::PutResponse* resp);
+  // Commits a finished container (its extent and whole-container CRC32C) under the plan's
+  // key, fills the response and counts the Put. The caller frees the extent on error.
+  absl::Status Commit(const PutPlan& plan, Extent container, uint32_t crc32c, v1::PutResponse* resp);
   absl::StatusOr<EntryKey> ParseKey(uint64_t ns_id, const std::string& bytes, int index) const;
   // Namespace and key-count checks plus key parsing shared by the batched RPCs.
   absl::StatusOr<std::vector<EntryKey>> ParseBatch(const std::string& ns,

@@ -149,39 +149,62 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   auto out = tm_->Allocate(max);
   if (!out.ok()) return out.status();
   ExtentGuard guard(tm_, *out);
-  SideData side;
-  side.token_importance = plan.token_importance;
-  side.probe_count = plan.probe_count;
-  side.probe_queries = plan.probe_queries;
   ByteSpan dst = tm_->Bytes(*out).first(max);
-  auto n = Encode(plan.codec, plan.shape, raw, side, dst);
-  if (!n.ok()) return n.status();
-  if (*n == 0 || *n > max) {
-    return absl::InternalError(absl::StrCat("encoder wrote ", *n, " bytes; bound is ", max));
+  uint64_t n = 0;
+  uint32_t crc = 0;
+  if (plan.codec.family == CodecId::kRaw) {  // one copy, one CRC pass
+    auto b = RawContainerBuilder::Start(plan.shape, dst);
+    if (!b.ok()) return b.status();
+    if (auto st = b->Append(raw.data(), raw.size()); !st.ok()) return st;
+    auto c = b->Seal();
+    if (!c.ok()) return c.status();
+    n = b->total_bytes();
+    crc = *c;
+  } else {
+    SideData side;
+    side.token_importance = plan.token_importance;
+    side.probe_count = plan.probe_count;
+    side.probe_queries = plan.probe_queries;
+    auto w = Encode(plan.codec, plan.shape, raw, side, dst);
+    if (!w.ok()) return w.status();
+    n = *w;
+    if (n == 0 || n > max) {
+      return absl::InternalError(absl::StrCat("encoder wrote ", n, " bytes; bound is ", max));
+    }
+    crc = Crc32c(dst.data(), n);  // whole container, as EntryInfo promises
   }
+  if (auto st = Commit(plan, Extent{out->offset, n}, crc, resp); !st.ok()) return st;
+  guard.Disarm();
+  return absl::OkStatus();
+}
+
+absl::Status CacheService::Commit(const PutPlan& plan, Extent container, uint32_t crc32c,
+                                  v1::PutResponse* resp) {
   EntryMeta meta;
   meta.shape = plan.shape;
   meta.codec_family = plan.codec.family;
   meta.codec = plan.codec_name;
   meta.raw_bytes = plan.shape.Bytes();
-  meta.crc32c = Crc32c(dst.data(), *n);  // whole container, as EntryInfo promises
-  meta.est_quality_loss = 0.f;          // no quality model yet
-  meta.stored_bytes = *n;
+  meta.crc32c = crc32c;
+  meta.est_quality_loss = 0.f;  // no quality model yet
+  meta.stored_bytes = container.length;
+  const uint64_t n = container.length;
   TierPutOptions popts;
   popts.durable = plan.durable && tm_->HasSsd();
-  auto put = tm_->CommitPut(plan.key, Extent{out->offset, *n}, meta, popts);
+  auto put = tm_->CommitPut(plan.key, container, meta, popts);
   if (!put.ok()) return put.status();
-  guard.Disarm();
-  FillEntryInfo(meta, *n, resp->mutable_entry());
+  FillEntryInfo(meta, n, resp->mutable_entry());
   resp->set_durable(put->durable);
-  metrics_->CountPut(meta.raw_bytes, *n);
+  metrics_->CountPut(meta.raw_bytes, n);
   NoteAccess(plan.key);  // placement policy statistics (no-op without a policy)
   NotePut(plan.key, plan.shape, meta.codec_family);  // put transcoding (no-op unless raw)
   return absl::OkStatus();
 }
 
-// A streamed Put: each frame is checked and appended to the staging buffer on the
-// callback thread as it arrives; the encode and commit run on the encoders' pool.
+// A streamed Put: each frame is checked and appended on the callback thread as it arrives,
+// to the staging buffer, or for a raw Put straight into its container in the pool (when
+// the staging budget takes the whole entry at once); the encode (or seal) and commit run
+// on the encoders' pool.
 class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
   PutReactor(CacheService* s, grpc::CallbackServerContext* ctx, v1::PutResponse* resp)
@@ -217,12 +240,33 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
     if (!frame_.has_header()) return Invalid("the first Put frame must be a header");
     auto plan = s_->ValidateHeader(frame_.header());
     if (!plan.ok()) return ToGrpc(plan.status());
-    auto staging = StagingBuffer::Create(plan->shape.Bytes(), &s_->staging_);
-    if (!staging.ok()) return ToGrpc(staging.status());
+    if (plan->shape.Bytes() > s_->staging_.capacity()) {
+      return ToGrpc(absl::ResourceExhaustedError(absl::StrCat("entry of ", plan->shape.Bytes(),
+                                                              " bytes exceeds the staging budget (",
+                                                              s_->staging_.capacity(), " bytes)")));
+    }
     plan_.emplace(std::move(*plan));
-    staging_.emplace(std::move(*staging));
     return grpc::Status::OK;
   }
+
+  // The first data frame picks where the bytes go: the pool (raw, budget permitting) or staging.
+  absl::Status StartSink() {
+    if (plan_->codec.family == CodecId::kRaw) {
+      auto sink = PoolContainerSink::Start(s_->tm_, &s_->staging_, plan_->shape);
+      if (sink.ok()) {
+        pool_.emplace(std::move(*sink));
+        return absl::OkStatus();
+      }
+      if (!absl::IsResourceExhausted(sink.status())) return sink.status();
+      // No room for the whole entry now: stage frame by frame as any other Put.
+    }
+    auto staging = StagingBuffer::Create(plan_->shape.Bytes(), &s_->staging_);
+    if (!staging.ok()) return staging.status();
+    staging_.emplace(std::move(*staging));
+    return absl::OkStatus();
+  }
+
+  uint64_t received() const { return pool_ ? pool_->size() : staging_ ? staging_->size() : 0; }
 
   grpc::Status OnData() {
     switch (frame_.frame_case()) {
@@ -233,7 +277,14 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
         if (d.empty()) {  // docs/api.md: an empty frame is a client bug, not a keepalive
           return Invalid(absl::StrCat("frame ", index_, " is an empty data frame"));
         }
-        if (auto st = staging_->Append(d.data(), d.size()); !st.ok()) {
+        if (!pool_ && !staging_) {
+          if (auto st = StartSink(); !st.ok()) {
+            if (absl::IsResourceExhausted(st)) return Overloaded(ctx_, std::string(st.message()), s_->cfg_.retry_after_ms);
+            return ToGrpc(st);
+          }
+        }
+        absl::Status st = pool_ ? pool_->Append(d.data(), d.size()) : staging_->Append(d.data(), d.size());
+        if (!st.ok()) {
           if (absl::IsResourceExhausted(st)) {
             return Overloaded(ctx_, std::string(st.message()), s_->cfg_.retry_after_ms);
           }
@@ -257,8 +308,8 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
       return;
     }
     const uint64_t raw_bytes = plan_->shape.Bytes();
-    if (staging_->size() != raw_bytes) {
-      Done(Invalid(absl::StrCat("stream ended after ", staging_->size(), " of the shape's ", raw_bytes, " bytes")));
+    if (received() != raw_bytes) {
+      Done(Invalid(absl::StrCat("stream ended after ", received(), " of the shape's ", raw_bytes, " bytes")));
       return;
     }
     // Only encoding counts as in flight: a Put still receiving holds staging, not a slot.
@@ -269,16 +320,25 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
     }
     ticket_.SetBusy(true);
     s_->encoders_.Submit([this] {
-      grpc::Status st = ToGrpc(s_->EncodeAndCommit(*plan_, staging_->bytes(), resp_));
+      grpc::Status st = ToGrpc(pool_ ? SealAndCommit() : s_->EncodeAndCommit(*plan_, staging_->bytes(), resp_));
       ticket_.SetBusy(false);
       Done(std::move(st));
     });
+  }
+
+  absl::Status SealAndCommit() {
+    auto sealed = pool_->Seal();
+    if (!sealed.ok()) return sealed.status();
+    if (auto st = s_->Commit(*plan_, sealed->first, sealed->second, resp_); !st.ok()) return st;
+    pool_->Release();
+    return absl::OkStatus();
   }
 
   // Staging and the in-flight slot go back before the client hears the status, so a
   // client that retries at once finds them free.
   void Done(grpc::Status st) {
     staging_.reset();
+    pool_.reset();
     slot_.reset();
     Finish(scope_.Finish(std::move(st)));
   }
@@ -293,6 +353,7 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
   std::optional<PutPlan> plan_;
   std::optional<InflightSlot> slot_;
   std::optional<StagingBuffer> staging_;
+  std::optional<PoolContainerSink> pool_;
 };
 
 grpc::ServerReadReactor<v1::PutRequest>* CacheService::Put(grpc::CallbackServerContext* ctx,

@@ -61,4 +61,42 @@ absl::Status StagingBuffer::Append(const void* data, uint64_t n) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<PoolContainerSink> PoolContainerSink::Start(TierManager* tm, StagingBudget* budget,
+                                                           const KvShape& shape) {
+  const uint64_t total = RawContainerBytes(shape);
+  if (!budget->TryCharge(total)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "staging budget of ", budget->capacity(), " bytes cannot take an entry of ", total, " bytes now"));
+  }
+  auto e = tm->Allocate(total);
+  if (!e.ok()) {
+    budget->Refund(total);
+    return e.status();
+  }
+  auto b = RawContainerBuilder::Start(shape, tm->Bytes(*e).first(total));
+  if (!b.ok()) {
+    tm->Free(*e);
+    budget->Refund(total);
+    return b.status();
+  }
+  return PoolContainerSink(tm, budget, *e, total, std::move(*b));
+}
+
+PoolContainerSink::PoolContainerSink(PoolContainerSink&& o) noexcept
+    : tm_(o.tm_), budget_(o.budget_), extent_(o.extent_), charged_(o.charged_), builder_(std::move(o.builder_)) {
+  o.tm_ = nullptr;
+  o.charged_ = 0;
+}
+
+PoolContainerSink::~PoolContainerSink() {
+  if (tm_ != nullptr) tm_->Free(extent_);
+  if (charged_ != 0) budget_->Refund(charged_);
+}
+
+absl::StatusOr<std::pair<Extent, uint32_t>> PoolContainerSink::Seal() {
+  auto crc = builder_.Seal();
+  if (!crc.ok()) return crc.status();
+  return std::make_pair(Extent{extent_.offset, builder_.total_bytes()}, *crc);
+}
+
 }  // namespace adaptcache::server

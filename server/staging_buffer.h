@@ -3,14 +3,17 @@
 // space, never memory and never an eviction from the pool. Every in-flight Put draws on
 // one StagingBudget, charged frame by frame, which bounds the daemon's staging memory.
 //
-// Thread safety: StagingBudget is thread safe; a StagingBuffer belongs to one RPC.
+// Thread safety: StagingBudget is thread safe; a StagingBuffer or PoolContainerSink belongs
+// to one RPC.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "kernels/codec.h"
 #include "kernels/container.h"
+#include "storage/tier_manager.h"
 
 namespace adaptcache::server {
 
@@ -51,6 +54,39 @@ class StagingBuffer {
   uint64_t capacity_ = 0;
   uint64_t used_ = 0;
   StagingBudget* budget_ = nullptr;
+};
+
+// Where a streamed raw Put's bytes go instead: straight into their container in the pool
+// (kernels/codec.h RawContainerBuilder), so they are copied once and checksummed once. The
+// whole extent is charged to the staging budget when the first data frame arrives (a
+// header alone still takes nothing), so in-flight Puts hold at most the budget either way.
+// The extent is freed and the budget refunded on destruction unless Release()d.
+class PoolContainerSink {
+ public:
+  // ResourceExhausted when the budget cannot take the whole entry now (the caller stages
+  // instead) or the pool has no room.
+  static absl::StatusOr<PoolContainerSink> Start(TierManager* tm, StagingBudget* budget, const KvShape& shape);
+  PoolContainerSink(PoolContainerSink&& o) noexcept;
+  PoolContainerSink& operator=(PoolContainerSink&&) = delete;
+  PoolContainerSink(const PoolContainerSink&) = delete;
+  ~PoolContainerSink();
+
+  // As StagingBuffer::Append.
+  absl::Status Append(const void* data, uint64_t n) { return builder_.Append(data, n); }
+  uint64_t size() const { return builder_.size(); }
+  // Seals the container: its extent (exactly the container) and whole-container CRC32C.
+  absl::StatusOr<std::pair<Extent, uint32_t>> Seal();
+  // The caller committed the extent: nothing to free (the budget is still refunded).
+  void Release() { tm_ = nullptr; }
+
+ private:
+  PoolContainerSink(TierManager* tm, StagingBudget* budget, Extent e, uint64_t charged, RawContainerBuilder b)
+      : tm_(tm), budget_(budget), extent_(e), charged_(charged), builder_(std::move(b)) {}
+  TierManager* tm_;
+  StagingBudget* budget_;
+  Extent extent_;  // as allocated (what Free takes)
+  uint64_t charged_;
+  RawContainerBuilder builder_;
 };
 
 }  // namespace adaptcache::server

@@ -204,6 +204,63 @@ TEST_F(ServerValidationTest, ClientCancellingMidStreamChangesNothing) {
   ExpectServing();
 }
 
+// A raw Put's frames go straight into its container in the pool (held from the first data
+// frame on), a lossy Put's into staging (nothing in the pool until it is encoded); either
+// way what is committed is the streamed tensor, and what a failed stream held comes back.
+TEST_F(ServerValidationTest, RawPutStreamsIntoItsContainerAndFailuresGiveItBack) {
+  const v1::KvShape shape = SmallShape();
+  std::string data = RandomBytes(ShapeBytes(shape), 11);
+  for (size_t i = 1; i < data.size(); i += 2) data[i] = 0x3f;  // finite bf16 (fp8 refuses NaN)
+  auto wait_used = [&](uint64_t want) {
+    for (int i = 0; i < 500 && Stats().tiers(0).used_bytes() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return Stats().tiers(0).used_bytes();
+  };
+  for (const std::string codec : {"raw", "fp8"}) {
+    SCOPED_TRACE(codec);
+    const uint64_t before = Stats().tiers(0).used_bytes();
+    grpc::ClientContext ctx;
+    WithDeadline(&ctx);
+    v1::PutResponse resp;
+    auto writer = stub_->Put(&ctx, &resp);
+    ASSERT_TRUE(writer->Write(HeaderFrame(Header("direct", TestKey(codec == "raw" ? 1 : 2), shape, codec))));
+    ASSERT_TRUE(writer->Write(DataFrame(data.substr(0, data.size() / 2))));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (codec == "raw") {
+      EXPECT_GT(Stats().tiers(0).used_bytes(), before + data.size() / 2) << "raw bytes go to the pool at once";
+    } else {
+      EXPECT_EQ(Stats().tiers(0).used_bytes(), before) << "lossy bytes stage outside the pool";
+    }
+    ASSERT_TRUE(writer->Write(DataFrame(data.substr(data.size() / 2))));
+    writer->WritesDone();
+    const grpc::Status st = writer->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    std::string container;
+    ASSERT_TRUE(GetStream(stub_.get(), "direct", TestKey(codec == "raw" ? 1 : 2), &container).ok());
+    EXPECT_EQ(Crc32c(container.data(), container.size()), resp.entry().payload_crc32c());
+    EXPECT_EQ(container.size(), resp.entry().stored_bytes());
+    if (codec == "raw") {
+      std::vector<std::byte> out(data.size());
+      ASSERT_TRUE(Decode(ConstByteSpan(reinterpret_cast<const std::byte*>(container.data()), container.size()),
+                         ByteSpan(out))
+                      .ok());
+      EXPECT_EQ(std::memcmp(out.data(), data.data(), data.size()), 0);
+    }
+  }
+  const uint64_t used1 = Stats().tiers(0).used_bytes();
+  // Too many bytes, too few bytes, and a cancel: each frees what it held, stores nothing.
+  std::string more = data + "x";
+  EXPECT_EQ(PutBytes(stub_.get(), Header("direct", TestKey(3)), more, 4096).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PutBytes(stub_.get(), Header("direct", TestKey(4)), data.substr(1), 4096).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(wait_used(used1), used1);
+  EXPECT_FALSE(Stored("direct", TestKey(3)));
+  EXPECT_FALSE(Stored("direct", TestKey(4)));
+  ExpectServing();
+}
+
 TEST_F(ServerValidationTest, GetLookupDeleteValidation) {
   const std::string data = RandomBytes(ShapeBytes(SmallShape()), 4);
   for (uint64_t k : {0, 1, 3}) ASSERT_TRUE(PutBytes(stub_.get(), Header("ns", TestKey(k)), data).ok());
