@@ -11,5 +11,5 @@ add_library(ac_storage_ssd
   ${CMAKE_CURRENT_LIST_DIR}/ssd_tier.cc
   ${CMAKE_CURRENT_LIST_DIR}/ssd_tier_open.cc
   ${CMAKE_CURRENT_LIST_DIR}/ssd_tier_reclaim.cc)
-target_link_libraries(ac_storage_ssd PUBLIC ac_common ac_kernels PkgConfig::URING RocksDB::rocksdb spdlog::spdlog
+target_link_libraries(ac_storage_ssd PUBLIC ac_common ac_container PkgConfig::URING RocksDB::rocksdb spdlog::spdlog
   absl::flat_hash_map absl::flat_hash_set absl::str_format Threads::Threads)
