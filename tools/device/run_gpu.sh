@@ -26,7 +26,7 @@
 #   it_gpu_* / *_gpu_*test* binary), py_tests (tests); cuda_bench, fetch_bench, py_fetch,
 #   variants (bench); memcheck (memcheck); conn_quality, chunk_quality (quality: only
 #   when ADAPTCACHE_GGUF names the model; also ADAPTCACHE_DATA_DIR, the gguf wheel in
-#   $CARRY/wheels).
+#   $CARRY/wheels); e2e (group e2e, only with ONLY=e2e: bench/e2e.py, E2E_ARGS).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -101,6 +101,7 @@ want() {
     bench) [ "${SKIP_BENCH:-0}" != 1 ] && { [ "$1" != variants ] || [ "${SKIP_VARIANTS:-0}" != 1 ]; } ;;
     memcheck) [ "${SKIP_MEMCHECK:-0}" != 1 ] ;;
     quality) [ "${SKIP_QUALITY:-0}" != 1 ] && [ -n "${ADAPTCACHE_GGUF:-}" ] ;;  # only with a model carried
+    e2e) false ;;  # long (5-8 min): only when ONLY names it
   esac
 }
 # run_step STEP GROUP TIMEOUT_S CMD...: runs CMD under a timeout (capped by what is left of
@@ -248,6 +249,17 @@ if [ -n "$DAEMON_PID" ] && { want conn_quality quality || want chunk_quality qua
     --results-dir "$OUT/results" ${CONN_QUALITY_ARGS:-}
   PYTHONPATH=$QPATH run_step chunk_quality quality 480 python3 bench/chunk_quality.py --target "$SOCK" \
     --results-dir "$OUT/results" --commit "$COMMIT" ${CHUNK_QUALITY_ARGS:-}
+fi
+# The TTFT benchmark (bench/e2e.py) starts its own daemons; LMCache's wheels from
+# $CARRY/wheels or $LMCACHE_WHEELS when carried. Only with ONLY=e2e.
+if want e2e e2e; then
+  ESITE=/tmp/ac_site
+  for w in "$CARRY"/wheels/*.whl ${LMCACHE_WHEELS:+"$LMCACHE_WHEELS"/*.whl}; do
+    [ -f "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$ESITE" "$w"
+  done
+  # shellcheck disable=SC2086  # E2E_ARGS is a list of arguments
+  PYTHONPATH="$ROOT/$CARRY/python:$ESITE" run_step e2e e2e 560 python3 bench/e2e.py --daemon-bin "$BIN" \
+    --results-dir "$OUT/results" --commit "$COMMIT" ${E2E_ARGS:-}
 fi
 if [ -x "$BIN/cuda_decode_bench" ]; then
   # Variants of the rows kernel on the hot configs, same run (docs/cuda.md): v3 (no
