@@ -287,6 +287,17 @@ absl::StatusOr<uint32_t> RawContainerBuilder::Seal() {
   return writer_.Seal(payload_crc_);
 }
 
+absl::StatusOr<uint64_t> EncodeRaw(const KvShape& shape, ConstByteSpan raw, ByteSpan out,
+                                   uint32_t* container_crc32c) {
+  auto b = RawContainerBuilder::Start(shape, out);
+  if (!b.ok()) return b.status();
+  if (auto st = b->Append(raw.data(), raw.size()); !st.ok()) return st;
+  auto crc = b->Seal();
+  if (!crc.ok()) return crc.status();
+  if (container_crc32c != nullptr) *container_crc32c = *crc;
+  return b->total_bytes();
+}
+
 uint64_t RawContainerBytes(const KvShape& shape) {
   ContainerWriter w(CodecId::kRaw, shape);
   w.AddSection(kRawSectionData, shape.Bytes());
@@ -302,13 +313,8 @@ absl::StatusOr<uint64_t> Encode(const CodecConfig& cfg, const KvShape& shape, Co
                      shape.Bytes()));
   }
   switch (cfg.family) {
-    case CodecId::kRaw: {
-      auto b = RawContainerBuilder::Start(shape, out);
-      if (!b.ok()) return b.status();
-      if (auto st = b->Append(raw.data(), raw.size()); !st.ok()) return st;
-      if (auto crc = b->Seal(); !crc.ok()) return crc.status();
-      return b->total_bytes();
-    }
+    case CodecId::kRaw:
+      return EncodeRaw(shape, raw, out);
     case CodecId::kFp8:
       return EncodeFp8(shape, raw, out);
     case CodecId::kQuant:

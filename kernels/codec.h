@@ -47,6 +47,10 @@ class RawContainerBuilder {
   uint32_t payload_crc_ = 0;
 };
 uint64_t RawContainerBytes(const KvShape& shape);
+// Encode() for the raw config, also giving the CRC32C of the whole container (computed in
+// the same pass as the copy) when `container_crc32c` is not null.
+absl::StatusOr<uint64_t> EncodeRaw(const KvShape& shape, ConstByteSpan raw, ByteSpan out,
+                                   uint32_t* container_crc32c = nullptr);
 
 // Upper bound of Encode()'s output for this config and shape.
 uint64_t MaxEncodedBytes(const CodecConfig& cfg, const KvShape& shape);

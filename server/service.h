@@ -14,7 +14,8 @@
 // idle or too old, so Health and the unary RPCs always find a thread. A streamed Put's
 // bytes stage in memory taken as they arrive (server/staging_buffer.h); a raw Put's go
 // straight into their container in the pool instead once its first data frame arrives,
-// charged whole to the same staging budget, so unfinished Puts hold at most that budget.
+// from free pool space only and charged whole to the same staging budget, so unfinished
+// Puts hold at most that budget and evict nothing.
 //
 // Thread safety: every RPC may run concurrently (synchronous gRPC threads, callback
 // threads, and the service's work pool).

@@ -153,13 +153,9 @@ absl::Status CacheService::EncodeAndCommit(const PutPlan& plan, ConstByteSpan ra
   uint64_t n = 0;
   uint32_t crc = 0;
   if (plan.codec.family == CodecId::kRaw) {  // one copy, one CRC pass
-    auto b = RawContainerBuilder::Start(plan.shape, dst);
-    if (!b.ok()) return b.status();
-    if (auto st = b->Append(raw.data(), raw.size()); !st.ok()) return st;
-    auto c = b->Seal();
-    if (!c.ok()) return c.status();
-    n = b->total_bytes();
-    crc = *c;
+    auto w = EncodeRaw(plan.shape, raw, dst, &crc);
+    if (!w.ok()) return w.status();
+    n = *w;
   } else {
     SideData side;
     side.token_importance = plan.token_importance;
@@ -240,11 +236,7 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
     if (!frame_.has_header()) return Invalid("the first Put frame must be a header");
     auto plan = s_->ValidateHeader(frame_.header());
     if (!plan.ok()) return ToGrpc(plan.status());
-    if (plan->shape.Bytes() > s_->staging_.capacity()) {
-      return ToGrpc(absl::ResourceExhaustedError(absl::StrCat("entry of ", plan->shape.Bytes(),
-                                                              " bytes exceeds the staging budget (",
-                                                              s_->staging_.capacity(), " bytes)")));
-    }
+    if (auto st = s_->staging_.CheckFits(plan->shape.Bytes()); !st.ok()) return ToGrpc(st);
     plan_.emplace(std::move(*plan));
     return grpc::Status::OK;
   }

@@ -17,13 +17,15 @@ bool StagingBudget::TryCharge(uint64_t n) {
   return true;
 }
 
+absl::Status StagingBudget::CheckFits(uint64_t n) const {
+  if (n <= capacity_) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("entry of ", n, " bytes exceeds the staging budget (", capacity_, " bytes)"));
+}
+
 absl::StatusOr<StagingBuffer> StagingBuffer::Create(uint64_t size, StagingBudget* budget) {
   if (size == 0) return absl::InvalidArgumentError("empty staging buffer");
-  if (size > budget->capacity()) {
-    return absl::ResourceExhaustedError(absl::StrCat("entry of ", size,
-                                                     " bytes exceeds the staging budget (",
-                                                     budget->capacity(), " bytes)"));
-  }
+  if (auto st = budget->CheckFits(size); !st.ok()) return st;
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
   if (p == MAP_FAILED) {
@@ -68,7 +70,7 @@ absl::StatusOr<PoolContainerSink> PoolContainerSink::Start(TierManager* tm, Stag
     return absl::ResourceExhaustedError(absl::StrCat(
         "staging budget of ", budget->capacity(), " bytes cannot take an entry of ", total, " bytes now"));
   }
-  auto e = tm->Allocate(total);
+  auto e = tm->Allocate(total, /*evict=*/false);  // an unfinished Put evicts nothing
   if (!e.ok()) {
     budget->Refund(total);
     return e.status();

@@ -25,6 +25,8 @@ class StagingBudget {
   void Refund(uint64_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
   uint64_t used() const { return used_.load(std::memory_order_relaxed); }
   uint64_t capacity() const { return capacity_; }
+  // ResourceExhausted when an entry of `n` bytes could never be staged.
+  absl::Status CheckFits(uint64_t n) const;
 
  private:
   const uint64_t capacity_;
@@ -58,13 +60,14 @@ class StagingBuffer {
 
 // Where a streamed raw Put's bytes go instead: straight into their container in the pool
 // (kernels/codec.h RawContainerBuilder), so they are copied once and checksummed once. The
-// whole extent is charged to the staging budget when the first data frame arrives (a
-// header alone still takes nothing), so in-flight Puts hold at most the budget either way.
-// The extent is freed and the budget refunded on destruction unless Release()d.
+// extent comes from free pool space only (an unfinished Put never evicts) and is charged
+// whole to the staging budget when the first data frame arrives (a header alone takes
+// nothing), so in-flight Puts hold at most the budget either way. The extent is freed and
+// the budget refunded on destruction unless Release()d.
 class PoolContainerSink {
  public:
-  // ResourceExhausted when the budget cannot take the whole entry now (the caller stages
-  // instead) or the pool has no room.
+  // ResourceExhausted when the budget cannot take the whole entry now or the pool has no
+  // free extent for it (the caller stages instead).
   static absl::StatusOr<PoolContainerSink> Start(TierManager* tm, StagingBudget* budget, const KvShape& shape);
   PoolContainerSink(PoolContainerSink&& o) noexcept;
   PoolContainerSink& operator=(PoolContainerSink&&) = delete;

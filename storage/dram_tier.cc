@@ -226,7 +226,7 @@ struct DramTier::Impl {
   // Allocates, reaping expired leases/reservations and then evicting LRU unleased
   // entries as needed. Refuses without evicting anything when even evicting every
   // unleased entry could not free enough bytes.
-  absl::StatusOr<uint64_t> AllocateLocked(uint64_t bytes) {
+  absl::StatusOr<uint64_t> AllocateLocked(uint64_t bytes, bool evict = true) {
     if (bytes == 0) return absl::InvalidArgumentError("allocation of 0 bytes");
     if (bytes > alloc.capacity()) {
       ++allocation_failures;
@@ -237,6 +237,10 @@ struct DramTier::Impl {
     const Clock::time_point now = Now();
     if (ReapLeases(now) + ReapReservations(now) > 0) {
       if (auto r = alloc.Allocate(bytes); r.ok()) return r;
+    }
+    if (!evict) {  // the caller has another way (not counted as a failure)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no free extent of ", bytes, " bytes without evicting (free ", alloc.free_bytes(), ")"));
     }
     const uint64_t need = ExtentAllocator::AlignUp(bytes);
     const uint64_t evictable = entry_bytes - pinned_bytes;
@@ -350,9 +354,9 @@ ByteSpan DramTier::Bytes(const Extent& e) const {
   return ByteSpan(impl_->region->base() + e.offset, e.length);
 }
 
-absl::StatusOr<Extent> DramTier::Allocate(uint64_t bytes) {
+absl::StatusOr<Extent> DramTier::Allocate(uint64_t bytes, bool evict) {
   absl::MutexLock lock(&impl_->mu);
-  auto off = impl_->AllocateLocked(bytes);
+  auto off = impl_->AllocateLocked(bytes, evict);
   if (!off.ok()) return off.status();
   impl_->inflight.emplace(*off, bytes);
   impl_->inflight_bytes += ExtentAllocator::AlignUp(bytes);

@@ -126,9 +126,10 @@ class DramTier {
   std::byte* base() const;           // daemon's own mapping
   ByteSpan Bytes(const Extent& e) const;
 
-  // Allocates `bytes` (evicting LRU unleased entries as needed). ResourceExhausted if
-  // the request can never fit or everything left is leased/reserved.
-  absl::StatusOr<Extent> Allocate(uint64_t bytes);
+  // Allocates `bytes` (evicting LRU unleased entries as needed, unless `evict` is false).
+  // ResourceExhausted if the request can never fit, everything left is leased/reserved,
+  // or (evict = false) no free extent is large enough.
+  absl::StatusOr<Extent> Allocate(uint64_t bytes, bool evict = true);
   // Returns an extent obtained from Allocate or TakeReservation and never committed.
   // Anything else (unknown, already freed or committed, wrong length) is ignored,
   // counted in Stats().invalid_frees and logged.

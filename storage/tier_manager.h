@@ -190,9 +190,9 @@ class TierManager {
   const ShmRegionStatus& pool_status() const { return dram_->pool_status(); }
   // The daemon's view of an extent of the pool.
   ByteSpan Bytes(const Extent& e) const { return dram_->Bytes(e); }
-  // An in-flight extent to write a container into (may evict LRU entries); the caller
-  // publishes it with CommitPut or returns it with Free.
-  absl::StatusOr<Extent> Allocate(uint64_t bytes) { return dram_->Allocate(bytes); }
+  // An in-flight extent to write a container into (may evict LRU entries unless `evict`
+  // is false); the caller publishes it with CommitPut or returns it with Free.
+  absl::StatusOr<Extent> Allocate(uint64_t bytes, bool evict = true) { return dram_->Allocate(bytes, evict); }
   void Free(const Extent& e) { dram_->Free(e); }
   // Space a client writes a raw tensor into; TakeReservation ends the reservation and
   // hands its extent over in flight (CommitPut or Free it).

@@ -224,6 +224,24 @@ TEST_F(ServerOverloadTest, HeaderOnlyPutsEvictNothing) {
   for (int i = 0; i < 40; ++i) EXPECT_TRUE(Stored("keep", TestKey(i))) << i;
 }
 
+TEST_F(ServerOverloadTest, RawPutsStalledMidStreamEvictNothing) {
+  // 40 MiB of entries in the 64 MiB pool; two raw 16 MiB Puts send a frame and stall. The
+  // first fits the free space; the second must stage rather than evict for its pool extent.
+  const std::string data = RandomBytes(ShapeBytes(MiBShape()), 8);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(PutBytes(stub_.get(), Header("keep", TestKey(i), MiBShape()), data, 1 << 20).ok());
+  }
+  std::vector<std::unique_ptr<StalledPut>> stalled;
+  for (int i = 0; i < 2; ++i) {
+    stalled.push_back(std::make_unique<StalledPut>(daemon_->target(), 400 + i,
+                                                   Header("stall", TestKey(i), MiBShape(16)), 1 << 20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 40; ++i) EXPECT_TRUE(Stored("keep", TestKey(i))) << i;
+  stalled.clear();
+  for (int i = 0; i < 40; ++i) EXPECT_TRUE(Stored("keep", TestKey(i))) << i;
+}
+
 TEST_F(ServerOverloadTest, StagingBeyondItsBudgetIsRefusedAndFreedAfterwards) {
   // 40 MiB of staging: a 20 MiB Put mid-stream and a 24 MiB one cannot both stage.
   StalledPut first(daemon_->target(), 300, Header("stage", TestKey(1), MiBShape(20)), 0);
