@@ -200,7 +200,23 @@ absl::Status CpuWrite(std::span<const std::byte> container, const KvShape& s, vo
 }
 #endif
 
+#ifdef ADAPTCACHE_C_API_CUDA
+ac_device_result ResultToC(const adaptcache::client::GetToDeviceResult& r) {
+  uint32_t prefix = 0;
+  while (prefix < r.entries.size() && r.entries[prefix].hit()) ++prefix;
+  return ac_device_result{r.decoded, r.leased, prefix, r.corrupt ? 1 : 0, r.used_gpu ? 1 : 0,
+                          r.mapping_registered ? 1 : 0};
+}
+#endif
+
 }  // namespace
+
+struct ac_device_fetch {
+#ifdef ADAPTCACHE_C_API_CUDA
+  std::unique_ptr<adaptcache::client::DeviceFetch> impl;  // null: complete (CPU path)
+#endif
+  ac_device_result result{};
+};
 
 extern "C" {
 
@@ -450,14 +466,17 @@ int ac_flush_releases(ac_client* c, uint32_t* held) {
   });
 }
 
-int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
-                     uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
-                     const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
-                     ac_device_result* result, ac_entry_info* entries) {
+int ac_get_to_device_start(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
+                           uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
+                           const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu,
+                           uint32_t lease_ms, ac_device_fetch** fetch, ac_device_result* pending,
+                           ac_entry_info* entries) {
   return Guard([&] {
     if (int rc = CheckClient(c); rc != 0) return rc;
-    if (ns == nullptr || result == nullptr) return Invalid("namespace or result is NULL");
-    *result = ac_device_result{};
+    if (ns == nullptr || fetch == nullptr || pending == nullptr) return Invalid("namespace, fetch or pending is NULL");
+    *fetch = nullptr;
+    *pending = ac_device_result{};
+    auto f = std::make_unique<ac_device_fetch>();
     auto k = KeysFromC(keys, n_keys);
     if (!k.ok()) return Fail(k.status());
     DType odt = DType::kBF16;
@@ -502,18 +521,20 @@ int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t
     adaptcache::client::GetToDeviceOptions opts;
     opts.lease_ms = lease_ms;
     opts.force_cpu = force_cpu != 0;
-    auto r = adaptcache::client::GetToDevice(*c->impl, ns, *k, out, reinterpret_cast<cudaStream_t>(stream), opts);
+    auto r = adaptcache::client::StartGetToDevice(*c->impl, ns, *k, out, reinterpret_cast<cudaStream_t>(stream),
+                                                  opts);
     if (!r.ok()) return Fail(r.status());
-    uint32_t prefix = 0;
-    while (prefix < r->entries.size() && r->entries[prefix].hit()) ++prefix;
-    *result = ac_device_result{r->decoded, r->leased, prefix, r->corrupt ? 1 : 0, r->used_gpu ? 1 : 0,
-                               r->mapping_registered ? 1 : 0};
+    const auto& p = (*r)->pending();
+    *pending = ResultToC(p);
     if (entries != nullptr) {
-      for (uint64_t i = 0; i < n_keys && i < r->entries.size(); ++i) InfoToC(r->entries[i], &entries[i]);
+      for (uint64_t i = 0; i < n_keys && i < p.entries.size(); ++i) InfoToC(p.entries[i], &entries[i]);
     }
+    f->impl = std::move(*r);
+    *fetch = f.release();
     return Ok();
 #else
     // No CUDA in this build: the CPU path, host memory, as GetToDevice's fallback.
+    ac_device_result* result = &f->result;
     if (paged != nullptr) {
       for (uint64_t i = 0; i < n_keys; ++i) {
         if (slot_mappings[i] == nullptr) return Invalid(absl::StrCat("slot_mappings[", i, "] is NULL"));
@@ -561,9 +582,44 @@ int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t
     (void)stream;
     (void)device;
     (void)force_cpu;
+    *pending = *result;
+    *fetch = f.release();
     return Ok();
 #endif
   });
+}
+
+int ac_device_fetch_wait(ac_device_fetch* f, ac_device_result* result) {
+  return Guard([&] {
+    if (f == nullptr || result == nullptr) return Invalid("fetch or result is NULL");
+#ifdef ADAPTCACHE_C_API_CUDA
+    if (f->impl != nullptr) {
+      auto r = f->impl->Wait();
+      if (!r.ok()) return Fail(r.status());
+      f->result = ResultToC(*r);
+    }
+#endif
+    *result = f->result;
+    return Ok();
+  });
+}
+
+void ac_device_fetch_free(ac_device_fetch* f) { delete f; }
+
+int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
+                     uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
+                     const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
+                     ac_device_result* result, ac_entry_info* entries) {
+  if (result == nullptr) return Guard([] { return Invalid("result is NULL"); });
+  *result = ac_device_result{};
+  ac_device_fetch* f = nullptr;
+  ac_device_result pending{};
+  int rc = ac_get_to_device_start(c, ns, keys, n_keys, outs, out_dtype, paged, slot_mappings, sizes, stream, device,
+                                  force_cpu, lease_ms, &f, &pending, entries);
+  if (rc != 0) return rc;
+  rc = ac_device_fetch_wait(f, result);
+  ac_device_fetch_free(f);
+  return rc;
 }
 
 int ac_prepare_device(ac_client* c, int32_t device, int wait, ac_device_registration* out) {

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 /* Bumped on any change of a signature or struct below. */
-#define AC_ABI_VERSION 2
+#define AC_ABI_VERSION 3
 
 typedef struct ac_client ac_client;
 
@@ -173,6 +173,23 @@ int ac_get_to_device(ac_client* c, const char* ns, const uint8_t* keys, uint64_t
                      uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
                      const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu, uint32_t lease_ms,
                      ac_device_result* result, ac_entry_info* entries);
+
+/* ac_get_to_device in two steps (client/get_to_device.h StartGetToDevice): _start returns
+ * once the copies, checks and decodes are enqueued; pending->decoded is the prefix whose
+ * decodes were enqueued. ac_device_fetch_wait blocks for the copies and checks, releases
+ * the leases and gives the final result: its decoded may be smaller (an entry failed its
+ * device check), or the call fails UNAVAILABLE (a lease expired): anything computed from
+ * outputs past the final decoded is wrong. Outputs must stay allocated until `stream` ran
+ * the decodes. ac_device_fetch_free frees the fetch (waiting for its copies if unwaited).
+ * On the CPU path the fetch is complete when _start returns. */
+typedef struct ac_device_fetch ac_device_fetch;
+int ac_get_to_device_start(ac_client* c, const char* ns, const uint8_t* keys, uint64_t n_keys, void* const* outs,
+                           uint32_t out_dtype, const ac_paged_cache* paged, const int64_t* const* slot_mappings,
+                           const uint64_t* sizes, uintptr_t stream, int32_t device, int force_cpu,
+                           uint32_t lease_ms, ac_device_fetch** fetch, ac_device_result* pending,
+                           ac_entry_info* entries);
+int ac_device_fetch_wait(ac_device_fetch* f, ac_device_result* result);
+void ac_device_fetch_free(ac_device_fetch* f);
 
 /* Starts (wait = 0) or completes (wait = 1) registering the pool mapping with CUDA
  * (PrepareDevice). FAILED_PRECONDITION without a usable GPU or a CUDA build. */

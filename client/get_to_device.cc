@@ -103,14 +103,11 @@ struct ThreadGpu {
   std::vector<cudaEvent_t> events;
   void* staging = nullptr;
   size_t staging_bytes = 0;
-  uint32_t* status = nullptr;  // pinned, kVerifyWordsPerContainer words per entry
-  size_t status_words = 0;
   ~ThreadGpu() {
     for (cudaEvent_t e : events) cudaEventDestroy(e);
     if (copy != nullptr) cudaStreamDestroy(copy);
     if (verify != nullptr) cudaStreamDestroy(verify);
     if (staging != nullptr) cudaFreeHost(staging);
-    if (status != nullptr) cudaFreeHost(status);
   }
   absl::Status Init() {
     if (copy != nullptr) return absl::OkStatus();
@@ -142,18 +139,57 @@ struct ThreadGpu {
     }
     return static_cast<std::byte*>(staging);
   }
-  absl::StatusOr<uint32_t*> Status(size_t words) {
-    if (status_words < words) {
-      if (status != nullptr) cudaFreeHost(status);
-      status = nullptr;
-      status_words = 0;
-      if (cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&status), words * 4); e != cudaSuccess) {
-        return CudaError("pinned status", e);
+};
+
+// Pinned words the verify gates are read back into; one per fetch in flight, recycled.
+class PinnedWords {
+ public:
+  static absl::StatusOr<PinnedWords> Take(size_t words) {
+    {
+      std::lock_guard<std::mutex> lock(Mu());
+      auto& free = Free();
+      for (size_t i = 0; i < free.size(); ++i) {
+        if (free[i].second >= words) {
+          PinnedWords w(free[i].first, free[i].second);
+          free.erase(free.begin() + static_cast<std::ptrdiff_t>(i));
+          return w;
+        }
       }
-      status_words = words;
     }
-    return status;
+    const size_t cap = std::max<size_t>(words, 1024);
+    uint32_t* p = nullptr;
+    if (cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&p), cap * 4); e != cudaSuccess) {
+      return CudaError("pinned status", e);
+    }
+    return PinnedWords(p, cap);
   }
+  PinnedWords(PinnedWords&& o) noexcept : p_(std::exchange(o.p_, nullptr)), cap_(o.cap_) {}
+  PinnedWords(const PinnedWords&) = delete;
+  PinnedWords& operator=(const PinnedWords&) = delete;
+  PinnedWords& operator=(PinnedWords&&) = delete;
+  ~PinnedWords() {
+    if (p_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(Mu());
+    if (Free().size() < 64) {
+      Free().emplace_back(p_, cap_);
+    } else {
+      cudaFreeHost(p_);
+    }
+  }
+  uint32_t* get() const { return p_; }
+
+ private:
+  PinnedWords(uint32_t* p, size_t cap) : p_(p), cap_(cap) {}
+  static std::mutex& Mu() {
+    static std::mutex mu;
+    return mu;
+  }
+  static std::vector<std::pair<uint32_t*, size_t>>& Free() {
+    static auto* free = new std::vector<std::pair<uint32_t*, size_t>>();  // outlives static teardown
+    return *free;
+  }
+  uint32_t* p_;
+  size_t cap_;
 };
 
 ThreadGpu& ThreadGpuFor(int device) {
@@ -282,8 +318,71 @@ absl::Status DecodeGroup(std::span<const cuda::DeviceContainer> in, std::span<co
   return cuda::DecodeContiguous(in, std::span(out.contiguous).subspan(b, in.size()), stream, dopts);
 }
 
-absl::Status FetchOnGpu(Client& client, std::span<const LeasedEntry> leases, const DeviceOutput& out,
-                        cudaStream_t stream, GetToDeviceResult& res) {
+// A fetch already complete (CPU path, nothing leased, staged copies, or an error).
+class CompletedFetch final : public DeviceFetch {
+ public:
+  explicit CompletedFetch(absl::StatusOr<GetToDeviceResult> r)
+      : result_(std::move(r)), pending_(result_.ok() ? *result_ : GetToDeviceResult{}) {}
+  const GetToDeviceResult& pending() const override { return pending_; }
+  absl::StatusOr<GetToDeviceResult> Wait() override { return result_; }
+
+ private:
+  absl::StatusOr<GetToDeviceResult> result_;
+  GetToDeviceResult pending_;
+};
+
+// Copies and checks enqueued on the thread's internal streams, decodes on the caller's;
+// holds the leases and the gate read-back buffer until the copies are done.
+class GpuFetch final : public DeviceFetch {
+ public:
+  GpuFetch(std::vector<LeasedEntry> leases, GetToDeviceResult res, size_t checked, size_t enqueued,
+           cudaEvent_t done, PinnedWords status)
+      : leases_(std::move(leases)), pending_(std::move(res)), checked_(checked), enqueued_(enqueued),
+        done_(done), status_(std::move(status)) {
+    pending_.decoded = static_cast<uint32_t>(enqueued_);
+  }
+  ~GpuFetch() override {
+    if (!waited_) (void)Wait();
+    cudaEventDestroy(done_);
+  }
+  const GetToDeviceResult& pending() const override { return pending_; }
+  absl::StatusOr<GetToDeviceResult> Wait() override {
+    if (waited_) return result_;
+    waited_ = true;
+    const cudaError_t sync = cudaEventSynchronize(done_);
+    absl::Status st = sync == cudaSuccess ? LeasesStillValid(std::span(leases_).first(checked_))
+                                          : CudaError("copy", sync);
+    leases_.clear();  // released in the background
+    if (!st.ok()) {
+      result_ = st;
+      return result_;
+    }
+    GetToDeviceResult r = pending_;
+    size_t ok = 0;
+    while (ok < enqueued_ && status_.get()[ok * cuda::kVerifyWordsPerContainer] == cuda::kGateOpen) ++ok;
+    if (ok < enqueued_) r.corrupt = true;
+    r.decoded = static_cast<uint32_t>(ok);
+    result_ = std::move(r);
+    return result_;
+  }
+
+ private:
+  std::vector<LeasedEntry> leases_;
+  GetToDeviceResult pending_;
+  size_t checked_, enqueued_;
+  cudaEvent_t done_;
+  PinnedWords status_;
+  bool waited_ = false;
+  absl::StatusOr<GetToDeviceResult> result_;
+};
+
+absl::StatusOr<std::unique_ptr<DeviceFetch>> StartOnGpu(Client& client, std::vector<LeasedEntry> leases,
+                                                        const DeviceOutput& out, cudaStream_t stream,
+                                                        GetToDeviceResult res) {
+  auto complete = [&](absl::Status st) -> std::unique_ptr<DeviceFetch> {
+    if (!st.ok()) return std::make_unique<CompletedFetch>(st);
+    return std::make_unique<CompletedFetch>(std::move(res));
+  };
   int device = 0;
   if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return CudaError("device", e);
   auto reg = RegistrationOf(client, device);
@@ -301,7 +400,7 @@ absl::Status FetchOnGpu(Client& client, std::span<const LeasedEntry> leases, con
       break;
     }
   }
-  if (n == 0) return LeasesStillValid(leases);
+  if (n == 0) return complete(LeasesStillValid(leases));
 
   // Device buffer: the verify work words, then each container 256-byte aligned.
   const uint64_t work_bytes = (n * cuda::kVerifyWordsPerContainer * 4 + 255) / 256 * 256;
@@ -320,10 +419,15 @@ absl::Status FetchOnGpu(Client& client, std::span<const LeasedEntry> leases, con
     if (!s.ok()) return s.status();
     staging = *s;
   }
-  auto host_status = g.Status(n * cuda::kVerifyWordsPerContainer);
+  auto host_status = PinnedWords::Take(n * cuda::kVerifyWordsPerContainer);
   if (!host_status.ok()) return host_status.status();
+  cudaEvent_t done = nullptr;
+  if (cudaError_t e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming); e != cudaSuccess) {
+    return CudaError("event", e);
+  }
   void* dbuf = nullptr;
   if (cudaError_t e = cudaMallocFromPoolAsync(&dbuf, total, *pool, g.copy); e != cudaSuccess) {
+    cudaEventDestroy(done);
     return CudaError("device buffer", e);
   }
   auto* work = static_cast<uint32_t*>(dbuf);
@@ -393,35 +497,30 @@ absl::Status FetchOnGpu(Client& client, std::span<const LeasedEntry> leases, con
     }
     if (st.ok()) enqueued = e;
   }
-  // Wait for the copies and checks (not the decodes), then read the gates back.
-  auto done = g.Event(2 * groups);
-  if (done.ok()) {
-    cudaMemcpyAsync(*host_status, work, n * cuda::kVerifyWordsPerContainer * 4, cudaMemcpyDeviceToHost, g.verify);
-    cudaEventRecord(*done, g.verify);
-    cudaStreamWaitEvent(g.copy, *done, 0);
-    cudaEventRecord(*done, g.copy);  // after every copy and check
-    const cudaError_t sync = cudaEventSynchronize(*done);
-    if (st.ok() && sync != cudaSuccess) st = CudaError("copy", sync);
-    cudaStreamWaitEvent(stream, *done, 0);
-  } else if (st.ok()) {
-    st = done.status();
+  // `done` follows every copy and check and the gates' read-back; the caller's stream
+  // waits for it too, so the stream-ordered free comes after the decodes.
+  cudaMemcpyAsync(host_status->get(), work, n * cuda::kVerifyWordsPerContainer * 4, cudaMemcpyDeviceToHost, g.verify);
+  cudaEventRecord(done, g.verify);
+  cudaStreamWaitEvent(g.copy, done, 0);
+  cudaEventRecord(done, g.copy);
+  cudaStreamWaitEvent(stream, done, 0);
+  cudaFreeAsync(dbuf, stream);
+  auto fetch = std::make_unique<GpuFetch>(std::move(leases), std::move(res), n, enqueued, done,
+                                          std::move(*host_status));
+  if (!st.ok()) {
+    (void)fetch->Wait();  // the copies enqueued so far read the mapping: wait before the leases go
+    return st;
   }
-  cudaFreeAsync(dbuf, stream);  // stream-ordered: after the decodes
-  if (!st.ok()) return st;
-  if (auto v = LeasesStillValid(leases.first(n)); !v.ok()) return v;
-  size_t ok = 0;
-  while (ok < enqueued && (*host_status)[ok * cuda::kVerifyWordsPerContainer] == cuda::kGateOpen) ++ok;
-  if (ok < enqueued) res.corrupt = true;
-  res.decoded = static_cast<uint32_t>(ok);
-  return absl::OkStatus();
+  if (!direct) (void)fetch->Wait();  // the next call on this thread reuses the staging buffer
+  return fetch;
 }
 
 }  // namespace
 
-absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string& ns,
-                                              std::span<const Key128> keys,
-                                              const DeviceOutput& out, cudaStream_t stream,
-                                              const GetToDeviceOptions& opts) {
+absl::StatusOr<std::unique_ptr<DeviceFetch>> StartGetToDevice(Client& client, const std::string& ns,
+                                                              std::span<const Key128> keys,
+                                                              const DeviceOutput& out, cudaStream_t stream,
+                                                              const GetToDeviceOptions& opts) {
   if (out.paged ? out.slot_mappings.size() != keys.size() : out.contiguous.size() != keys.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         keys.size(), " keys but ", out.paged ? out.slot_mappings.size() : out.contiguous.size(),
@@ -432,17 +531,23 @@ absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string&
   GetToDeviceResult res;
   res.entries = std::move(lp->lookup.entries);
   res.leased = static_cast<uint32_t>(lp->leases.size());
-  if (lp->leases.empty()) return res;
+  if (lp->leases.empty()) return std::make_unique<CompletedFetch>(std::move(res));
   if (auto c = CheckOutputs(lp->leases, out); !c.ok()) return c;
-  absl::Status st;
   if (opts.force_cpu || !cuda::CudaDeviceAvailable()) {
-    st = FetchOnCpu(lp->leases, out, res);
-  } else {
-    res.used_gpu = true;
-    st = FetchOnGpu(client, lp->leases, out, stream, res);
+    if (auto st = FetchOnCpu(lp->leases, out, res); !st.ok()) return st;
+    return std::make_unique<CompletedFetch>(std::move(res));
   }
-  if (!st.ok()) return st;
-  return res;
+  res.used_gpu = true;
+  return StartOnGpu(client, std::move(lp->leases), out, stream, std::move(res));
+}
+
+absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string& ns,
+                                              std::span<const Key128> keys,
+                                              const DeviceOutput& out, cudaStream_t stream,
+                                              const GetToDeviceOptions& opts) {
+  auto f = StartGetToDevice(client, ns, keys, out, stream, opts);
+  if (!f.ok()) return f.status();
+  return (*f)->Wait();
 }
 
 absl::StatusOr<DeviceRegistration> PrepareDevice(Client& client, bool wait) {

@@ -13,7 +13,7 @@
 //      groups overlap the checks and decodes of earlier ones;
 //   4. the call waits for the copies and checks (not for the decodes), releases the leases
 //      (in the background) and returns. Outputs are ready when `stream` reaches the
-//      enqueued decodes.
+//      enqueued decodes. StartGetToDevice returns before that wait (DeviceFetch below).
 // An entry whose header or device CRC check fails is never decoded (a gate in device
 // memory stops its kernels) and ends the usable prefix: `decoded` counts the leading
 // entries written, `corrupt` says whether the prefix ended on bad bytes. A lease that
@@ -38,6 +38,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -79,6 +80,31 @@ absl::StatusOr<GetToDeviceResult> GetToDevice(Client& client, const std::string&
                                               std::span<const Key128> keys,
                                               const DeviceOutput& out, cudaStream_t stream,
                                               const GetToDeviceOptions& opts = {});
+
+// GetToDevice without the host wait: StartGetToDevice returns once the copies, checks and
+// decodes are enqueued, so the caller can enqueue work that reads the outputs (a forward
+// waiting per layer) while the DMAs run. pending().decoded is the number of leading entries
+// whose decodes were enqueued: the prefix the caller may assume. Wait() blocks until the
+// copies and checks are done, releases the leases and gives the final result, whose
+// decoded may be smaller (an entry failed its device CRC check: its decode did not run and
+// its output holds whatever was there) or an Unavailable error (a lease expired before its
+// copy finished). In both cases whatever the caller computed from outputs past the final
+// decoded is wrong and must be discarded. The outputs must stay allocated until the decodes
+// ran on `stream`. Destroying an unwaited fetch waits for its copies (the DMAs read the
+// pool mapping under the leases). Without a GPU, or staging through pinned memory, the
+// fetch is complete on return.
+class DeviceFetch {
+ public:
+  virtual ~DeviceFetch() = default;
+  virtual const GetToDeviceResult& pending() const = 0;
+  // Idempotent: later calls return the first call's result.
+  virtual absl::StatusOr<GetToDeviceResult> Wait() = 0;
+};
+
+absl::StatusOr<std::unique_ptr<DeviceFetch>> StartGetToDevice(Client& client, const std::string& ns,
+                                                              std::span<const Key128> keys,
+                                                              const DeviceOutput& out, cudaStream_t stream,
+                                                              const GetToDeviceOptions& opts = {});
 
 // The state of this client's pool registration with CUDA.
 struct DeviceRegistration {

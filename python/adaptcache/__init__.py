@@ -24,6 +24,7 @@ from .client import (  # noqa: F401  (re-exported API)
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_TARGET,
     Client,
+    DeviceFetch,
     DeviceRegistration,
     DeviceResult,
     EntryInfo,
@@ -67,7 +68,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Client", "PagedKV", "EntryInfo", "LookupResult", "Health", "DeviceResult", "DeviceRegistration",
+    "Client", "PagedKV", "EntryInfo", "LookupResult", "Health", "DeviceResult", "DeviceFetch", "DeviceRegistration",
     "hash_tokens", "decode_container", "container_info", "container_kept_tokens", "default_target",
     "built_with_cuda", "cuda_available", "DEFAULT_TARGET", "DEFAULT_CHUNK_TOKENS",
 ] + list(_errors_all) + list(_CODEC_NAMES)

@@ -18,7 +18,7 @@ import threading
 from . import errors
 
 LIB_NAME = "libadaptcache_client.so"
-ABI_VERSION = 2
+ABI_VERSION = 3
 CODEC_NAME_BYTES = 64
 
 _u8p = ctypes.POINTER(ctypes.c_uint8)
@@ -91,6 +91,12 @@ _SIGNATURES = {
     "ac_get_to_device": (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_void_p, _c.c_uint64, _c.c_void_p, _c.c_uint32,
                                     _c.POINTER(PagedCache), _c.c_void_p, _c.c_void_p, _c.c_size_t, _c.c_int32, _c.c_int,
                                     _c.c_uint32, _c.POINTER(DeviceResult), _c.POINTER(EntryInfo)]),
+    "ac_get_to_device_start": (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_void_p, _c.c_uint64, _c.c_void_p,
+                                          _c.c_uint32, _c.POINTER(PagedCache), _c.c_void_p, _c.c_void_p, _c.c_size_t,
+                                          _c.c_int32, _c.c_int, _c.c_uint32, _c.POINTER(_c.c_void_p),
+                                          _c.POINTER(DeviceResult), _c.POINTER(EntryInfo)]),
+    "ac_device_fetch_wait": (_c.c_int, [_c.c_void_p, _c.POINTER(DeviceResult)]),
+    "ac_device_fetch_free": (None, [_c.c_void_p]),
     "ac_prepare_device": (_c.c_int, [_c.c_void_p, _c.c_int32, _c.c_int, _c.POINTER(DeviceRegistration)]),
 }
 

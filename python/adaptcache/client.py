@@ -121,6 +121,59 @@ class DeviceResult:
                 f"corrupt={self.corrupt}, used_gpu={self.used_gpu}, mapping_registered={self.mapping_registered})")
 
 
+class _Closing:
+    """close() on leaving a with block and on garbage collection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  (interpreter shutdown)
+            pass
+
+
+class DeviceFetch(_Closing):
+    """A get_to_device in flight (Client.start_get_to_device): the copies, checks and decodes
+    are enqueued. ``pending``: a DeviceResult whose ``decoded`` counts the leading keys whose
+    decodes were enqueued, the prefix to assume. wait() blocks until the copies and checks
+    are done, releases the leases and returns the final DeviceResult: its ``decoded`` may
+    be smaller (an entry failed its device CRC check), or it raises Unavailable (a lease
+    expired); whatever was computed from outputs past the final ``decoded`` is then wrong.
+    The fetch keeps the outputs alive until it is waited for or closed."""
+
+    def __init__(self, lib, handle, pending: DeviceResult, keep):
+        self._lib, self._h, self.pending, self._keep = lib, handle, pending, keep
+        self._result = None
+
+    def wait(self) -> DeviceResult:
+        if self._result is not None:
+            return self._result
+        if self._h is None:
+            raise InvalidArgument(3, "the fetch is closed")
+        res = _native.DeviceResult()
+        try:
+            _native.check(self._lib.ac_device_fetch_wait(self._h, ctypes.byref(res)))
+        finally:
+            self.close()
+        p = self.pending
+        self._result = DeviceResult(decoded=int(res.decoded), leased=p.leased, prefix_hits=p.prefix_hits,
+                                    corrupt=bool(res.corrupt), used_gpu=p.used_gpu,
+                                    mapping_registered=p.mapping_registered, entries=p.entries)
+        return self._result
+
+    def close(self) -> None:
+        """Frees the fetch (waiting for its copies if it was not waited for). Idempotent."""
+        h, self._h = self._h, None
+        if h is not None:
+            self._lib.ac_device_fetch_free(h)
+
+
+
 @dataclass(frozen=True)
 class DeviceRegistration:
     done: bool
@@ -402,7 +455,7 @@ def cuda_available() -> bool:
 # ---------------------------------------------------------------------------- client
 
 
-class Client:
+class Client(_Closing):
     """A connection to adaptcached.
 
     ``target``: a socket path, ``unix:///path``, ``unix:path`` or ``host:port`` (plain-text
@@ -439,17 +492,6 @@ class Client:
     def closed(self) -> bool:
         return self._h is None
 
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001  (interpreter shutdown)
-            pass
 
     def __repr__(self) -> str:
         return f"Client(target={self.target!r}{', closed' if self.closed else ''})"
@@ -636,6 +678,17 @@ class Client:
         The sizes of the outputs (or slot mappings) travel with the call: an entry that
         does not fit raises InvalidArgument before anything is written.
         Returns a DeviceResult; keys past ``decoded`` were not written."""
+        with self.start_get_to_device(ns, keys, out, paged=paged, stream=stream, force_cpu=force_cpu,
+                                      lease_ms=lease_ms) as f:
+            return f.wait()
+
+    def start_get_to_device(self, ns: str, keys, out: Sequence | None = None, *, paged: PagedKV | None = None,
+                            stream=None, force_cpu: bool = False, lease_ms: int = 0) -> DeviceFetch:
+        """get_to_device without the host wait for the copies and checks: returns a
+        :class:`DeviceFetch` once everything is enqueued, so that work reading the outputs
+        (a forward that waits per layer) can be enqueued while the DMAs run. Same arguments
+        and checks as get_to_device (which is this plus DeviceFetch.wait()). On the CPU path
+        the fetch is complete on return."""
         kbuf, n = _keys_buffer(keys)
         if (out is None) == (paged is None):
             raise InvalidArgument(3, "give exactly one of out= (contiguous) or paged= (PagedKV)")
@@ -675,27 +728,35 @@ class Client:
                            else "the library sees no usable CUDA device") + "; pass host outputs for the CPU path")
             stream_handle = _stream_handle(stream, dev_index)
         if n == 0:
-            return DeviceResult(decoded=0, leased=0, prefix_hits=0, corrupt=False, used_gpu=False,
-                                mapping_registered=False, entries=[])
+            empty = DeviceResult(decoded=0, leased=0, prefix_hits=0, corrupt=False, used_gpu=False,
+                                 mapping_registered=False, entries=[])
+            done = DeviceFetch(self._lib, None, empty, None)
+            done._result = empty
+            return done
 
         res = _native.DeviceResult()
         ents = (_native.EntryInfo * n)()
+        h = ctypes.c_void_p()
         if out is not None:
             ptrs = (ctypes.c_void_p * n)(*[b.ptr for b in bufs])
-            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n, ptrs, out_dtype, None, None,
-                                            sizes, stream_handle, dev_index, 0 if on_cuda else 1, lease_ms,
-                                            ctypes.byref(res), ents)
+            keep = (out, bufs, ptrs, sizes)
+            rc = self._lib.ac_get_to_device_start(self._handle(), _ns_bytes(ns), kbuf, n, ptrs, out_dtype, None, None,
+                                                  sizes, stream_handle, dev_index, 0 if on_cuda else 1, lease_ms,
+                                                  ctypes.byref(h), ctypes.byref(res), ents)
         else:
             cache = paged._c_struct()
             sm = (ctypes.c_void_p * n)(*[s[0] for s in slots])
-            rc = self._lib.ac_get_to_device(self._handle(), _ns_bytes(ns), kbuf, n, None, out_dtype,
-                                            ctypes.byref(cache), sm, sizes, stream_handle, dev_index,
-                                            0 if on_cuda else 1, lease_ms, ctypes.byref(res), ents)
+            keep = (paged, slots, cache, sm, sizes)
+            rc = self._lib.ac_get_to_device_start(self._handle(), _ns_bytes(ns), kbuf, n, None, out_dtype,
+                                                  ctypes.byref(cache), sm, sizes, stream_handle, dev_index,
+                                                  0 if on_cuda else 1, lease_ms, ctypes.byref(h), ctypes.byref(res),
+                                                  ents)
         _native.check(rc)
         entries = [EntryInfo._from_c(ents[i]) for i in range(n)]
-        return DeviceResult(decoded=int(res.decoded), leased=int(res.leased), prefix_hits=int(res.prefix_hits),
-                            corrupt=bool(res.corrupt), used_gpu=bool(res.used_gpu),
-                            mapping_registered=bool(res.mapping_registered), entries=entries)
+        pending = DeviceResult(decoded=int(res.decoded), leased=int(res.leased), prefix_hits=int(res.prefix_hits),
+                               corrupt=bool(res.corrupt), used_gpu=bool(res.used_gpu),
+                               mapping_registered=bool(res.mapping_registered), entries=entries)
+        return DeviceFetch(self._lib, h, pending, keep)
 
     def prepare_device(self, wait: bool = False, device: int | None = None) -> DeviceRegistration:
         """Maps the pool and registers it with CUDA in the background (wait=True blocks), so

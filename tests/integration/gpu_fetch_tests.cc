@@ -229,6 +229,54 @@ TEST_F(GpuFetchTest, BytesFlippedInThePoolAreAMissNeverData) {
   }
 }
 
+// StartGetToDevice returns before the device checks ran: pending() assumes the whole
+// header-checked prefix, Wait() cuts it at the entry whose payload check failed (its output
+// untouched), and a fetch destroyed unwaited still waits for its copies.
+TEST_F(GpuOnlyFetchTest, StartedFetchCutsThePrefixAtTheDeviceCheck) {
+  auto reg = PrepareDevice(*client_, /*wait=*/true);
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  for (const char* codec : {"raw", "quant-k4v4-g64"}) {
+    SCOPED_TRACE(codec);
+    auto keys = PutChunks(codec, kSmall, 5);
+    auto info = client_->Lookup(kNs, keys);
+    ASSERT_TRUE(info.ok());
+    Corrupt(*client_, keys[2], info->entries[2].stored_bytes - 3);
+    DeviceOutput out;
+    std::vector<std::unique_ptr<DeviceBuf>> dev;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      dev.push_back(std::make_unique<DeviceBuf>(kSmall.Bytes()));
+      dev.back()->Fill(kPoison);
+      out.contiguous.push_back({dev.back()->p, kSmall.dtype, 0});
+    }
+    auto f = StartGetToDevice(*client_, kNs, keys, out, nullptr);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ((*f)->pending().decoded, reg->registered ? 5u : 2u);
+    EXPECT_EQ((*f)->pending().leased, 5u);
+    auto r = (*f)->Wait();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decoded, 2u);
+    EXPECT_TRUE(r->corrupt);
+    auto again = (*f)->Wait();
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->decoded, 2u);
+    ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+    EXPECT_TRUE(dev[1]->Read() == Reference(keys[1], kSmall));
+    const auto bad = dev[2]->Read();
+    EXPECT_TRUE(std::all_of(bad.begin(), bad.end(), [](std::byte b) { return b == kPoison; }))
+        << "the corrupt chunk's output was written";
+
+    dev[0]->Fill(kPoison);
+    DeviceOutput two;
+    two.contiguous = {out.contiguous[0], out.contiguous[1]};
+    auto unwaited = StartGetToDevice(*client_, kNs, std::span(keys).first(2), two, nullptr);
+    ASSERT_TRUE(unwaited.ok()) << unwaited.status();
+    unwaited->reset();
+    ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+    EXPECT_TRUE(dev[0]->Read() == Reference(keys[0], kSmall));
+    ASSERT_TRUE(client_->Delete(kNs, keys).ok());
+  }
+}
+
 TEST_F(GpuOnlyFetchTest, GpuMatchesCpuForEveryFamilyBeyondOneLaunch) {
   // 40 chunks: more than one decode launch (32 entries) and several pipeline groups.
   for (const char* codec : kCodecs) {

@@ -2,7 +2,8 @@
 on CUDA (the prefix decoded by the CUDA decoders into the model's cache, per-layer load
 events, saves on a side stream), plus: the layer-by-layer load gives the same logits, bit
 for bit, as loading everything before the forward; a bf16 model gets its KV back bit for
-bit.
+bit; a chunk whose bytes are flipped in the pool after its Put fails its device check after
+the forward was enqueued, and the request is redone from the prefix that really loaded.
 
 Runs on the GPU machine (torch + CUDA + a CUDA build of libadaptcache_client.so):
     PYTHONPATH=<build>/python ADAPTCACHE_BUILD_DIR=<build> python -m unittest -v test_connector_gpu
@@ -12,9 +13,13 @@ else a tiny random-weight model.) Skips without torch, transformers or a usable 
 """
 
 import copy
+import glob
+import mmap
 import os
 import sys
 import unittest
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,6 +71,37 @@ class ConnectorGpuTest(ConnectorCases, unittest.TestCase):
         if warm.tokens != cold.tokens:  # bf16 suffix-only vs full prefill may round differently
             print(f"  bf16: greedy tokens differ from the full prefill's: {cold.tokens} vs {warm.tokens}",
                   file=sys.stderr)
+
+    def flip_in_pool(self, ns, key):
+        """Flips one byte of a raw entry's payload in the daemon's pool file (as a bad DIMM
+        or a stray writer would): found by searching the pool for the entry's own bytes."""
+        payload = np.ascontiguousarray(self.client.get(ns, key)).view(np.uint8).reshape(-1)
+        probe = payload[len(payload) // 2:len(payload) // 2 + 64].tobytes()
+        pools = [p for p in glob.glob(os.path.join(self.daemon.dir, "*"))
+                 if os.path.isfile(p) and os.path.getsize(p) >= self.daemon.pool_bytes]
+        self.assertEqual(len(pools), 1, f"pool file in {self.daemon.dir}")
+        with open(pools[0], "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            at = m.find(probe)
+            self.assertGreaterEqual(at, 0, "the entry's bytes are not in the pool")
+            self.assertEqual(m.find(probe, at + 1), -1, "the probe bytes are not unique")
+            m[at + 7] ^= 0x10
+
+    def test_chunk_failing_its_device_check_redoes_the_request(self):
+        conn = self.connector(save_codec="raw")
+        self.client.prepare_device(wait=True, device=conn.device.index)
+        prompt = text_tokens(self.tok, self.vocab, 3 * CT + 40, seed=21)
+        cont = text_tokens(self.tok, self.vocab, 6, seed=22)
+        ref = conn.score(prompt, cont, load=False)
+        conn.generate(prompt, 1)
+        keys = ac.hash_tokens(conn.namespace, prompt[:3 * CT])
+        self.flip_in_pool(conn.namespace, keys[1])
+        r = conn.score(prompt, cont)
+        self.assertEqual((r.matched_tokens, r.loaded_tokens), (3 * CT, CT))
+        self.assertTrue(r.used_gpu)
+        self.assertTrue(torch.allclose(r.logits, ref.logits, atol=1e-3, rtol=1e-3),
+                        float((r.logits - ref.logits).abs().max()))
+        lr = self.client.lookup(conn.namespace, keys)
+        self.assertEqual([e.hit for e in lr.entries], [True, False, True], "the bad entry is deleted")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..client import DEFAULT_CHUNK_TOKENS, Client, PagedKV, cuda_available, hash_tokens, kept_tokens
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument, Unavailable
 
 __all__ = ["HFKVConnector", "KVRequest", "GenerationResult", "generate_with_cache", "default_namespace",
            "model_kv_shape"]
@@ -142,6 +142,20 @@ def _fill_cache(cache, ks, vs) -> None:
         return
     for i, (k, v) in enumerate(zip(ks, vs)):
         cache.update(k, v, i)
+
+
+def _truncate_cache(cache, tokens: int) -> None:
+    """Keeps the first ``tokens`` positions of every layer (crop's meaning differs between
+    transformers versions)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            if getattr(layer, "keys", None) is not None:
+                layer.keys, layer.values = layer.keys[:, :, :tokens], layer.values[:, :, :tokens]
+        return
+    for i in range(len(cache.key_cache)):
+        cache.key_cache[i] = cache.key_cache[i][:, :, :tokens]
+        cache.value_cache[i] = cache.value_cache[i][:, :, :tokens]
 
 
 def _layer_kv(cache, i):
@@ -369,6 +383,7 @@ class HFKVConnector:
         req._load_events = []
         req.prefix_load_ms = 0.0
         req.load_result = None
+        req._fetch = None
         n = req.num_matched_tokens // self.chunk_tokens
         if n == 0:
             return cache
@@ -388,18 +403,23 @@ class HFKVConnector:
             req._load_start = torch.cuda.Event(enable_timing=True)
             req._load_start.record(load)
             if self.gpu_decode:
+                # Enqueued, not waited for: the forward is enqueued while the DMAs run, and
+                # _finish_load checks afterwards that every entry passed its device check.
                 with torch.cuda.stream(load):
-                    r = self._get_stage(keys, stage, paged, load)
+                    req._fetch = self._get_stage(keys, stage, paged, load)
+                r = req._fetch.pending
             else:  # a library without CUDA: the CPU decoder into pinned memory, then one copy up
                 host = torch.empty(stage.shape, dtype=self.dtype, pin_memory=True)
-                r = self._get_stage(keys, host, paged, None)
+                r = self._get_stage(keys, host, paged, None).wait()
                 with torch.cuda.stream(load):
                     stage.copy_(host, non_blocking=True)
                 load.synchronize()  # the pinned buffer must outlive the copy
         else:
             stage = torch.empty((n, 2, L, ct, H, D), dtype=self.dtype)
-            r = self._get_stage(keys, stage, paged, None)
+            r = self._get_stage(keys, stage, paged, None).wait()
         req.load_result = r
+        if req._fetch is None:
+            self._forget_corrupt(req, r)
         m = r.decoded
         want = (2, L, ct, H, D)
         for i, e in enumerate(r.entries[:m]):
@@ -447,16 +467,16 @@ class HFKVConnector:
         return cache
 
     def _get_stage(self, keys, stage, paged: bool, stream):
-        """get_to_device into stage [n, 2, layers, chunk, kv_heads, head_dim]: contiguous, or
-        (``paged``) as a paged cache whose block i is chunk i, after filling it with NaN."""
+        """start_get_to_device into stage [n, 2, layers, chunk, kv_heads, head_dim]: contiguous,
+        or (``paged``) as a paged cache whose block i is chunk i, after filling it with NaN."""
         if not paged:
-            return self.client.get_to_device(self.namespace, keys, out=list(stage.unbind(0)), stream=stream)
+            return self.client.start_get_to_device(self.namespace, keys, out=list(stage.unbind(0)), stream=stream)
         ct, L = self.chunk_tokens, self.layers
         stage.fill_(float("nan"))
         cache = PagedKV([stage[:, 0, layer] for layer in range(L)], [stage[:, 1, layer] for layer in range(L)])
         slots = torch.arange(len(keys) * ct, dtype=torch.int64, device=stage.device).view(len(keys), ct)
-        return self.client.get_to_device(self.namespace, keys, paged=cache.with_slots(list(slots.unbind(0))),
-                                         stream=stream)
+        return self.client.start_get_to_device(self.namespace, keys, paged=cache.with_slots(list(slots.unbind(0))),
+                                               stream=stream)
 
     def _drop_mask(self, req, keys, stage, r, m, paged: bool, stream):
         """The usable-token mask (CPU bool [m * chunk]) of a load with drop entries; their
@@ -479,6 +499,12 @@ class HFKVConnector:
                     valid[i * ct + idx] = True
         return valid
 
+    def _forget_corrupt(self, req: KVRequest, r) -> None:
+        """Deletes the entry that failed its checks, so the next save stores it afresh
+        instead of every later request loading up to it and stopping there."""
+        if r.corrupt and r.decoded < len(req.keys):
+            self.client.delete(self.namespace, req.keys[r.decoded])
+
     def wait_for_layer_load(self, layer: int) -> None:
         """Makes the current CUDA stream wait until ``layer``'s prefix K/V is in the cache
         (no host wait; a no-op on the CPU or once waited)."""
@@ -490,12 +516,26 @@ class HFKVConnector:
             torch.cuda.current_stream(self.device).wait_event(req._load_events[layer])
 
     def _finish_load(self) -> None:
-        """After the forward: every layer waited for, and the load's duration recorded."""
+        """After the forward is enqueued: every layer waited for, the fetch's checks
+        collected, and the load's duration recorded. When an entry failed its device check
+        (or a lease expired) after the forward was enqueued, request.num_loaded_tokens
+        shrinks to the prefix that really loaded: the forward read wrong KV past it and must
+        be redone from there (finish_load's caller, _prefill, does)."""
         req = self._loading
         if req is None:
             return
         for layer in range(self.layers):
             self.wait_for_layer_load(layer)
+        fetch, req._fetch = req._fetch, None
+        if fetch is not None:
+            try:
+                final = fetch.wait()
+            except Unavailable:
+                final = dataclasses.replace(fetch.pending, decoded=0)
+            if final.decoded < req.load_result.decoded:
+                req.num_loaded_tokens = min(req.num_loaded_tokens, final.decoded * self.chunk_tokens)
+            req.load_result = final
+            self._forget_corrupt(req, final)
         if req._load_events:
             req._load_events[-1].synchronize()
             req.prefix_load_ms = req._load_start.elapsed_time(req._load_events[-1])
@@ -653,7 +693,25 @@ class HFKVConnector:
         finally:
             self._save_cache = None  # wait_for_save comes later; the layers are all copied
             self._finish_load()
+        if req.num_loaded_tokens < start:
+            logits = self._reprefill(req, cache, extra, save, keep)
         return cache, logits, t0
+
+    def _reprefill(self, req: KVRequest, cache, extra: Sequence, save: bool, keep: int):
+        """The forward again from the prefix that really loaded, after an entry failed its
+        device check once the first forward was enqueued: that forward read wrong KV, so its
+        logits, the cache past the prefix and the chunks it was saving are discarded."""
+        start = req.num_loaded_tokens
+        self._save = None
+        _truncate_cache(cache, start)
+        if req.valid is not None:
+            req.valid = req.valid[:start] if start > 0 else None
+        if save:
+            self.start_save(req, cache=cache)
+        try:
+            return self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid, keep)
+        finally:
+            self._save_cache = None
 
     @torch.no_grad()
     def generate(self, prompt_ids, max_new_tokens: int = 32, *, load: bool = True, save: bool = True,
