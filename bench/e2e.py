@@ -51,11 +51,13 @@ import os
 import random
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -94,6 +96,8 @@ def parse_args(argv=None):
     p.add_argument("--no-lmcache", action="store_true", help="skip lmcache")
     p.add_argument("--adaptive-avg-loss", type=float, default=0.05,
                    help="adaptive: access-weighted mean expected top-1 loss budget (default 0.05)")
+    p.add_argument("--adaptive-settle-s", type=float, default=150,
+                   help="adaptive: at most this long for the policy to settle after the trace")
     p.add_argument("--adaptive-rounds", type=int, default=3, help="adaptive: trace length in requests per prompt")
     p.add_argument("--adaptive-max-prefix", type=int, default=16384,
                    help="adaptive: prompts with prefixes up to this many tokens (default 16384)")
@@ -211,12 +215,12 @@ def shm_dir_for(pool_bytes):
 class Daemon:
     """adaptcached on a private socket with the given pool, SSD directory and flags."""
 
-    def __init__(self, bin_dir, pool_bytes, ssd_dir, ssd_bytes, extra=()):
+    def __init__(self, bin_dir, pool_bytes, ssd_dir, ssd_bytes, extra=(), metrics_listen=""):
         self.dir = tempfile.mkdtemp(prefix="ac-e2e-")
         self.sock = os.path.join(self.dir, "adaptcached.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")
         seg = 256 << 20
-        args = [os.path.join(bin_dir, "adaptcached"), "--socket", self.sock, "--metrics-listen", "",
+        args = [os.path.join(bin_dir, "adaptcached"), "--socket", self.sock, "--metrics-listen", metrics_listen,
                 "--pool-size", str(pool_bytes), "--shm-dir", shm_dir_for(pool_bytes), "--pool-name", "e2e",
                 "--ready-file", os.path.join(self.dir, "ready"), "--log-level", "info",
                 "--max-entry-bytes", str(256 << 20), "--max-staging-bytes", str(4 * GiB)]
@@ -576,6 +580,32 @@ def zipf_trace(prefixes, rounds, seed):
     return trace
 
 
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def mover_counters(port):
+    """The policy's plan and quality-estimate counters from the daemon's /metrics."""
+    out = {"plans": 0.0, "estimates": 0.0, "moves": 0.0}
+    names = {"adaptcache_mover_plans_total": "plans", "adaptcache_mover_quality_estimates_total": "estimates",
+             "adaptcache_mover_moves_total": "moves"}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            try:
+                out[names[name]] += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                pass
+    return out
+
+
 def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bin_dir, us_tok, gbps, ssd_gbps,
                  info):
     """The adaptive policy after a replayed trace: a daemon with --policy adaptive, its DRAM
@@ -606,7 +636,8 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
     trace = zipf_trace(ps, a.adaptive_rounds, a.seed)
     rows = []
     ssd_dir, _ = ("", "") if a.no_ssd else pick_ssd_dir("")
-    d = Daemon(bin_dir, pool, ssd_dir, working + GiB, extra)
+    port = free_port()
+    d = Daemon(bin_dir, pool, ssd_dir, working + GiB, extra, metrics_listen=f"127.0.0.1:{port}")
     try:
         with ac.Client(d.target, timeout=600) as client:
             conn = hf.HFKVConnector(model, client, namespace=f"bench/e2e/{name}/{os.getpid()}/adaptive",
@@ -621,14 +652,25 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
                 return {P: [(e.tier, e.codec) for e in client.lookup(conn.namespace, k).entries]
                         for P, k in keys_of.items()}
 
-            # Settled: the same placement over three policy intervals in a row (at most 60 s).
-            placed, same, t_settle = placement(), 0, time.time()
-            while same < 3 and time.time() - t_settle < 60:
+            # Settled: two policy plans in a row completed after the trace with no new quality
+            # estimate and no placement change (estimating a 32 MiB entry encodes it in every
+            # config on the CPU, so the first plans after the trace can take many seconds).
+            placed, t_settle = placement(), time.time()
+            last = mover_counters(port)
+            quiet = 0
+            while quiet < 2 and time.time() - t_settle < a.adaptive_settle_s:
                 time.sleep(1.0)
-                now = placement()
-                same = same + 1 if now == placed else 0
+                now, cur = placement(), mover_counters(port)
+                if cur["plans"] > last["plans"]:
+                    quiet = quiet + 1 if now == placed and cur["estimates"] == last["estimates"] else 0
+                    last = cur
+                elif now != placed:
+                    quiet = 0
                 placed = now
             info["adaptive"]["settle_s"] = time.time() - t_settle
+            info["adaptive"]["settled"] = quiet >= 2
+            info["adaptive"]["mover"] = last
+            est = {P: [e.est_quality_loss for e in client.lookup(conn.namespace, k).entries] for P, k in keys_of.items()}
             for P in ps:
                 ttft, load, top1 = [], [], []
                 for i in range(a.warmup + a.reps):
@@ -641,7 +683,8 @@ def run_adaptive(name, a, ac, torch, model, prompts, refs, prefixes, per_tok, bi
                 loaded = r.loaded_tokens
                 rows.append(row(name, P, a.suffix_tokens, "adaptive", med(ttft), med(load), statistics.mean(top1)))
                 info["adaptive"].setdefault("placement", {})[P] = {
-                    "loaded_tokens": loaded, "entries": [f"{t}:{c}" for t, c in placed[P]]}
+                    "loaded_tokens": loaded, "entries": [f"{t}:{c}" for t, c in placed[P]],
+                    "est_loss": statistics.mean(est[P]) if est[P] else float("nan")}
                 log(f"{name} P={P}: adaptive {med(ttft):.1f} ms, loaded {loaded}/{P}, "
                     f"placement {sorted(set(map(str, placed[P])))}")
             info["adaptive"]["trace_s"] = time.time() - t0
@@ -781,8 +824,10 @@ def write_md(path, a, rows, infos, notes, meta):
         ad = inf.get("adaptive")
         if ad:
             md += ["", f"adaptive: pool {ad['pool'] / GiB:.2f} GiB for a raw working set of "
-                       f"{ad['working_set'] / GiB:.2f} GiB (SSD tier for the rest); placement settled "
-                       f"{fmt(ad.get('settle_s'), '.0f')} s after the trace; trace of {ad.get('trace', 0)} requests over prefixes "
+                       f"{ad['working_set'] / GiB:.2f} GiB (SSD tier for the rest); "
+                       + ("placement settled " if ad.get("settled") else "placement NOT settled (timed out) ")
+                       + f"{fmt(ad.get('settle_s'), '.0f')} s after the trace (two plans with no new estimate "
+                       f"and no move; mover counters then: {ad.get('mover', {})}); trace of {ad.get('trace', 0)} requests over prefixes "
                        f"{ad['prefixes']} (Zipf, seed {a.seed}); flags `{ad['flags']}`. Placement after the trace "
                        "(tier:config per chunk):", ""]
             for P, pl in ad.get("placement", {}).items():
@@ -790,7 +835,8 @@ def write_md(path, a, rows, infos, notes, meta):
                 for e in pl["entries"]:
                     counts[e] = counts.get(e, 0) + 1
                 md.append(f"- {P}: loaded {pl['loaded_tokens']} of {P} tokens; "
-                          + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+                          + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+                          + f"; mean est_quality_loss {fmt(pl.get('est_loss'), '.4f')}")
         md.append("")
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
