@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/eval/gt_main.h"
 #include "bench/eval/profile.h"
 #include "bench/eval/sim.h"
 #include "bench/eval/trace.h"
@@ -39,6 +40,8 @@ struct Args {
   uint32_t replan_every = 20;
   bool master = false;
   bool put_configs = true;  // --no-admission turns it off
+  GtArgs gt;                // --ground-truth FILE: the ground-truth mode (gt_main.h)
+  bool alphas_set = false, fracs_set = false, ssd_set = false;
 };
 
 int Usage() {
@@ -47,6 +50,10 @@ int Usage() {
                "  [--dram-fracs f,f] [--ssd-frac f] [--alphas a,a] [--calibration FILE] [--decode gpu|cpu]\n"
                "  [--cuda-csv FILE (measured GPU decode speeds; default bench/results/cuda_decode.csv)]\n"
                "  [--replan-every N] [--master] [--no-admission] [--trace-dir DIR] [--out-dir DIR]\n"
+               "ground-truth mode (docs/evaluation.md): --ground-truth chunk_quality.csv [--e2e-csv FILE]\n"
+               "  [--seeds 1,2,3,4,5] [--val-seed S] [--estimate predicted|probe|both]\n"
+               "  [--ablations per-entry-admission,no-admission,oracle-estimate] [--jobs N]\n"
+               "  (defaults there: DRAM 2%%,5%%,10%%, SSD 20%% of the distinct KV)\n"
                "--no-admission: new entries keep the put-time config (raw; static: theirs) until the\n"
                "  next plan instead of the last plan's put config (Policy::PutConfigs)\n");
   return 2;
@@ -86,8 +93,41 @@ int Main(int argc, char** argv) {
     else if (k == "--replan-every") ok = absl::SimpleAtoi(v, &a.replan_every);
     else if (k == "--trace-dir") a.trace_dir = v;
     else if (k == "--out-dir") a.out_dir = v;
-    else ok = false;
+    else if (k == "--ground-truth") a.gt.ground_truth = v;
+    else if (k == "--e2e-csv") a.gt.e2e_csv = v;
+    else if (k == "--val-seed") ok = absl::SimpleAtoi(v, &a.gt.val_seed);
+    else if (k == "--jobs") ok = absl::SimpleAtoi(v, &a.gt.jobs) && a.gt.jobs > 0;
+    else if (k == "--seeds") {
+      a.gt.seeds.clear();
+      for (absl::string_view p : absl::StrSplit(v, ',')) {
+        uint64_t s;
+        if (!(ok = absl::SimpleAtoi(p, &s))) break;
+        a.gt.seeds.push_back(s);
+      }
+    } else if (k == "--estimate") {
+      if (v == "both") a.gt.estimates = {Estimate::kPredicted, Estimate::kProbe};
+      else if (auto e = ParseEstimate(v); (ok = e.ok())) a.gt.estimates = {*e};
+    } else if (k == "--ablations") {
+      a.gt.ablations = absl::StrSplit(v, ',', absl::SkipEmpty());
+      for (const std::string& x : a.gt.ablations) {
+        ok = ok && (x == "per-entry-admission" || x == "no-admission" || x == "oracle-estimate");
+      }
+    } else ok = false;
     if (!ok) return Usage();
+    if (k == "--alphas") a.alphas_set = true;
+    if (k == "--dram-fracs") a.fracs_set = true;
+    if (k == "--ssd-frac") a.ssd_set = true;
+  }
+  if (!a.gt.ground_truth.empty()) {
+    a.gt.workloads = a.workloads;
+    a.gt.requests = a.requests;
+    a.gt.cuda_csv = a.cuda_csv;
+    a.gt.out_dir = a.out_dir;
+    a.gt.replan_every = a.replan_every;
+    if (a.alphas_set) a.gt.alphas = a.alphas;
+    if (a.fracs_set) a.gt.dram_fracs = a.dram_fracs;
+    if (a.ssd_set) a.gt.ssd_frac = a.ssd_frac;
+    return GroundTruthMain(a.gt);
   }
 
   policy::QualityModel qm;

@@ -2,7 +2,8 @@
 """Turns bench/results/eval_points.csv into quality-versus-delay plots and the headline
 figures (docs/evaluation.md, "Headline figures").
 
-usage: plot.py POINTS_CSV OUT_DIR [HEADLINE_CSV_NAME]
+usage: plot.py POINTS_CSV OUT_DIR [HEADLINE_CSV_NAME]        (synthetic / daemon-replay points)
+       plot.py --ground-truth POINTS_CSV HEADLINE_CSV OUT_DIR  (ground-truth simulation, eval_sim --ground-truth)
 
 Writes OUT_DIR/eval_<workload>.png (needs matplotlib; skipped with a note otherwise),
 OUT_DIR/eval_headline.csv (or HEADLINE_CSV_NAME) and prints a markdown table (the caller puts it in eval.md).
@@ -68,8 +69,138 @@ def fmt(x, pct=False):
     return f"{100 * x:+.0f}%" if pct else f"{x:.2f}x"
 
 
+def ci(h, key, pct=False, lo=None, hi=None):
+    """'m [lo, hi]' from eval_headline.csv columns."""
+    def f(x):
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            return None
+        return None if v != v else v
+    m = f(h.get(key))
+    a, b = f(h.get(lo)), f(h.get(hi))
+    if m is None:
+        return "n/a"
+    if pct:
+        s = f"{100 * m:+.0f}%"
+        return s + (f" [{100 * a:+.0f}, {100 * b:+.0f}]" if a is not None and b is not None else "")
+    return f"{m:.2f}x" + (f" [{a:.2f}, {b:.2f}]" if a is not None and b is not None else "")
+
+
+def ground_truth_main(src, head_csv, out_dir):
+    """Ground-truth mode (docs/evaluation.md): markdown tables of eval_headline.csv, plots of
+    the test points. Prints the tables (the caller puts them into eval.md)."""
+    heads = list(csv.DictReader(open(head_csv)))
+    targets = dict(vs_single_static=2.4, vs_hull=1.5, vs_greedy=1.2, quality_gain_vs_single_static=0.55)
+
+    def met(h, k):
+        try:
+            v = float(h[k])
+        except ValueError:
+            return "n/a"
+        return "met" if v == v and v >= targets[k] else "not met"
+
+    for est in ("predicted", "probe"):
+        rows = [h for h in heads if h["estimate"] == est and h["variant"] == "base"]
+        if not rows:
+            continue
+        print(f"\n### Estimate: {est} (alpha chosen on the validation trace)\n")
+        print("| workload | DRAM | seeds | alpha (greedy) | vs best single static at equal quality [95% CI] | "
+              "vs static hull [95% CI] | vs greedy [95% CI] | loss reduction vs single static at equal delay [95% CI] | "
+              "top-1 gain (pts) | vs hull at equal delay | adaptive loss / top-1 / KL | adaptive delay ms (x oracle) |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
+        for h in rows:
+            print(f"| {h['workload']} | {100 * float(h['dram_frac']):.0f}% | {h['seeds']} | {h['alpha']} ({h['greedy_alpha']}) | "
+                  f"{ci(h, 'vs_single_static', lo='vs_single_static_ci_lo', hi='vs_single_static_ci_hi')} | "
+                  f"{ci(h, 'vs_hull', lo='vs_hull_ci_lo', hi='vs_hull_ci_hi')} | "
+                  f"{ci(h, 'vs_greedy', lo='vs_greedy_ci_lo', hi='vs_greedy_ci_hi')} | "
+                  f"{ci(h, 'quality_gain_vs_single_static', True, 'quality_gain_ci_lo', 'quality_gain_ci_hi')} | "
+                  f"{float(h['top1_gain_vs_single_static_pts']):+.2f} | {ci(h, 'quality_gain_vs_hull', True)} | "
+                  f"{float(h['adaptive_loss']):.4f} / {float(h['adaptive_top1']):.4f} / {float(h['adaptive_kl']):.4f} | "
+                  f"{float(h['adaptive_delay_ms']):.2f} ({float(h['adaptive_x_oracle']):.2f}) |")
+        print("\nTargets (issue 18): 2.4x / 1.5x / 1.2x / 55%. Cells where the mean meets the target:")
+        for h in rows:
+            print(f"- {h['workload']} {100 * float(h['dram_frac']):.0f}%: " +
+                  ", ".join(f"{k} {met(h, k)}" for k in targets))
+        print("\nStatic config picked at equal quality (per seed): " +
+              "; ".join(f"{h['workload']} {100 * float(h['dram_frac']):.0f}%: {h['static_at_equal_quality']}" for h in rows))
+    abl = [h for h in heads if h["variant"] != "base" or h["estimate"] == "truth"]
+    if abl:
+        print("\n### Ablations (adaptive; alpha chosen on validation per variant)\n")
+        print("| workload | DRAM | estimate | variant | alpha | vs single static | vs hull | vs greedy | loss reduction vs single static |")
+        print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+        base = {(h["workload"], h["dram_frac"], h["estimate"]): h for h in heads if h["variant"] == "base"}
+        for h in sorted(abl, key=lambda h: (h["workload"], float(h["dram_frac"]), h["estimate"], h["variant"])):
+            b = base.get((h["workload"], h["dram_frac"], "predicted"))
+            for r in ([b] if b and h is not b else []) + [h]:
+                pass
+            print(f"| {h['workload']} | {100 * float(h['dram_frac']):.0f}% | {h['estimate']} | "
+                  f"{'oracle estimate (truth given to the planner)' if h['estimate'] == 'truth' else h['variant']} | {h['alpha']} | "
+                  f"{ci(h, 'vs_single_static', lo='vs_single_static_ci_lo', hi='vs_single_static_ci_hi')} | "
+                  f"{ci(h, 'vs_hull', lo='vs_hull_ci_lo', hi='vs_hull_ci_hi')} | "
+                  f"{ci(h, 'vs_greedy', lo='vs_greedy_ci_lo', hi='vs_greedy_ci_hi')} | "
+                  f"{ci(h, 'quality_gain_vs_single_static', True, 'quality_gain_ci_lo', 'quality_gain_ci_hi')} |")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib missing: no PNG written; pip install -r bench/eval/requirements.txt)")
+        return
+    rows = [r for r in csv.DictReader(open(src)) if r["phase"] == "test" and r["kind"] != "oracle"]
+    seed0 = min(int(r["seed"]) for r in rows)
+    for wl in sorted({r["workload"] for r in rows}):
+        fracs = sorted({r["dram_frac"] for r in rows if r["workload"] == wl}, key=float)
+        fig, axes = plt.subplots(1, len(fracs), figsize=(4.6 * len(fracs), 4.0), squeeze=False)
+        for ax, fr in zip(axes[0], fracs):
+            rs = [r for r in rows if r["workload"] == wl and r["dram_frac"] == fr]
+            one = [r for r in rs if int(r["seed"]) == seed0]
+            st = [(float(r["mean_loss"]), float(r["mean_delay_ms"])) for r in one if r["kind"] == "static"]
+            ax.scatter([p[0] for p in st], [p[1] for p in st], s=9, c="gray", label=f"static configs (seed {seed0})")
+            hull = lower_hull(st)
+            ax.plot([p[0] for p in hull], [p[1] for p in hull], c="gray", lw=1, label="static lower convex hull")
+            gs = sorted((float(r["mean_loss"]), float(r["mean_delay_ms"])) for r in one
+                        if r["kind"] == "greedy" and r["estimate"] == "predicted")
+            gh = lower_hull(gs)
+            ax.plot([p[0] for p in gh], [p[1] for p in gh], c="tab:orange", marker="s", ms=3, lw=1,
+                    label="greedy sweep (hull)")
+            for est, c in (("predicted", "tab:blue"), ("probe", "tab:green")):
+                ap = [(float(r["mean_loss"]), float(r["mean_delay_ms"])) for r in rs
+                      if r["kind"] == "adaptive" and r["chosen"] == "1" and r["estimate"] == est and r["variant"] == "base"]
+                ax.scatter([p[0] for p in ap], [p[1] for p in ap], c=c, marker="o", s=18,
+                           label=f"adaptcache, {est} (all seeds)")
+            ax.set_yscale("log")
+            ax.set_xlabel("mean ground-truth loss (1 - top-1)")
+            ax.set_ylabel("mean load delay, ms")
+            ax.set_title(f"{wl}, DRAM {float(fr) * 100:.0f}%")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{wl}: ground-truth quality vs delay (lower-left is better)")
+        fig.tight_layout()
+        fig.savefig(f"{out_dir}/eval_{wl}.png", dpi=110)
+        plt.close(fig)
+
+
+def lower_hull(pts):
+    """Non-increasing lower convex hull (bench/eval/metrics.cc LowerHull)."""
+    h = []
+    for q, d in sorted(pts):
+        if h and d >= h[-1][1]:
+            continue
+        while len(h) >= 2:
+            (aq, ad), (bq, bd) = h[-2], h[-1]
+            if (bq - aq) * (d - ad) - (bd - ad) * (q - aq) <= 0:
+                h.pop()
+            else:
+                break
+        h.append((q, d))
+    return h
+
+
 def main():
     src, out_dir = sys.argv[1], sys.argv[2]
+    if sys.argv[1] == "--ground-truth":
+        return ground_truth_main(sys.argv[2], sys.argv[3], sys.argv[4])
     head_name = sys.argv[3] if len(sys.argv) > 3 else "eval_headline.csv"
     rows = list(csv.DictReader(open(src)))
     by = defaultdict(list)
