@@ -45,6 +45,9 @@ ParseOutcome ParseCli(int argc, const char* const* argv, CliOptions* o) {
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   put->add_option("--codec", o->codec, "requested codec config (see `adaptcache codecs`); default: the namespace's");
   put->add_flag("--shm", o->shm, "write through the shared-memory pool instead of gRPC bytes");
+  put->add_flag("--durable", o->durable,
+                "write each entry through to the daemon's SSD tier and wait until it is durable "
+                "(survives kill -9); exit 1 if the daemon could not make it durable");
 
   auto* get = app.add_subcommand("get", "fetch entries (the leading hits) into a file");
   AddKeyOptions(get, o, true);

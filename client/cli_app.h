@@ -33,6 +33,7 @@ struct CliOptions {
   std::string dtype;  // bf16 | fp16 | fp32 (conversion target for a file; default bf16 for --random)
   std::string codec;
   bool shm = false;   // put/get through the shared-memory pool
+  bool durable = false;  // put: write through to SSD, answered once durable
 
   // get / decode
   std::string out;

@@ -1,11 +1,13 @@
 // `adaptcache`: the command-line client (docs/client.md). Exit codes: 0 success,
-// 1 error (usage errors included), 2 not found (no entry / zero prefix hits), 3 the daemon
+// 1 error (usage errors and local file errors included, e.g. a missing --tokens file),
+// 2 not found (get: no entry for the first key; lookup: zero prefix hits), 3 the daemon
 // cannot be reached, 4 the daemon stayed overloaded through the retries.
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/cli_app.h"
 #include "client/client.h"
 #include "client/kv_files.h"
@@ -20,14 +22,25 @@ constexpr int kExitNotFound = 2;
 constexpr int kExitUnreachable = 3;
 constexpr int kExitOverloaded = 4;
 
-int Fail(const absl::Status& st) {
+void PrintStatus(const absl::Status& st) {
   // Code and message only: ToString() would also print the payloads.
   std::fprintf(stderr, "adaptcache: %s: %s\n", absl::StatusCodeToString(st.code()).c_str(),
                std::string(st.message()).c_str());
-  if (st.code() == absl::StatusCode::kNotFound) return kExitNotFound;
+}
+
+// An error. NOT_FOUND here is not a cache miss (a missing local file, an unknown
+// reservation): exit 2 is only for the misses the commands themselves detect (Miss).
+int Fail(const absl::Status& st) {
+  PrintStatus(st);
   if (IsOverloaded(st)) return kExitOverloaded;
   if (st.code() == absl::StatusCode::kUnavailable) return kExitUnreachable;
   return kExitError;
+}
+
+// The daemon holds no entry for what was asked.
+int Miss(const std::string& what) {
+  PrintStatus(absl::NotFoundError(what));
+  return kExitNotFound;
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Dial(const CliOptions& o) {
@@ -98,6 +111,7 @@ int CmdPut(const CliOptions& o) {
   }
   auto client = Dial(o);
   if (!client.ok()) return Fail(client.status());
+  size_t not_durable = 0;
   for (size_t i = 0; i < keys->size(); ++i) {
     const uint32_t t0 = static_cast<uint32_t>(i * chunk);
     const uint32_t t1 = std::min<uint32_t>(full.tokens, t0 + chunk);
@@ -107,13 +121,23 @@ int CmdPut(const CliOptions& o) {
     spec.shape = full;
     spec.shape.tokens = t1 - t0;
     spec.codec = o.codec;
+    spec.durable = o.durable;
     std::vector<std::byte> part = keys->size() == 1 ? std::vector<std::byte>() : SliceTokens(full, tensor->second, t0, t1);
     std::span<const std::byte> raw = keys->size() == 1 ? std::span<const std::byte>(tensor->second) : part;
     auto info = o.shm ? (*client)->PutShm(spec, raw) : (*client)->Put(spec, raw);
     if (!info.ok()) return Fail(info.status());
-    std::printf("chunk %zu  key %s  tokens %u..%u  stored %" PRIu64 " B (raw %" PRIu64 " B)  codec %s  tier %s\n", i,
+    std::printf("chunk %zu  key %s  tokens %u..%u  stored %" PRIu64 " B (raw %" PRIu64 " B)  codec %s  tier %s%s\n", i,
                 spec.key.ToHex().c_str(), t0, t1, info->stored_bytes, info->raw_bytes, info->codec.c_str(),
-                std::string(TierName(info->tier)).c_str());
+                std::string(TierName(info->tier)).c_str(),
+                !o.durable ? "" : info->durable ? "  durable yes" : "  durable NO");
+    if (o.durable && !info->durable) ++not_durable;
+  }
+  if (not_durable > 0) {
+    std::fprintf(stderr,
+                 "adaptcache: %zu of %zu entries are stored but not durable: the daemon has no SSD tier "
+                 "or its SSD write failed (see its log)\n",
+                 not_durable, keys->size());
+    return kExitError;
   }
   return 0;
 }
@@ -163,7 +187,7 @@ int CmdGet(const CliOptions& o) {
     }
     containers.push_back(std::move(*bytes));
   }
-  if (containers.empty()) return Fail(absl::NotFoundError("no entry for the first key"));
+  if (containers.empty()) return Miss("no entry for the first key");
   absl::Status st;
   if (o.decode) {
     st = WriteDecoded(o.out, containers);
@@ -188,10 +212,14 @@ int CmdLookup(const CliOptions& o) {
   std::printf("%-5s %-32s %-5s %-20s %12s %12s %8s\n", "chunk", "key", "tier", "codec", "stored_B", "raw_B", "qloss");
   for (size_t i = 0; i < keys->size(); ++i) {
     const EntryInfo& e = r->entries[i];
-    std::printf("%-5zu %-32s %-5s %-20s %12" PRIu64 " %12" PRIu64 " %8.4f\n", i, (*keys)[i].ToHex().c_str(),
+    // A lossy entry the daemon has not estimated yet reports 0, which would read as
+    // "lossless": show n/a instead (a miss shows -).
+    const std::string qloss = !e.hit() ? "-" : e.quality_known() ? absl::StrFormat("%.4f", e.est_quality_loss) : "n/a";
+    std::printf("%-5zu %-32s %-5s %-20s %12" PRIu64 " %12" PRIu64 " %8s\n", i, (*keys)[i].ToHex().c_str(),
                 std::string(TierName(e.tier)).c_str(), e.hit() ? e.codec.c_str() : "-", e.stored_bytes, e.raw_bytes,
-                e.est_quality_loss);
+                qloss.c_str());
   }
+  if (r->prefix_hits == 0) return Miss("no entry for the first key");
   return 0;
 }
 

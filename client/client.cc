@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -151,6 +152,13 @@ void FillHeader(const PutSpec& spec, v1::PutHeader* h) {
   h->mutable_token_importance()->Add(spec.token_importance.begin(), spec.token_importance.end());
   h->set_probe_count(spec.probe_count);
   h->mutable_probe_queries()->Add(spec.probe_queries.begin(), spec.probe_queries.end());
+  h->set_durable(spec.durable);
+}
+
+absl::StatusOr<EntryInfo> FromPutResponse(const v1::PutResponse& resp) {
+  auto info = FromProtoEntry(resp.entry());
+  if (info.ok()) info->durable = resp.durable();
+  return info;
 }
 
 absl::Status CheckSpec(const PutSpec& spec, size_t raw_size, bool check_raw) {
@@ -184,6 +192,12 @@ absl::Status VerifyCopied(std::span<const std::byte> container, const EntryInfo&
 }
 
 }  // namespace
+
+bool EntryInfo::quality_known() const {
+  // The daemon's lossless codec is "raw" (also the family name an SSD entry reports
+  // before it is read). A lossy entry's estimate is positive once made; 0 means none yet.
+  return hit() && (codec == "raw" || (est_quality_loss > 0.f && std::isfinite(est_quality_loss)));
+}
 
 absl::Status VerifyContainer(std::span<const std::byte> container, const EntryInfo& info) {
   if (container.size() != info.stored_bytes) return VerifyCopied(container, info, 0);
@@ -477,7 +491,7 @@ absl::StatusOr<EntryInfo> Client::Put(const PutSpec& spec, std::span<const std::
   });
   if (auto st = FromGrpc(gst); !st.ok()) return st;
   if (broke) return absl::InternalError("Put stream broke but the server reported success");
-  return FromProtoEntry(resp.entry());
+  return FromPutResponse(resp);
 }
 
 absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec,
@@ -514,7 +528,7 @@ absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec,
       !st.ok()) {
     return st;
   }
-  return FromProtoEntry(resp.entry());
+  return FromPutResponse(resp);
 }
 
 absl::StatusOr<EntryInfo> Client::PutShm(const PutSpec& spec, std::span<const std::byte> raw) {

@@ -78,9 +78,22 @@ struct EntryInfo {
   uint64_t stored_bytes = 0;  // container size
   uint64_t raw_bytes = 0;
   KvShape shape;
+  // The daemon's estimate of the quality lost by the entry's codec: 0 for a lossless
+  // entry; also 0 for a lossy entry the daemon has not estimated yet (a Put straight into
+  // a lossy config is estimated lazily by the placement policy, never on the Put path),
+  // which quality_known() tells apart.
   float est_quality_loss = 0.f;
   uint32_t payload_crc32c = 0;  // CRC32C of the whole container
+  // Put / PutShm answers only: the daemon wrote the entry through to its SSD tier and
+  // made that copy durable (log record fdatasync'ed, index entry committed) before
+  // answering, so it survives kill -9 of the daemon. False unless PutSpec::durable asked,
+  // and false when the daemon has no SSD tier or the SSD write failed (the entry is still
+  // stored, in DRAM).
+  bool durable = false;
   bool hit() const { return tier != Tier::kNone; }
+  // Whether est_quality_loss is an estimate: the entry is lossless (raw) or the daemon
+  // reported a loss for it. False for a miss and for a lossy entry not estimated yet.
+  bool quality_known() const;
 };
 
 struct LookupResult {
@@ -97,6 +110,9 @@ struct PutSpec {
   std::vector<float> token_importance;  // optional, [tokens]
   uint32_t probe_count = 0;
   std::vector<float> probe_queries;     // optional, [layers][probe_count][kv_heads][head_dim]
+  // Ask the daemon to write the entry through to SSD and answer only once that copy is
+  // durable (docs/api.md, PutHeader.durable); EntryInfo::durable says whether it was.
+  bool durable = false;
 };
 
 struct PoolMapping;  // defined in client.cc

@@ -1,13 +1,17 @@
 // The TOML layer: ApplyToml() over the settings table, and ToToml() for --print-config.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <toml++/toml.h>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -196,11 +200,38 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, Serv
 }
 
 absl::Status ApplyTomlFile(const std::string& path, ServerConfig& cfg) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ApplyToml(ss.str(), path, cfg);
+  // A directory opens fine as an ifstream and reads as empty, which would silently mean
+  // "all defaults": check the file type first, and keep errno's meaning (ENOENT is
+  // NOT_FOUND, EACCES is PERMISSION_DENIED).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot read config file ", path));
+  struct stat st {};
+  const int rc = ::fstat(fd, &st);
+  const int err = errno;
+  if (rc != 0) {
+    ::close(fd);
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot stat config file ", path));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, " is a directory; --config takes a TOML file"));
+  }
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int rerr = errno;
+      ::close(fd);
+      return absl::ErrnoToStatus(rerr, absl::StrCat("cannot read config file ", path));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return ApplyToml(text, path, cfg);
 }
 
 std::string ToToml(const ServerConfig& cfg) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,7 +20,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/policy_runner.h"
@@ -202,6 +208,104 @@ absl::Status SizePool(ServerConfig& cfg) {
   return absl::OkStatus();
 }
 
+std::string GiB(uint64_t bytes) { return absl::StrFormat("%.1f GiB", static_cast<double>(bytes) / (1ull << 30)); }
+
+// The shared memory this process has mapped (RssShmem of /proc/self/status): while mlock
+// faults the pool in, how much of it is locked so far.
+uint64_t MappedShmemBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssShmem:", 0) != 0) continue;
+    uint64_t kb = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(9), "kB")), &kb)) return kb << 10;
+  }
+  return 0;
+}
+
+// Bytes allocated so far to this process's pool file (<shm_dir>/<name>-<pid>-<id>.pool).
+uint64_t PoolFileAllocatedBytes(const std::string& shm_dir, const std::string& pool_name) {
+  const std::string prefix = absl::StrCat(pool_name, "-", ::getpid(), "-");
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(shm_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || !absl::EndsWith(name, ".pool")) continue;
+    struct stat st {};
+    if (::stat(it->path().c_str(), &st) == 0) return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return 0;
+}
+
+// While the storage tiers are created, logs every `every` how far the DRAM pool has come:
+// posix_fallocate of the pool file, then mlock faulting every page in. A pool of tens of
+// GiB takes seconds to minutes, and the daemon would otherwise be silent all that time.
+class StartupProgress {
+ public:
+  // Copies what it needs: CreateTiers changes `cfg` (the SSD directory) meanwhile.
+  StartupProgress(const ServerConfig& cfg, std::chrono::milliseconds every)
+      : start_(std::chrono::steady_clock::now()),
+        shm_dir_(cfg.shm_dir),
+        pool_name_(cfg.pool_name),
+        total_(cfg.pool_bytes),
+        mlock_(cfg.mlock),
+        ssd_(cfg.SsdOn()),
+        thread_([this, every] { Run(every); }) {}
+  ~StartupProgress() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  void Run(std::chrono::milliseconds every) {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, every, [this] { return done_; })) {
+      const uint64_t total = total_;
+      const uint64_t allocated = std::min(total, PoolFileAllocatedBytes(shm_dir_, pool_name_));
+      const uint64_t locked = std::min(total, MappedShmemBytes());
+      std::string step;
+      if (allocated < total) {
+        step = "allocating";
+      } else if (mlock_ && locked < total) {
+        step = "locking";
+      } else {
+        step = ssd_ ? "opening the SSD tier" : "finishing";
+      }
+      spdlog::info("starting ({:.1f} s): DRAM pool {} of {} allocated ({:.0f}%){}; {}", seconds(), GiB(allocated),
+                   GiB(total), 100.0 * static_cast<double>(allocated) / static_cast<double>(std::max<uint64_t>(total, 1)),
+                   mlock_ ? absl::StrCat(", ", GiB(locked), " locked (",
+                                            absl::StrFormat("%.0f", 100.0 * static_cast<double>(locked) /
+                                                                        static_cast<double>(std::max<uint64_t>(total, 1))),
+                                            "%)")
+                             : std::string(),
+                   step);
+    }
+  }
+
+  const std::chrono::steady_clock::time_point start_;
+  const std::string shm_dir_, pool_name_;
+  const uint64_t total_;
+  const bool mlock_, ssd_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once the rest is initialised
+};
+
+// How often StartupProgress logs: $ADAPTCACHE_STARTUP_PROGRESS_MS (tests), else 2 s.
+std::chrono::milliseconds StartupProgressInterval() {
+  const char* env = std::getenv("ADAPTCACHE_STARTUP_PROGRESS_MS");
+  uint32_t ms = 0;
+  if (env != nullptr && absl::SimpleAtoi(env, &ms) && ms > 0) return std::chrono::milliseconds(ms);
+  return std::chrono::milliseconds(2000);
+}
+
 absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(ServerConfig& cfg) {
   DramTierOptions opts;
   opts.capacity_bytes = cfg.pool_bytes;
@@ -224,6 +328,16 @@ absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(ServerConfig& cfg) {
   topts.describe = DescribeWithCodec;
   auto tm = TierManager::Create(std::move(topts));
   if (!tm.ok()) return WithPrefix("cannot create the storage tiers: ", tm.status());
+  return tm;
+}
+
+absl::StatusOr<std::unique_ptr<TierManager>> CreateTiersWithProgress(ServerConfig& cfg) {
+  spdlog::info("allocating the DRAM pool: {} bytes ({}) in '{}'{}{}", cfg.pool_bytes, GiB(cfg.pool_bytes),
+               cfg.shm_dir, cfg.mlock ? ", locked in memory" : "",
+               cfg.pool_bytes >= (4ull << 30) ? "; a large pool takes a while (progress every few seconds)" : "");
+  StartupProgress progress(cfg, StartupProgressInterval());
+  auto tm = CreateTiers(cfg);
+  if (tm.ok()) spdlog::info("storage tiers ready in {:.1f} s", progress.seconds());
   return tm;
 }
 
@@ -381,7 +495,7 @@ int RunDaemon(ServerConfig cfg) {
   if (!cfg.socket.empty()) {
     if (auto st = PrepareSocket(cfg.socket); !st.ok()) return Fail(st);
   }
-  auto tm = CreateTiers(cfg);
+  auto tm = CreateTiersWithProgress(cfg);
   if (!tm.ok()) return Fail(tm.status());
   TierManager* const tiers = tm->get();
   LogTiers(*tiers, cfg);

@@ -33,6 +33,25 @@ TEST(CliAppTest, PutWithTokens) {
   EXPECT_EQ(o.shape, "2,2,8,1,4");
 }
 
+TEST(CliAppTest, PutDurable) {
+  CliOptions o;
+  ASSERT_FALSE(Parse({"put", "-n", "x", "--random", "--shape", "2,1,4,1,4", "--key",
+                      "00000000000000000000000000000001", "--durable"},
+                     &o)
+                   .exit_now);
+  EXPECT_TRUE(o.durable);
+  CliOptions d;
+  ASSERT_FALSE(Parse({"put", "-n", "x", "--random", "--shape", "2,1,4,1,4", "--key",
+                      "00000000000000000000000000000001"},
+                     &d)
+                   .exit_now);
+  EXPECT_FALSE(d.durable);
+  CliOptions g;
+  EXPECT_TRUE(Parse({"get", "-n", "x", "--key", "00000000000000000000000000000001", "-o", "o.bin", "--durable"}, &g)
+                  .exit_now)
+      << "--durable is a put option";
+}
+
 TEST(CliAppTest, DefaultTargetFromEnvironment) {
   ::setenv("ADAPTCACHE_TARGET", "localhost:7000", 1);
   CliOptions o;

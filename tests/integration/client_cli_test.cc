@@ -1,7 +1,9 @@
 // End to end: the `adaptcache` CLI binary against the real daemon, files compared.
 #include <sys/wait.h>
 
+#include <cctype>
 #include <cstdio>
+#include <sstream>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -186,7 +188,7 @@ TEST_F(CliTest, BadInputIsAClearErrorAndStoresNothing) {
   EXPECT_EQ(mismatch.code, 1) << mismatch.output;
   EXPECT_NE(mismatch.output.find("3 token ids"), std::string::npos) << mismatch.output;
   auto lookup = Run(absl::StrCat("lookup -n bad --tokens ", File("ids.txt")));
-  ASSERT_EQ(lookup.code, 0) << lookup.output;
+  ASSERT_EQ(lookup.code, 2) << "zero prefix hits is not found\n" << lookup.output;
   EXPECT_NE(lookup.output.find("prefix_hits 0 of 1"), std::string::npos) << lookup.output;
   auto stats = Run("stats");
   ASSERT_EQ(stats.code, 0) << stats.output;
@@ -203,11 +205,68 @@ TEST_F(CliTest, CodecsAndHealth) {
   EXPECT_NE(health.output.find("serving"), std::string::npos);
 }
 
+// The fixture's daemon has no SSD tier: --durable stores the entry, says it is not
+// durable and exits 1.
+TEST_F(CliTest, DurablePutWithoutSsdTierExitsOne) {
+  const std::string key = "000000000000000000000000000000d1";
+  auto put = Run("put -n dur --random --shape 2,2,16,2,32 --durable --key " + key);
+  EXPECT_EQ(put.code, 1) << put.output;
+  EXPECT_NE(put.output.find("durable NO"), std::string::npos) << put.output;
+  EXPECT_NE(put.output.find("not durable"), std::string::npos) << put.output;
+  EXPECT_EQ(Run("lookup -n dur --key " + key).code, 0) << "stored anyway";
+  auto plain = Run("put -n dur --random --shape 2,2,16,2,32 --key " + key);
+  EXPECT_EQ(plain.code, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("durable"), std::string::npos) << plain.output;
+}
+
+// lookup shows n/a, not 0.0000, for lossy entries the daemon has not estimated.
+TEST_F(CliTest, LookupShowsUnknownQualityLossOfLossyEntriesAsNa) {
+  const char* codecs[] = {"quant-k2v2-g64", "drop-33", "lowrank-r8", "raw"};
+  std::string keys;
+  for (int i = 0; i < 4; ++i) {
+    const std::string key = absl::StrCat("00000000000000000000000000000a0", i);
+    auto put = Run(absl::StrCat("put -n q --random --shape 2,2,64,2,64 --codec ", codecs[i], " --key ", key));
+    ASSERT_EQ(put.code, 0) << put.output;
+    absl::StrAppend(&keys, " --key ", key);
+  }
+  auto lookup = Run("lookup -n q" + keys);
+  ASSERT_EQ(lookup.code, 0) << lookup.output;
+  std::istringstream lines(lookup.output);
+  std::string line;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty() || !std::isdigit(static_cast<unsigned char>(line[0]))) continue;
+    const bool raw = line.find(" raw ") != std::string::npos;
+    const std::string last = line.substr(line.find_last_of(' ') + 1);
+    EXPECT_EQ(last, raw ? "0.0000" : "n/a") << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 4) << lookup.output;
+}
+
 TEST_F(CliTest, ExitCodesFollowTheDocs) {
-  // docs/client.md: 1 error (usage errors too), 2 not found, 3 daemon unreachable.
+  // docs/client.md: 1 error (usage and local file errors too), 2 not found (get: no entry
+  // for the first key; lookup: zero prefix hits), 3 daemon unreachable.
   EXPECT_EQ(Run("get -n x --no-such-flag").code, 1);
   EXPECT_EQ(Run("get -n x").code, 1) << "no keys";
   EXPECT_EQ(Run("get -n x --key 00000000000000000000000000000001 -o " + File("miss.bin")).code, 2);
+  auto miss = Run("lookup -n x --key 00000000000000000000000000000001");
+  EXPECT_EQ(miss.code, 2) << miss.output;
+  EXPECT_NE(miss.output.find("prefix_hits 0 of 1"), std::string::npos) << miss.output;
+  EXPECT_EQ(Run("delete -n x --key 00000000000000000000000000000001").code, 0) << "deleting nothing is fine";
+  // A missing local file is an error (1), not a cache miss (2), and says ENOENT.
+  auto no_tokens = Run("lookup -n x --tokens " + File("no-such-ids.txt"));
+  EXPECT_EQ(no_tokens.code, 1) << no_tokens.output;
+  EXPECT_NE(no_tokens.output.find("No such file or directory"), std::string::npos) << no_tokens.output;
+  EXPECT_EQ(no_tokens.output.find("PERMISSION_DENIED"), std::string::npos) << no_tokens.output;
+  const std::string key = "00000000000000000000000000000042";
+  ASSERT_EQ(Run("put -n x --random --shape 2,2,16,2,32 --key " + key).code, 0);
+  auto no_dir = Run("get -n x --key " + key + " -o " + File("no-such-dir/out.bin"));
+  EXPECT_EQ(no_dir.code, 1) << no_dir.output;
+  EXPECT_NE(no_dir.output.find("NOT_FOUND"), std::string::npos) << "ENOENT keeps its meaning\n" << no_dir.output;
+  EXPECT_EQ(no_dir.output.find("PERMISSION_DENIED"), std::string::npos) << no_dir.output;
+  auto hit = Run("lookup -n x --key " + key);
+  EXPECT_EQ(hit.code, 0) << hit.output;
   auto gone = RunAt(daemon_->dir() + "/no-daemon.sock", "health");
   EXPECT_EQ(gone.code, 3) << gone.output;
   EXPECT_NE(gone.output.find("cannot reach adaptcached"), std::string::npos) << gone.output;

@@ -10,6 +10,7 @@
 #include "client/kv_files.h"
 #include "kernels/codec.h"
 #include "tests/integration/daemon_fixture.h"
+#include "tests/integration/tiering_test_util.h"
 
 namespace adaptcache::client {
 namespace {
@@ -363,6 +364,86 @@ TEST_F(ClientTest, SurvivesADaemonRestart) {
   std::vector<std::byte> copy(back->bytes().size());
   ASSERT_TRUE(back->CopyOut(copy).ok());
   ExpectDecodesTo(copy, raw);
+}
+
+// PutSpec::durable reaches the daemon on both put paths, EntryInfo::durable reports it,
+// and a durable entry survives kill -9 of the daemon (its DRAM copy does not).
+TEST(ClientDurableTest, DurablePutSurvivesKillNine) {
+  ::adaptcache::testing::SsdDir ssd;
+  ASSERT_FALSE(ssd.path().empty());
+  ::adaptcache::testing::DaemonOptions o = ::adaptcache::testing::TieredOptions(
+      ssd.path(), {"--ssd-demote-on-evict", "false", "--ssd-flush-on-shutdown", "false"});
+  ::adaptcache::testing::DaemonProcess d(o);
+  ASSERT_EQ(d.Start(), "");
+  const KvShape s{2, 16, 2, 64, DType::kBF16};
+  auto put_all = [&](Client* c) {
+    std::vector<EntryInfo> infos;
+    for (int i = 0; i < 3; ++i) {
+      PutSpec spec;
+      spec.ns = kNs;
+      spec.key = Key128{0x900 + static_cast<uint64_t>(i), 7};
+      spec.shape = s;
+      spec.durable = i != 2;  // 0: streamed, 1: shared memory, 2: not asked
+      const auto raw = RandomKvBytes(s, 40 + i);
+      auto info = i == 1 ? c->PutShm(spec, raw) : c->Put(spec, raw);
+      EXPECT_TRUE(info.ok()) << info.status();
+      infos.push_back(info.ok() ? *info : EntryInfo{});
+    }
+    return infos;
+  };
+  {
+    auto c = Client::Connect(d.target());
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto infos = put_all(c->get());
+    EXPECT_TRUE(infos[0].durable);
+    EXPECT_TRUE(infos[1].durable);
+    EXPECT_FALSE(infos[2].durable);
+  }
+  ASSERT_EQ(d.Restart(/*crash=*/true), "");
+  auto c = Client::Connect(d.target());
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (int i = 0; i < 3; ++i) {
+    auto got = (*c)->Get(kNs, Key128{0x900 + static_cast<uint64_t>(i), 7});
+    if (i == 2) {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound) << "not asked durable, DRAM only";
+      continue;
+    }
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    std::vector<std::byte> out(s.Bytes());
+    ASSERT_TRUE(Decode(*got, out).ok());
+    EXPECT_TRUE(out == RandomKvBytes(s, 40 + i)) << i;
+  }
+}
+
+TEST_F(ClientTest, DurablePutWithoutSsdTierIsStoredButNotDurable) {
+  const KvShape s{2, 16, 2, 64, DType::kBF16};
+  PutSpec spec = Spec(KeyOf(77), s);
+  spec.durable = true;
+  auto info = client_->Put(spec, RandomKvBytes(s, 5));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_FALSE(info->durable);  // the fixture's daemon has no SSD tier
+  EXPECT_TRUE(client_->Get(kNs, KeyOf(77)).ok());
+}
+
+// A lossy Put is not estimated on the Put path: est_quality_loss is 0 there, and
+// quality_known() says it is not a measurement; raw is known lossless.
+TEST_F(ClientTest, QualityOfALossyPutIsUnknownNotZero) {
+  const KvShape s{2, 64, 2, 64, DType::kBF16};
+  PutSpec lossy = Spec(KeyOf(80), s);
+  lossy.codec = "quant-k2v2-g64";
+  ASSERT_TRUE(client_->Put(lossy, RandomKvBytes(s, 8)).ok());
+  ASSERT_TRUE(client_->Put(Spec(KeyOf(81), s), RandomKvBytes(s, 9)).ok());
+  const Key128 keys[] = {KeyOf(80), KeyOf(81), KeyOf(82)};
+  auto r = client_->Lookup(kNs, keys);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->entries[0].codec, "quant-k2v2-g64");
+  EXPECT_FALSE(r->entries[0].quality_known());
+  EXPECT_EQ(r->entries[1].codec, "raw");
+  EXPECT_TRUE(r->entries[1].quality_known());
+  EXPECT_FALSE(r->entries[2].quality_known()) << "a miss";
+  EntryInfo estimated = r->entries[0];
+  estimated.est_quality_loss = 0.01f;
+  EXPECT_TRUE(estimated.quality_known());
 }
 
 TEST(ClientConnectTest, UnreachableTargetIsAClearError) {

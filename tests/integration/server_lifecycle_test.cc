@@ -187,6 +187,45 @@ TEST(ServerLifecycleTest, BadConfigFailsWithAClearMessage) {
   EXPECT_NE(err.find("max_entry_bytes"), std::string::npos) << err;
 }
 
+// A directory reads as an empty file: the daemon used to start on its defaults.
+TEST(ServerLifecycleTest, ConfigThatIsADirectoryStopsTheStart) {
+  char tmpl[] = "/dev/shm/ac-cfgdir-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::string log;
+  const int code = RunSecondDaemon(dir, "--socket " + dir + "/s.sock --metrics-listen '' --config " + dir, &log);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(code, 2) << log;  // a configuration error, as for any bad --config
+  EXPECT_NE(log.find("is a directory"), std::string::npos) << log;
+  EXPECT_EQ(log.find("serving"), std::string::npos) << log;
+}
+
+// The pool's allocation and mlock are logged while they run (a pool of tens of GiB takes
+// seconds to minutes); $ADAPTCACHE_STARTUP_PROGRESS_MS shortens the 2 s interval.
+TEST(ServerLifecycleTest, StartupLogsPoolAllocationProgress) {
+  ::setenv("ADAPTCACHE_STARTUP_PROGRESS_MS", "1", 1);
+  DaemonOptions o;
+  o.pool_bytes = 512ull << 20;
+  o.log_level = "info";
+  DaemonProcess d(o);
+  const std::string err = d.Start();
+  ::unsetenv("ADAPTCACHE_STARTUP_PROGRESS_MS");
+  ASSERT_EQ(err, "");
+  const std::string log = d.Log();
+  const size_t begin = log.find("allocating the DRAM pool: 536870912 bytes");
+  const size_t progress = log.find("starting (");
+  const size_t ready = log.find("storage tiers ready in");
+  const size_t serving = log.find("serving on");
+  ASSERT_NE(begin, std::string::npos) << log;
+  ASSERT_NE(progress, std::string::npos) << log;
+  ASSERT_NE(ready, std::string::npos) << log;
+  ASSERT_NE(serving, std::string::npos) << log;
+  EXPECT_LT(begin, progress) << log;
+  EXPECT_LT(progress, ready) << log;
+  EXPECT_LT(ready, serving) << log;
+  EXPECT_NE(log.find("of 0.5 GiB allocated"), std::string::npos) << log;
+}
+
 TEST(ServerLifecycleTest, NamespaceDefaultCodecFromConfigFile) {
   DaemonOptions o;
   o.config_toml = "[codec]\ndefault = \"raw\"\n[namespaces.\"model-a\"]\ncodec = \"raw\"\n";

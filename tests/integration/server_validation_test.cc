@@ -120,6 +120,19 @@ TEST_F(ServerValidationTest, RejectsBadPutStreams) {
                     StatusCode::INVALID_ARGUMENT, "header duplicated");
   ExpectPutRejected({HeaderFrame(h), v1::PutRequest(), DataFrame(data)},
                     StatusCode::INVALID_ARGUMENT, "frame with neither header nor data");
+  // docs/api.md: an empty data frame is a client bug (not a keepalive), wherever it comes.
+  ExpectPutRejected({HeaderFrame(h), DataFrame(""), DataFrame(data)}, StatusCode::INVALID_ARGUMENT,
+                    "empty first data frame");
+  ExpectPutRejected({HeaderFrame(h), DataFrame(data.substr(0, 100)), DataFrame(""), DataFrame(data.substr(100))},
+                    StatusCode::INVALID_ARGUMENT, "empty middle data frame");
+  ExpectPutRejected({HeaderFrame(h), DataFrame(data), DataFrame("")}, StatusCode::INVALID_ARGUMENT,
+                    "empty data frame after all the bytes");
+  {
+    v1::PutHeader lossy = h;  // a staged (non-raw) Put takes the same rule
+    lossy.set_codec("quant-k4v4-g64");
+    ExpectPutRejected({HeaderFrame(lossy), DataFrame(data), DataFrame("")}, StatusCode::INVALID_ARGUMENT,
+                      "empty data frame in a lossy put");
+  }
 
   auto with = [&](auto mutate) {
     v1::PutHeader bad = h;

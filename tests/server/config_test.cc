@@ -214,9 +214,28 @@ TEST(ConfigTest, CommandLineErrors) {
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(std::string(missing.status().message()).find("/nonexistent/adaptcached.toml"),
             std::string::npos);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
   auto pc = Parse({"--print-config"});
   ASSERT_TRUE(pc.ok());
   EXPECT_TRUE(pc->print_config);
+}
+
+// A directory opens as an empty stream: it used to be read as "no settings" and the
+// daemon started on its defaults.
+TEST(ConfigTest, ConfigThatIsADirectoryIsAnError) {
+  char dir[] = "/tmp/ac-config-dir-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto cl = Parse({"--config", dir});
+  ServerConfig cfg;
+  auto direct = ApplyTomlFile(dir, cfg);
+  rmdir(dir);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_EQ(cl.status().code(), absl::StatusCode::kInvalidArgument) << cl.status();
+  EXPECT_NE(std::string(cl.status().message()).find("is a directory"), std::string::npos) << cl.status();
+  EXPECT_NE(std::string(cl.status().message()).find(dir), std::string::npos) << cl.status();
+  EXPECT_EQ(direct.code(), absl::StatusCode::kInvalidArgument) << direct;
+  // A pipe (--config <(...)) or /dev/null still reads as a file.
+  EXPECT_TRUE(Parse({"--config", "/dev/null"}).ok());
 }
 
 TEST(ConfigTest, HelpListsEveryFlagWithItsDefault) {
