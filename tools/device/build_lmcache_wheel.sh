@@ -46,6 +46,7 @@ PATH=$V:$NVCC_DIR/bin:$PATH CUDA_HOME=$NVCC_DIR LD_LIBRARY_PATH=$NVCC_DIR/lib64 
   MAX_JOBS=${MAX_JOBS:-2} NVCC_THREADS=1 BUILD_WITH_CUDA=1 ENABLE_CXX11_ABI=1 \
   "$V/pip" wheel --no-build-isolation --no-deps -w "$OUT" "$WORK/sd/lmcache-0.5.6"
 echo "== dependencies the GPU machine lacks"
-"$V/pip" download -q --only-binary :all: --python-version 3.12 --platform manylinux_2_28_x86_64 --no-deps -d "$OUT" \
-  aiofile cachetools caio cffi cryptography msgspec pyzmq gguf
+"$V/pip" download -q --only-binary :all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+  --platform manylinux2014_x86_64 --no-deps -d "$OUT" aiofile==3.12.3 cachetools==8.0.3 caio==0.12.10 \
+  cffi==2.1.1 cryptography==51.0.1 msgspec==0.23.0 pyzmq==27.3.0 gguf==0.17.1
 ls -la "$OUT"
