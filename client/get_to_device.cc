@@ -318,17 +318,15 @@ absl::Status DecodeGroup(std::span<const cuda::DeviceContainer> in, std::span<co
   return cuda::DecodeContiguous(in, std::span(out.contiguous).subspan(b, in.size()), stream, dopts);
 }
 
-// A fetch already complete (CPU path, nothing leased, staged copies, or an error).
+// A fetch complete when it starts (CPU path, nothing leased, no header passed).
 class CompletedFetch final : public DeviceFetch {
  public:
-  explicit CompletedFetch(absl::StatusOr<GetToDeviceResult> r)
-      : result_(std::move(r)), pending_(result_.ok() ? *result_ : GetToDeviceResult{}) {}
-  const GetToDeviceResult& pending() const override { return pending_; }
+  explicit CompletedFetch(GetToDeviceResult r) : result_(std::move(r)) {}
+  const GetToDeviceResult& pending() const override { return result_; }
   absl::StatusOr<GetToDeviceResult> Wait() override { return result_; }
 
  private:
-  absl::StatusOr<GetToDeviceResult> result_;
-  GetToDeviceResult pending_;
+  GetToDeviceResult result_;
 };
 
 // Copies and checks enqueued on the thread's internal streams, decodes on the caller's;
@@ -379,10 +377,6 @@ class GpuFetch final : public DeviceFetch {
 absl::StatusOr<std::unique_ptr<DeviceFetch>> StartOnGpu(Client& client, std::vector<LeasedEntry> leases,
                                                         const DeviceOutput& out, cudaStream_t stream,
                                                         GetToDeviceResult res) {
-  auto complete = [&](absl::Status st) -> std::unique_ptr<DeviceFetch> {
-    if (!st.ok()) return std::make_unique<CompletedFetch>(st);
-    return std::make_unique<CompletedFetch>(std::move(res));
-  };
   int device = 0;
   if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return CudaError("device", e);
   auto reg = RegistrationOf(client, device);
@@ -400,7 +394,10 @@ absl::StatusOr<std::unique_ptr<DeviceFetch>> StartOnGpu(Client& client, std::vec
       break;
     }
   }
-  if (n == 0) return complete(LeasesStillValid(leases));
+  if (n == 0) {
+    if (auto st = LeasesStillValid(leases); !st.ok()) return st;
+    return std::make_unique<CompletedFetch>(std::move(res));
+  }
 
   // Device buffer: the verify work words, then each container 256-byte aligned.
   const uint64_t work_bytes = (n * cuda::kVerifyWordsPerContainer * 4 + 255) / 256 * 256;

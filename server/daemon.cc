@@ -21,7 +21,6 @@
 #include <grpcpp/resource_quota.h>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -223,13 +222,11 @@ uint64_t MappedShmemBytes() {
   return 0;
 }
 
-// Bytes allocated so far to this process's pool file (<shm_dir>/<name>-<pid>-<id>.pool).
+// Bytes allocated so far to this process's pool file in shm_dir.
 uint64_t PoolFileAllocatedBytes(const std::string& shm_dir, const std::string& pool_name) {
-  const std::string prefix = absl::StrCat(pool_name, "-", ::getpid(), "-");
   std::error_code ec;
   for (std::filesystem::directory_iterator it(shm_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind(prefix, 0) != 0 || !absl::EndsWith(name, ".pool")) continue;
+    if (PoolFileOwner(it->path().filename().string(), pool_name) != ::getpid()) continue;
     struct stat st {};
     if (::stat(it->path().c_str(), &st) == 0) return static_cast<uint64_t>(st.st_blocks) * 512;
   }
@@ -277,14 +274,12 @@ class StartupProgress {
       } else {
         step = ssd_ ? "opening the SSD tier" : "finishing";
       }
+      const auto pct = [total](uint64_t b) {
+        return 100.0 * static_cast<double>(b) / static_cast<double>(std::max<uint64_t>(total, 1));
+      };
       spdlog::info("starting ({:.1f} s): DRAM pool {} of {} allocated ({:.0f}%){}; {}", seconds(), GiB(allocated),
-                   GiB(total), 100.0 * static_cast<double>(allocated) / static_cast<double>(std::max<uint64_t>(total, 1)),
-                   mlock_ ? absl::StrCat(", ", GiB(locked), " locked (",
-                                            absl::StrFormat("%.0f", 100.0 * static_cast<double>(locked) /
-                                                                        static_cast<double>(std::max<uint64_t>(total, 1))),
-                                            "%)")
-                             : std::string(),
-                   step);
+                   GiB(total), pct(allocated),
+                   mlock_ ? absl::StrFormat(", %s locked (%.0f%%)", GiB(locked), pct(locked)) : std::string(), step);
     }
   }
 

@@ -93,7 +93,8 @@ absl::Status ValidateOptions(const DramTierOptions& o) {
   return absl::OkStatus();
 }
 
-// The pid in "<name>-<pid>-<16 hex>.pool" (the names Create makes), else 0.
+}  // namespace
+
 pid_t PoolFileOwner(std::string_view f, const std::string& name) {
   absl::string_view file(f.data(), f.size());
   if (!absl::ConsumePrefix(&file, name) || !absl::ConsumePrefix(&file, "-") ||
@@ -110,8 +111,6 @@ pid_t PoolFileOwner(std::string_view f, const std::string& name) {
   }
   return v;
 }
-
-}  // namespace
 
 struct DramTier::Impl {
   struct LeaseRec {

@@ -24,7 +24,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
@@ -36,6 +39,10 @@
 namespace adaptcache {
 
 struct EntryMeta;
+
+// The pid in a pool file name "<name>-<pid>-<16 hex>.pool" (the names DramTier::Create
+// makes), else 0.
+pid_t PoolFileOwner(std::string_view file, const std::string& name);
 
 struct DramTierOptions {
   uint64_t capacity_bytes = 1ull << 30;   // pool size; rounded up to the page size

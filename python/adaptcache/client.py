@@ -173,7 +173,6 @@ class DeviceFetch(_Closing):
             self._lib.ac_device_fetch_free(h)
 
 
-
 @dataclass(frozen=True)
 class DeviceRegistration:
     done: bool
@@ -491,7 +490,6 @@ class Client(_Closing):
     @property
     def closed(self) -> bool:
         return self._h is None
-
 
     def __repr__(self) -> str:
         return f"Client(target={self.target!r}{', closed' if self.closed else ''})"

@@ -520,7 +520,7 @@ class HFKVConnector:
         collected, and the load's duration recorded. When an entry failed its device check
         (or a lease expired) after the forward was enqueued, request.num_loaded_tokens
         shrinks to the prefix that really loaded: the forward read wrong KV past it and must
-        be redone from there (finish_load's caller, _prefill, does)."""
+        be redone from there (_prefill does)."""
         req = self._loading
         if req is None:
             return
@@ -685,33 +685,24 @@ class HFKVConnector:
             req._stored = []
             self._keys(req)
         cache = self.start_load_kv(req)
-        start = req.num_loaded_tokens
-        if save:
-            self.start_save(req, cache=cache)
-        try:
-            logits = self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid, keep)
-        finally:
-            self._save_cache = None  # wait_for_save comes later; the layers are all copied
-            self._finish_load()
-        if req.num_loaded_tokens < start:
-            logits = self._reprefill(req, cache, extra, save, keep)
-        return cache, logits, t0
-
-    def _reprefill(self, req: KVRequest, cache, extra: Sequence, save: bool, keep: int):
-        """The forward again from the prefix that really loaded, after an entry failed its
-        device check once the first forward was enqueued: that forward read wrong KV, so its
-        logits, the cache past the prefix and the chunks it was saving are discarded."""
-        start = req.num_loaded_tokens
-        self._save = None
-        _truncate_cache(cache, start)
-        if req.valid is not None:
-            req.valid = req.valid[:start] if start > 0 else None
-        if save:
-            self.start_save(req, cache=cache)
-        try:
-            return self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid, keep)
-        finally:
-            self._save_cache = None
+        while True:
+            start = req.num_loaded_tokens
+            if save:
+                self.start_save(req, cache=cache)
+            try:
+                logits = self.forward(req.prompt_token_ids[start:] + list(extra), cache, start, req.valid, keep)
+            finally:
+                self._save_cache = None  # wait_for_save comes later; the layers are all copied
+                self._finish_load()
+            if req.num_loaded_tokens >= start:
+                return cache, logits, t0
+            # An entry failed its device check after the forward was enqueued: that forward
+            # read wrong KV, so its logits, the cache past the real prefix and the chunks it
+            # was saving are discarded, and it runs again from there.
+            self._save = None
+            _truncate_cache(cache, req.num_loaded_tokens)
+            if req.valid is not None:
+                req.valid = req.valid[:req.num_loaded_tokens] if req.num_loaded_tokens > 0 else None
 
     @torch.no_grad()
     def generate(self, prompt_ids, max_new_tokens: int = 32, *, load: bool = True, save: bool = True,
