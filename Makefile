@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 20
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Exact Debian 12 packages the build, tests and benchmarks need.
-DEB_PACKAGES := build-essential cmake ninja-build pkg-config \
+DEB_PACKAGES := build-essential cmake ninja-build pkg-config libhiredis-dev python3-yaml \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   liburing-dev librocksdb-dev libspdlog-dev libabsl-dev libgtest-dev libgmock-dev \
   libbenchmark-dev libxxhash-dev libcpp-httplib-dev libtomlplusplus-dev libcli11-dev \

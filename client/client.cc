@@ -127,7 +127,7 @@ void ToProtoShape(const KvShape& s, v1::KvShape* p) {
 
 absl::StatusOr<EntryInfo> FromProtoEntry(const v1::EntryInfo& e) {
   EntryInfo out;
-  if (e.tier() < 0 || e.tier() > 2) return absl::InternalError("server sent an unknown tier");
+  if (e.tier() < 0 || e.tier() > 3) return absl::InternalError("server sent an unknown tier");
   out.tier = static_cast<Tier>(e.tier());
   out.codec = e.codec();
   out.stored_bytes = e.stored_bytes();
@@ -825,7 +825,7 @@ absl::StatusOr<StatsInfo> Client::Stats() {
   StatsInfo out;
   for (const auto& t : resp.tiers()) {
     TierStatsInfo ti;
-    ti.tier = (t.tier() >= 0 && t.tier() <= 2) ? static_cast<Tier>(t.tier()) : Tier::kNone;
+    ti.tier = (t.tier() >= 0 && t.tier() <= 3) ? static_cast<Tier>(t.tier()) : Tier::kNone;
     ti.capacity_bytes = t.capacity_bytes();
     ti.used_bytes = t.used_bytes();
     ti.entries = t.entries();

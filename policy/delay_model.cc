@@ -33,6 +33,7 @@ DelayModel::DelayModel() : options_() {}
 absl::StatusOr<DelayModel> DelayModel::Create(const DelayModelOptions& o) {
   if (auto st = CheckTier("dram", o.dram); !st.ok()) return st;
   if (auto st = CheckTier("ssd", o.ssd); !st.ok()) return st;
+  if (auto st = CheckTier("remote", o.remote); !st.ok()) return st;
   if (!FiniteNonNeg(o.recompute_s_per_token)) {
     return absl::InvalidArgumentError("recompute_s_per_token must be finite and >= 0");
   }
@@ -50,8 +51,16 @@ absl::StatusOr<DelayModel> DelayModel::Create(const DelayModelOptions& o) {
 }
 
 double DelayModel::LoadDelay(Tier tier, uint64_t stored_bytes) const {
-  const TierParams& t = tier == Tier::kDram ? options_.dram : options_.ssd;
+  const TierParams& t = tier == Tier::kDram ? options_.dram
+                       : tier == Tier::kSsd ? options_.ssd
+                                            : options_.remote;
   return t.latency_s + static_cast<double>(stored_bytes) / t.bandwidth_Bps;
+}
+
+double DelayModel::MissCost(uint32_t tokens, uint64_t raw_bytes) const {
+  const double recompute = options_.recompute_s_per_token * tokens;
+  if (!options_.remote_backs_misses) return recompute;
+  return std::min(recompute, LoadDelay(Tier::kRemote, raw_bytes));
 }
 
 double DelayModel::DecodeDelay(CodecId family, uint64_t raw_bytes) const {

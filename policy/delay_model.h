@@ -32,6 +32,12 @@ struct DelayModelOptions {
   TierParams dram{20e-6, 25e9};
   // NVMe Gen4 read with O_DIRECT, then the same PCIe hop (~5 GB/s end to end).
   TierParams ssd{100e-6, 5e9};
+  // The remote tier (Redis over the network, then the same PCIe hop). With
+  // remote_backs_misses, an entry the local tiers drop is still a remote hit (the daemon
+  // writes its Puts through), so a miss costs min(recompute, a remote load of the raw
+  // bytes) instead of the recompute.
+  TierParams remote{500e-6, 1e9};
+  bool remote_backs_misses = false;
   // Prefill of an 8B model on one H100 at long context: ~20k tokens/s.
   double recompute_s_per_token = 50e-6;
   // GPU decode throughput per codec family in decoded (raw) bytes/s, indexed by CodecId.
@@ -65,7 +71,8 @@ class DelayModel {
   double Delay(Tier tier, CodecId family, uint64_t stored_bytes, uint64_t raw_bytes) const {
     return LoadDelay(tier, stored_bytes) + DecodeDelay(family, raw_bytes);
   }
-  double MissCost(uint32_t tokens) const { return options_.recompute_s_per_token * tokens; }
+  // Cost of an entry no local tier holds: recompute, or a remote load (see above).
+  double MissCost(uint32_t tokens, uint64_t raw_bytes) const;
   const DelayModelOptions& options() const { return options_; }
 
  private:

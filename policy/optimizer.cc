@@ -380,7 +380,7 @@ static void PrepareClasses(const PolicyInput& in, AdaptiveOptimizer::State& st) 
     st.order_begin.push_back(static_cast<uint32_t>(st.order.size()));
     st.order_len.push_back(static_cast<uint32_t>(ord.size()));
     st.order.insert(st.order.end(), ord.begin(), ord.end());
-    st.miss[c] = in.delay.MissCost(sc.tokens);
+    st.miss[c] = in.delay.MissCost(sc.tokens, sc.raw_bytes);
   }
 }
 

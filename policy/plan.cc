@@ -130,7 +130,7 @@ bool Reachable(const PolicyInput& in, size_t i, ConfigIndex to) {
 double PlacementCost(const PolicyInput& in, size_t i, Placement p) {
   const EntryInput& e = in.entries[i];
   const SizeClass& sc = in.classes[e.size_class];
-  if (p.tier == Tier::kNone) return in.delay.MissCost(sc.tokens);
+  if (p.tier == Tier::kNone) return in.delay.MissCost(sc.tokens, sc.raw_bytes);
   return in.delay.Delay(p.tier, in.configs[p.config].family, sc.bytes[p.config], sc.raw_bytes) +
          in.namespaces[e.ns].alpha * in.QLoss(i, p.config);
 }

@@ -79,6 +79,15 @@ struct ServerConfig {
   bool ssd_flush_on_shutdown = true;        // write DRAM-only entries to SSD on SIGTERM
   uint32_t ssd_flush_timeout_ms = 10'000;   // bound of that flush
   bool SsdOn() const { return ssd_enabled && !ssd_dir.empty(); }
+  // [remote] (docs/operations.md "Remote tier")
+  std::string remote_nodes;                 // "host:port,host:port" seeds; "" = no remote tier
+  std::string remote_password_file;         // file holding the Redis password; "" = none
+  std::string remote_write_mode = "write-through";  // off | write-through | on-eviction
+  uint32_t remote_timeout_ms = 100;         // bound of each Redis socket operation
+  uint64_t remote_max_value_bytes = 64ull << 20;
+  uint64_t remote_queue_bytes = 256ull << 20;
+  std::string remote_key_prefix = "adaptcache:v1:";
+  bool RemoteOn() const { return !remote_nodes.empty(); }
   // Resolved worker-thread count of the unary RPCs.
   uint32_t ThreadCount() const;
   // [codec] and [namespaces."name"]
@@ -101,6 +110,9 @@ struct ServerConfig {
   std::string policy_dram_gbps = "25";
   std::string policy_ssd_latency_us = "100";
   std::string policy_ssd_gbps = "5";
+  // "auto" = the remote tier's round trip and bandwidth measured at start-up.
+  std::string policy_remote_latency_us = "auto";
+  std::string policy_remote_gbps = "auto";
   std::string policy_recompute_us_per_token = "50";
   std::string policy_decode_csv;      // CUDA benchmark CSV with decode GB/s per config
 

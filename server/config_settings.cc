@@ -315,6 +315,58 @@ std::vector<Setting> BuildSettings() {
                             "Codec config for namespaces without their own", &ServerConfig::default_codec,
                             CheckCodec));
   // [policy] (server/policy_runner.h)
+  s.push_back(StringSetting("remote", "nodes", "remote-nodes",
+                            "Redis Cluster (or standalone Redis) seed nodes of the shared remote "
+                            "tier, comma-separated host:port; \"\" = no remote tier",
+                            &ServerConfig::remote_nodes, [](const std::string& v) -> absl::Status {
+                              for (absl::string_view n : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+                                std::string host;
+                                int port = 0;
+                                if (auto st = ParseHostPort(std::string(absl::StripAsciiWhitespace(n)), &host, &port);
+                                    !st.ok()) {
+                                  return st;
+                                }
+                                if (port == 0) return absl::InvalidArgumentError("port 0 is not a Redis node");
+                              }
+                              return absl::OkStatus();
+                            }));
+  s.push_back(StringSetting("remote", "password_file", "remote-password-file",
+                            "File holding the Redis password (AUTH; e.g. a mounted Secret); "
+                            "\"\" = no AUTH",
+                            &ServerConfig::remote_password_file, CheckAbsPathOrEmpty));
+  s.push_back(StringSetting("remote", "write_mode", "remote-write-mode",
+                            "What the daemon writes to the remote tier: off (read only), "
+                            "write-through (every Put, asynchronously) or on-eviction (DRAM "
+                            "victims)",
+                            &ServerConfig::remote_write_mode, [](const std::string& v) -> absl::Status {
+                              if (v == "off" || v == "write-through" || v == "on-eviction") {
+                                return absl::OkStatus();
+                              }
+                              return absl::InvalidArgumentError(
+                                  "must be off, write-through or on-eviction");
+                            }));
+  s.push_back(UintSetting("remote", "timeout_ms", "remote-timeout-ms",
+                          "Bound of every Redis connect, read and write; a node that fails is "
+                          "skipped for a back-off (250 ms doubling to 5 s)",
+                          &ServerConfig::remote_timeout_ms, 1, 60'000));
+  s.push_back(BytesSetting("remote", "max_value_bytes", "remote-max-value-bytes",
+                           "Containers larger than this are never sent to the remote tier",
+                           &ServerConfig::remote_max_value_bytes, 4 * kKiB, 512 * kMiB));
+  s.push_back(BytesSetting("remote", "queue_bytes", "remote-queue-bytes",
+                           "Bytes of queued remote writes; writes over it are dropped",
+                           &ServerConfig::remote_queue_bytes, 1 * kMiB, 64 * kGiB));
+  s.push_back(StringSetting("remote", "key_prefix", "remote-key-prefix",
+                            "Prefix of every Redis key the daemon writes (daemons sharing "
+                            "entries must use the same one)",
+                            &ServerConfig::remote_key_prefix, [](const std::string& v) -> absl::Status {
+                              if (v.empty() || v.size() > 64) {
+                                return absl::InvalidArgumentError("must be 1..64 bytes");
+                              }
+                              if (v.find_first_of("{} \t\r\n") != std::string::npos) {
+                                return absl::InvalidArgumentError("must not hold braces or whitespace");
+                              }
+                              return absl::OkStatus();
+                            }));
   s.push_back(StringSetting(
       "policy", "name", "policy",
       "Placement policy run by the mover: none, adaptive, lru-raw, greedy-downgrade or "
@@ -346,6 +398,11 @@ std::vector<Setting> BuildSettings() {
       return absl::InvalidArgumentError(allow_inf ? "must be a number or \"inf\""
                                                   : "must be a finite number");
     };
+  };
+  auto auto_or_number = [](const std::string& v) -> absl::Status {
+    double d = 0;
+    if (v == "auto" || (absl::SimpleAtod(v, &d) && std::isfinite(d) && d >= 0)) return absl::OkStatus();
+    return absl::InvalidArgumentError("must be \"auto\" or a number >= 0");
   };
   s.push_back(StringSetting("policy", "alpha", "policy-alpha",
                             "Delay seconds one unit of expected quality loss is worth (>= 0)",
@@ -389,6 +446,14 @@ std::vector<Setting> BuildSettings() {
   s.push_back(StringSetting("policy", "ssd_gbps", "policy-ssd-gbps",
                             "Delay model: SSD -> GPU bandwidth in GB/s",
                             &ServerConfig::policy_ssd_gbps, number(false)));
+  s.push_back(StringSetting("policy", "remote_latency_us", "policy-remote-latency-us",
+                            "Delay model: fixed cost of loading one entry from the remote tier; "
+                            "auto = the round trip measured at start-up",
+                            &ServerConfig::policy_remote_latency_us, auto_or_number));
+  s.push_back(StringSetting("policy", "remote_gbps", "policy-remote-gbps",
+                            "Delay model: remote tier -> GPU bandwidth in GB/s; auto = measured "
+                            "at start-up (1 MiB values), capped by dram_gbps",
+                            &ServerConfig::policy_remote_gbps, auto_or_number));
   s.push_back(StringSetting("policy", "recompute_us_per_token", "policy-recompute-us-per-token",
                             "Delay model: prefill time per token, the cost of a miss",
                             &ServerConfig::policy_recompute_us_per_token, number(false)));

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "common/key.h"
 #include "server/config.h"
@@ -165,9 +166,13 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view origin, Serv
     bool known_section = false;
     for (const auto& s : AllSettings()) known_section |= s.section == section;
     if (!known_section) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(section_node, origin), "unknown section [", section,
-                       "] (known: server, pool, leases, limits, codec, namespaces)"));
+      std::vector<std::string> known;
+      for (const auto& s : AllSettings()) {
+        if (std::find(known.begin(), known.end(), s.section) == known.end()) known.push_back(s.section);
+      }
+      known.push_back("namespaces");
+      return absl::InvalidArgumentError(absl::StrCat(Where(section_node, origin), "unknown section [",
+                                                     section, "] (known: ", absl::StrJoin(known, ", "), ")"));
     }
     for (auto&& [k, v] : *table) {
       const std::string key(k.str());

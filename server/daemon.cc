@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -301,6 +302,32 @@ std::chrono::milliseconds StartupProgressInterval() {
   return std::chrono::milliseconds(2000);
 }
 
+absl::StatusOr<RemoteTierOptions> RemoteOptionsFrom(const ServerConfig& cfg) {
+  RemoteTierOptions o;
+  for (absl::string_view n : absl::StrSplit(cfg.remote_nodes, ',', absl::SkipWhitespace())) {
+    o.nodes.emplace_back(absl::StripAsciiWhitespace(n));
+  }
+  if (!cfg.remote_password_file.empty()) {
+    std::ifstream in(cfg.remote_password_file);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read password_file '", cfg.remote_password_file, "'"));
+    }
+    std::getline(in, o.password);
+    while (!o.password.empty() && (o.password.back() == '\r' || o.password.back() == ' ')) {
+      o.password.pop_back();
+    }
+  }
+  auto mode = ParseRemoteWriteMode(cfg.remote_write_mode);
+  if (!mode.ok()) return mode.status();
+  o.write_mode = *mode;
+  o.timeout_ms = cfg.remote_timeout_ms;
+  o.max_value_bytes = cfg.remote_max_value_bytes;
+  o.queue_bytes = cfg.remote_queue_bytes;
+  o.key_prefix = cfg.remote_key_prefix;
+  return o;
+}
+
 absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(ServerConfig& cfg) {
   DramTierOptions opts;
   opts.capacity_bytes = cfg.pool_bytes;
@@ -320,6 +347,11 @@ absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(ServerConfig& cfg) {
   }
   topts.promote_after_hits = cfg.ssd_promote_after_hits;
   topts.demote_on_evict = cfg.ssd_demote_on_evict;
+  if (cfg.RemoteOn()) {
+    auto ro = RemoteOptionsFrom(cfg);
+    if (!ro.ok()) return WithPrefix("remote tier: ", ro.status());
+    topts.remote = std::move(*ro);
+  }
   topts.describe = DescribeWithCodec;
   auto tm = TierManager::Create(std::move(topts));
   if (!tm.ok()) return WithPrefix("cannot create the storage tiers: ", tm.status());
@@ -344,6 +376,11 @@ void LogTiers(const TierManager& tiers, const ServerConfig& cfg) {
   } else {
     spdlog::info("no SSD tier ({}): DRAM evictions are losses",
                  cfg.ssd_dir.empty() ? "ssd.dir = \"\"" : "ssd.enabled = false");
+  }
+  if (const auto rs = tiers.RemoteStats()) {
+    spdlog::info("remote tier: Redis {} ({} masters in the slot map, {}), write mode {}",
+                 cfg.remote_nodes, rs->nodes, rs->up ? "reachable" : "NOT reachable yet",
+                 cfg.remote_write_mode);
   }
   const auto& ps = tiers.pool_status();
   spdlog::debug("pool {} ({} bytes, id {}): mlock {}, huge pages {} (shmem mode '{}')",

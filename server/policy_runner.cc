@@ -47,6 +47,14 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
     }
     quality_ = std::move(*q);
   }
+  if (const auto link = tm_->RemoteLinkInfo(); link && link->measured) {
+    // Remote -> host DRAM, then the DRAM -> GPU hop: the two run one after the other.
+    policy::TierParams& r = opts_.delay.remote;
+    if (opts_.remote_latency_auto) r.latency_s = link->latency_s + opts_.delay.dram.latency_s;
+    if (opts_.remote_bandwidth_auto) {
+      r.bandwidth_Bps = 1.0 / (1.0 / link->bandwidth_Bps + 1.0 / opts_.delay.dram.bandwidth_Bps);
+    }
+  }
   if (auto d = policy::DelayModel::Create(opts_.delay); !d.ok()) return d.status();
   const policy::DelayModelOptions& dm = opts_.delay;
   spdlog::info(
@@ -55,6 +63,11 @@ absl::Status PolicyRunner::Init(MetricsRegistry* registry) {
       opts_.policy, dm.dram.latency_s * 1e6, dm.dram.bandwidth_Bps / 1e9, dm.ssd.latency_s * 1e6,
       dm.ssd.bandwidth_Bps / 1e9, dm.recompute_s_per_token * 1e6, dm.decode_Bps[1] / 1e9,
       dm.decode_Bps[2] / 1e9, dm.decode_Bps[3] / 1e9, dm.decode_Bps[4] / 1e9);
+  if (tm_->HasRemote()) {
+    spdlog::info("policy {}: remote tier {:.0f} us + {:.2f} GB/s{}", opts_.policy,
+                 dm.remote.latency_s * 1e6, dm.remote.bandwidth_Bps / 1e9,
+                 dm.remote_backs_misses ? "; a local miss is a remote load (write-through)" : "");
+  }
 
   if (auto st = BuildConfigSpace(); !st.ok()) return st;
   mover_ = std::make_unique<Mover>(tm_, opts_.mover);

@@ -64,6 +64,9 @@ struct PolicyRunnerOptions {
   std::map<uint64_t, policy::QualityBudget> ns_budgets;  // by NamespaceId
   std::string calibration_file;      // "" = loss is the proxy itself
   policy::DelayModelOptions delay;
+  // Take delay.remote from the remote tier's start-up measurement when it has one.
+  bool remote_latency_auto = false;
+  bool remote_bandwidth_auto = false;
   std::chrono::milliseconds interval{5000};  // 0 = no thread (call RunOnce)
   double dram_fraction = 0.85;       // of the pool the plan may fill
   double ssd_fraction = 0.9;         // of the SSD capacity the plan may fill

@@ -22,6 +22,12 @@ absl::StatusOr<double> ParseNumber(const std::string& what, const std::string& v
 
 }  // namespace
 
+namespace {
+// Used until (or when nothing) measures the remote link.
+const std::string kDefaultRemoteLatencyUs = "500";
+const std::string kDefaultRemoteGbps = "1";
+}  // namespace
+
 absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& cfg) {
   PolicyRunnerOptions o;
   o.policy = cfg.policy;
@@ -80,6 +86,10 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
   o.mover.ssd_bytes_per_s = cfg.mover_ssd_write_budget;
   o.mover.keep_master = cfg.mover_keep_master;
   o.transcode_puts = cfg.policy_admission;
+  // "auto": the remote link measured at start-up fills them in (PolicyRunner::Start).
+  o.remote_latency_auto = cfg.policy_remote_latency_us == "auto";
+  o.remote_bandwidth_auto = cfg.policy_remote_gbps == "auto";
+  o.delay.remote_backs_misses = cfg.RemoteOn() && cfg.remote_write_mode == "write-through";
   // The delay model: every figure finite and > 0 (latencies >= 0).
   struct {
     const char* what;
@@ -94,6 +104,10 @@ absl::StatusOr<PolicyRunnerOptions> PolicyRunnerOptionsFrom(const ServerConfig& 
       {"policy ssd_gbps", cfg.policy_ssd_gbps, 1e9, &o.delay.ssd.bandwidth_Bps, false},
       {"policy recompute_us_per_token", cfg.policy_recompute_us_per_token, 1e-6,
        &o.delay.recompute_s_per_token, true},
+      {"policy remote_latency_us", o.remote_latency_auto ? kDefaultRemoteLatencyUs : cfg.policy_remote_latency_us,
+       1e-6, &o.delay.remote.latency_s, true},
+      {"policy remote_gbps", o.remote_bandwidth_auto ? kDefaultRemoteGbps : cfg.policy_remote_gbps, 1e9,
+       &o.delay.remote.bandwidth_Bps, false},
   };
   for (const auto& d : delay) {
     auto v = ParseNumber(d.what, d.v);

@@ -61,7 +61,9 @@ absl::StatusOr<EntryKey> CacheService::ParseKey(uint64_t ns_id, const std::strin
 
 void CacheService::FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes,
                                  v1::EntryInfo* info, Tier tier) const {
-  info->set_tier(tier == Tier::kSsd ? v1::TIER_SSD : v1::TIER_DRAM);
+  info->set_tier(tier == Tier::kSsd      ? v1::TIER_SSD
+                 : tier == Tier::kRemote ? v1::TIER_REMOTE
+                                         : v1::TIER_DRAM);
   info->set_codec(meta.codec);
   info->set_stored_bytes(stored_bytes);
   info->set_raw_bytes(meta.raw_bytes);
@@ -96,14 +98,15 @@ absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
   return out;
 }
 
-bool CacheService::LocateInto(const EntryKey& key, v1::EntryInfo* info) {
-  const Location loc = tm_->Locate(key);
+bool CacheService::LocateInto(const Location& loc, v1::EntryInfo* info) {
   metrics_->CountLookup(loc.tier != Tier::kNone);
   if (loc.tier == Tier::kNone) {
     info->set_tier(v1::TIER_NONE);
     return false;
   }
-  (loc.tier == Tier::kSsd ? lookup_hits_ssd_ : lookup_hits_dram_)
+  (loc.tier == Tier::kSsd      ? lookup_hits_ssd_
+   : loc.tier == Tier::kRemote ? lookup_hits_remote_
+                               : lookup_hits_dram_)
       .fetch_add(1, std::memory_order_relaxed);
   // An SSD entry not read since a restart has no shape yet (docs/api.md).
   FillEntryInfo(loc.meta, loc.meta.stored_bytes, info, loc.tier);
@@ -117,8 +120,8 @@ grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest*
   if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
   bool prefix = true;
   uint32_t prefix_hits = 0;
-  for (const auto& k : *keys) {
-    prefix = LocateInto(k, resp->add_entries()) && prefix;
+  for (const Location& loc : tm_->LocateMany(*keys)) {
+    prefix = LocateInto(loc, resp->add_entries()) && prefix;
     if (prefix) ++prefix_hits;
   }
   resp->set_prefix_hits(prefix_hits);
@@ -134,7 +137,9 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
   uint32_t leased = 0, prefix_hits = 0;
   bool leasing = true, prefix = true;
   int64_t expires = 0;
-  for (const auto& k : *keys) {
+  size_t first_unleased = keys->size();  // keys from here on are only looked up
+  for (size_t i = 0; i < keys->size(); ++i) {
+    const EntryKey& k = (*keys)[i];
     auto* info = resp->add_entries();
     if (leasing) {
       auto tl = tm_->Get(k, lease_ms);
@@ -162,8 +167,17 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePref
         continue;
       }
     }
-    prefix = LocateInto(k, info) && prefix;
-    if (prefix) ++prefix_hits;
+    first_unleased = i;
+    break;
+  }
+  if (first_unleased < keys->size()) {
+    const auto rest = std::span<const EntryKey>(*keys).subspan(first_unleased);
+    const auto locs = tm_->LocateMany(rest);
+    for (size_t j = 0; j < locs.size(); ++j) {
+      auto* info = j == 0 ? resp->mutable_entries(static_cast<int>(first_unleased)) : resp->add_entries();
+      prefix = LocateInto(locs[j], info) && prefix;
+      if (prefix) ++prefix_hits;
+    }
   }
   resp->set_leased(leased);
   resp->set_prefix_hits(prefix_hits);

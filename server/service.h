@@ -128,7 +128,7 @@ class CacheService final : public ServiceBase {
                                                    const google::protobuf::RepeatedPtrField<std::string>& keys,
                                                    const char* rpc) const;
   // Lookup's answer for one key; returns whether it hit.
-  bool LocateInto(const EntryKey& key, v1::EntryInfo* info);
+  bool LocateInto(const Location& loc, v1::EntryInfo* info);
   void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
                      Tier tier = Tier::kDram) const;
   void NoteAccess(const EntryKey& key) {
@@ -153,7 +153,7 @@ class CacheService final : public ServiceBase {
   WorkPool readers_;   // a Get's tier lookup that missed DRAM (may read the SSD)
   WorkPool encoders_;  // a streamed Put's encode and commit
   // Lookup keys found, by tier (TierStats.hits = these + Gets served from the tier).
-  std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0};
+  std::atomic<uint64_t> lookup_hits_dram_{0}, lookup_hits_ssd_{0}, lookup_hits_remote_{0};
 
   std::mutex pending_mu_;
   absl::flat_hash_map<uint64_t, PendingReservation> pending_;  // by reservation id

@@ -9,7 +9,7 @@ namespace {
 
 // The children the collector sets, resolved once at registration.
 struct TierGauges {
-  Counter* hits[2];
+  Counter* hits[3];
   Gauge* entries[2];
   Gauge* bytes[2];
   Gauge* capacity[2];
@@ -33,13 +33,27 @@ struct TierGauges {
   Counter* rejected[3];  // cold, budget, queue_full
   Gauge* segments[3];    // total, in_use, failed
   Gauge* write_amp;
+  // remote tier
+  Gauge* r_enabled;
+  Gauge* r_up;
+  Gauge* r_nodes;
+  Gauge* r_queue_bytes;
+  Counter* r_hits;
+  Counter* r_misses;
+  Counter* r_lookups[2];  // hit, miss
+  Counter* r_errors[4];   // lookup, get, set, del
+  Counter* r_checksum;
+  Counter* r_writes[4];   // written, dropped, too_large, failed
+  Counter* r_write_bytes;
+  Counter* r_read_bytes;
+  Counter* r_refreshes;
 };
 
 }  // namespace
 
 absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
   auto g = std::make_shared<TierGauges>();
-  const char* tiers[2] = {"dram", "ssd"};
+  const char* tiers[3] = {"dram", "ssd", "remote"};
   auto counter = [&](const char* name, const char* help, std::vector<std::string> labels,
                      std::vector<std::vector<std::string>> values,
                      std::vector<Counter**> out) -> absl::Status {
@@ -67,7 +81,8 @@ absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
 #define AC_TRY(expr)                      \
   if (auto st = (expr); !st.ok()) return st
   AC_TRY(counter("adaptcache_tier_hits_total", "Gets served, by the tier the entry was found in.",
-                 {"tier"}, {{tiers[0]}, {tiers[1]}}, {&g->hits[0], &g->hits[1]}));
+                 {"tier"}, {{tiers[0]}, {tiers[1]}, {tiers[2]}},
+                 {&g->hits[0], &g->hits[1], &g->hits[2]}));
   AC_TRY(counter("adaptcache_tier_misses_total", "Gets that found the entry in no tier.", {}, {},
                  {&g->misses}));
   AC_TRY(gauge("adaptcache_tier_entries", "Entries per tier (an entry may be in both).", {"tier"},
@@ -127,6 +142,40 @@ absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
                {&g->segments[0], &g->segments[1], &g->segments[2]}));
   AC_TRY(gauge("adaptcache_ssd_write_amplification",
                "Device bytes written per user byte committed.", {}, {}, {&g->write_amp}));
+  AC_TRY(gauge("adaptcache_remote_enabled", "1 when a remote tier (Redis) is configured.", {}, {},
+               {&g->r_enabled}));
+  AC_TRY(gauge("adaptcache_remote_up",
+               "1 when the remote tier's slot map is complete and no master is backing off.", {},
+               {}, {&g->r_up}));
+  AC_TRY(gauge("adaptcache_remote_nodes", "Redis masters in the remote tier's slot map.", {}, {},
+               {&g->r_nodes}));
+  AC_TRY(gauge("adaptcache_remote_queue_bytes", "Bytes of remote writes queued.", {}, {},
+               {&g->r_queue_bytes}));
+  AC_TRY(counter("adaptcache_remote_hits_total", "Gets served from the remote tier.", {}, {},
+                 {&g->r_hits}));
+  AC_TRY(counter("adaptcache_remote_misses_total",
+                 "Gets that missed every local tier and the remote tier.", {}, {}, {&g->r_misses}));
+  AC_TRY(counter("adaptcache_remote_lookups_total", "Keys looked up in the remote tier.",
+                 {"result"}, {{"hit"}, {"miss"}}, {&g->r_lookups[0], &g->r_lookups[1]}));
+  AC_TRY(counter("adaptcache_remote_errors_total",
+                 "Remote calls that failed (timeout, unreachable, error reply), by operation.",
+                 {"op"}, {{"lookup"}, {"get"}, {"set"}, {"del"}},
+                 {&g->r_errors[0], &g->r_errors[1], &g->r_errors[2], &g->r_errors[3]}));
+  AC_TRY(counter("adaptcache_remote_checksum_failures_total",
+                 "Remote values whose container check failed (served as misses).", {}, {},
+                 {&g->r_checksum}));
+  AC_TRY(counter("adaptcache_remote_writes_total",
+                 "Remote writes by outcome: written, dropped (queue full or superseded), "
+                 "too_large, failed.",
+                 {"result"}, {{"written"}, {"dropped"}, {"too_large"}, {"failed"}},
+                 {&g->r_writes[0], &g->r_writes[1], &g->r_writes[2], &g->r_writes[3]}));
+  AC_TRY(counter("adaptcache_remote_write_bytes_total", "Container bytes written to the remote tier.",
+                 {}, {}, {&g->r_write_bytes}));
+  AC_TRY(counter("adaptcache_remote_read_bytes_total", "Container bytes read from the remote tier.",
+                 {}, {}, {&g->r_read_bytes}));
+  AC_TRY(counter("adaptcache_remote_topology_refreshes_total",
+                 "Slot-map refreshes (start-up, MOVED, failed nodes, every 10 s).", {}, {},
+                 {&g->r_refreshes}));
 #undef AC_TRY
 
   r->AddCollector([g, tm] {
@@ -146,6 +195,25 @@ absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
     g->demoting_bytes->Set(static_cast<double>(s.demoting_bytes));
     g->masters->Set(static_cast<double>(s.master_entries));
     g->ssd_read_bytes->Set(s.ssd_read_bytes);
+    g->hits[2]->Set(s.remote_hits);
+    g->r_enabled->Set(s.remote ? 1 : 0);
+    if (s.remote) {
+      const RemoteTierStats& rs = *s.remote;
+      g->r_up->Set(rs.up ? 1 : 0);
+      g->r_nodes->Set(rs.nodes);
+      g->r_queue_bytes->Set(static_cast<double>(rs.queue_bytes));
+      g->r_hits->Set(rs.hits);
+      g->r_misses->Set(rs.misses);
+      g->r_lookups[0]->Set(rs.lookup_hits);
+      g->r_lookups[1]->Set(rs.lookup_misses);
+      for (int i = 0; i < 4; ++i) g->r_errors[i]->Set(rs.errors[i]);
+      g->r_checksum->Set(rs.checksum_failures);
+      const uint64_t w[4] = {rs.written, rs.dropped, rs.too_large, rs.write_failed};
+      for (int i = 0; i < 4; ++i) g->r_writes[i]->Set(w[i]);
+      g->r_write_bytes->Set(rs.write_bytes);
+      g->r_read_bytes->Set(rs.read_bytes);
+      g->r_refreshes->Set(rs.refreshes);
+    }
     if (!s.ssd) return;
     const SsdTierStats& d = *s.ssd;
     g->entries[1]->Set(static_cast<double>(d.entries));

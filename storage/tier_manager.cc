@@ -59,6 +59,11 @@ absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(TierManagerOpti
     }
     tm->ssd_ = std::move(*ssd);
   }
+  if (tm->opts_.remote.has_value()) {
+    auto remote = RemoteTier::Create(*tm->opts_.remote);
+    if (!remote.ok()) return remote.status();
+    tm->remote_ = std::move(*remote);
+  }
   tm->evict_hook_live_.store(true);
   return tm;
 }
@@ -70,6 +75,7 @@ TierManager::~TierManager() {
     ssd_.reset();
   }
   dram_.reset();
+  remote_.reset();  // sends what is still queued (bounded)
 }
 
 TierManager::Stripe& TierManager::StripeOf(const EntryKey& key) {
@@ -144,7 +150,11 @@ void TierManager::EraseSsdCopy(const EntryKey& key, std::optional<uint32_t> keep
 
 void TierManager::OnDramEvict(const EntryKey& key, const EntryMeta& meta, ConstByteSpan bytes) {
   // Runs under the DRAM lock: no DRAM calls, keep it short (one copy, one queue push).
-  if (!evict_hook_live_.load(std::memory_order_acquire) || !ssd_ || !opts_.demote_on_evict) {
+  const bool live = evict_hook_live_.load(std::memory_order_acquire);
+  if (live && remote_ && remote_->write_mode() == RemoteWriteMode::kOnEviction) {
+    (void)remote_->Enqueue(key, bytes);
+  }
+  if (!live || !ssd_ || !opts_.demote_on_evict) {
     evictions_lost_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -257,6 +267,37 @@ Location TierManager::Locate(const EntryKey& key) const {
   return loc;
 }
 
+std::vector<Location> TierManager::LocateMany(std::span<const EntryKey> keys) const {
+  std::vector<Location> out;
+  out.reserve(keys.size());
+  std::vector<EntryKey> missing;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    out.push_back(Locate(keys[i]));
+    if (remote_ && out.back().tier == Tier::kNone) {
+      missing.push_back(keys[i]);
+      where.push_back(i);
+    }
+  }
+  if (missing.empty()) return out;
+  auto heads = remote_->Heads(missing);
+  for (size_t j = 0; j < heads.size(); ++j) {
+    if (!heads[j]) continue;
+    const ContainerHeader& h = *heads[j];
+    auto dtype = DTypeFromCode(h.dtype);
+    if (!dtype.ok() || h.codec > kMaxCodecId) continue;
+    Location& loc = out[where[j]];
+    loc.tier = Tier::kRemote;
+    loc.meta.shape = KvShape{h.layers, h.tokens, h.kv_heads, h.head_dim, *dtype};
+    loc.meta.raw_bytes = loc.meta.shape.Bytes();
+    loc.meta.codec_family = static_cast<CodecId>(h.codec);
+    loc.meta.codec = std::string(CodecFamilyName(loc.meta.codec_family));
+    loc.meta.stored_bytes = h.total_bytes;
+    loc.meta_complete = true;
+  }
+  return out;
+}
+
 void TierManager::LearnSsdHead(const EntryKey& key, const SsdEntryInfo& info, Location* loc) {
   auto head = ssd_->ReadContainerHead(key);
   if (!head.ok()) return;  // stays incomplete; a Get reports the truth
@@ -296,6 +337,10 @@ absl::StatusOr<TierPutResult> TierManager::CommitPut(const EntryKey& key, const 
     // The extent is in flight and ours: it stays valid while PutSync waits.
     r.ssd_status = SsdPutDurable(key, b, o);
     r.durable = r.ssd_status.ok();
+  }
+  if (remote_ && remote_->write_mode() == RemoteWriteMode::kWriteThrough) {
+    ByteSpan b = dram_->Bytes(extent);  // still ours: the copy cannot race a reuse
+    if (b.size() == extent.length) (void)remote_->Enqueue(key, b);
   }
   Stripe& s = StripeOf(key);
   std::lock_guard<std::mutex> sl(s.mu);
@@ -435,13 +480,64 @@ absl::StatusOr<TierLease> TierManager::Get(const EntryKey& key, uint32_t lease_m
     anonymous_leases_.fetch_add(1, std::memory_order_relaxed);
     return TierLease{*l, Tier::kSsd, false};
   }
+  if (remote_) {
+    auto r = GetFromRemote(key, lease_ms);
+    if (!absl::IsNotFound(r.status())) return r;
+  }
   misses_.fetch_add(1, std::memory_order_relaxed);
   return absl::NotFoundError("miss: no such entry");
 }
 
+absl::StatusOr<TierLease> TierManager::GetFromRemote(const EntryKey& key, uint32_t lease_ms) {
+  Stripe& s = StripeOf(key);
+  uint64_t version;
+  {
+    std::lock_guard<std::mutex> sl(s.mu);
+    version = s.version;
+  }
+  std::optional<Extent> extent;
+  auto n = remote_->Get(key, [&](uint64_t bytes) -> absl::StatusOr<ByteSpan> {
+    auto e = dram_->Allocate(bytes);
+    if (!e.ok()) return e.status();
+    extent = *e;
+    return dram_->Bytes(*e);
+  });
+  if (!n.ok()) {
+    if (extent) dram_->Free(*extent);
+    return n.status();
+  }
+  const Extent got{extent->offset, *n};
+  auto meta = opts_.describe(dram_->Bytes(got));
+  if (!meta.ok()) {  // checked by the remote tier: only a foreign container gets here
+    dram_->Free(*extent);
+    return absl::NotFoundError("miss: remote value is not a container this daemon knows");
+  }
+  meta->stored_bytes = *n;
+  remote_hits_.fetch_add(1, std::memory_order_relaxed);
+  if (opts_.promote_after_hits > 0) {
+    std::unique_lock<std::mutex> sl(s.mu);
+    if (s.version == version && dram_->Commit(key, got, *meta).ok()) {
+      auto l = dram_->Acquire(key, lease_ms);
+      sl.unlock();
+      if (l.ok()) {
+        promotions_.fetch_add(1, std::memory_order_relaxed);
+        return TierLease{*l, Tier::kRemote, true};
+      }
+      return l.status();  // NotFound: evicted at once; the caller sees a miss
+    }
+  }
+  auto l = dram_->LeaseAnonymous(got, *meta, lease_ms);
+  if (!l.ok()) {
+    dram_->Free(*extent);
+    return l.status();
+  }
+  anonymous_leases_.fetch_add(1, std::memory_order_relaxed);
+  return TierLease{*l, Tier::kRemote, false};
+}
+
 bool TierManager::Delete(const EntryKey& key) {
   Stripe& s = StripeOf(key);
-  std::lock_guard<std::mutex> sl(s.mu);
+  std::unique_lock<std::mutex> sl(s.mu);
   ++s.version;
   bool any = dram_->Erase(key);
   {
@@ -450,6 +546,11 @@ bool TierManager::Delete(const EntryKey& key) {
     ForgetLocked(key);
   }
   if (ssd_) any |= ssd_->Erase(key).ok();
+  sl.unlock();  // no network I/O under the stripe
+  if (remote_) {
+    auto r = remote_->Delete(key);
+    if (r.ok()) any |= *r;
+  }
   return any;
 }
 

@@ -1,5 +1,5 @@
-// The tier manager: one view over the DRAM tier and the (optional) SSD tier
-// (DESIGN.md §6). It moves containers between tiers; it never encodes or decodes them.
+// The tier manager: one view over the DRAM tier, the (optional) SSD tier and the
+// (optional) remote tier (DESIGN.md §6). It moves containers between tiers; it never encodes or decodes them.
 //
 // Placement
 //  - A new entry is committed to DRAM. When DRAM must make room, its LRU victims are
@@ -14,7 +14,14 @@
 //    hit) and leased, or leased as an anonymous extent that is freed at release.
 //  - Put with durable=true writes the container through to SSD and returns only after
 //    the SSD record and its index entry are durable.
-//  - Delete removes the entry from both tiers and cancels in-flight demotions.
+//  - Delete removes the entry from every tier and cancels in-flight demotions.
+//  - Remote tier (storage/remote_tier.h): Get and LocateMany fall through DRAM -> SSD ->
+//    remote. A remote hit is CRC-checked, then committed to DRAM (unless
+//    promote_after_hits is 0: then it is served once through an anonymous lease), so
+//    later hits are local. Writes follow RemoteTierOptions::write_mode: every CommitPut
+//    (write-through) or every DRAM victim (on-eviction) is queued; mover primitives
+//    (Replace, Demote, Evict) never touch the remote tier. Locate, ForEach and the
+//    policy see local copies only.
 //  - Master copy: an entry may have a lossy DRAM copy and a high-fidelity SSD "master"
 //    (Replace with keep_master). Lookup/Get serve the DRAM copy; ReadBest returns the
 //    master; evicting the DRAM copy leaves the master (which then serves).
@@ -47,6 +54,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,6 +66,7 @@
 #include "common/tier.h"
 #include "kernels/container.h"
 #include "storage/dram_tier.h"
+#include "storage/remote_tier.h"
 #include "storage/ssd_tier.h"
 
 namespace adaptcache {
@@ -78,6 +87,8 @@ struct TierManagerOptions {
   // Demote DRAM LRU victims to SSD (else they are dropped, SSD is written only by
   // durable Puts and the mover).
   bool demote_on_evict = true;
+  // The remote tier; absent = local tiers only.
+  std::optional<RemoteTierOptions> remote;
   DescribeContainerFn describe;  // empty = DescribeFromHeader
 };
 
@@ -154,8 +165,10 @@ struct SsdFlushResult {
 struct TierManagerStats {
   DramTierStats dram;
   std::optional<SsdTierStats> ssd;
+  std::optional<RemoteTierStats> remote;
   uint64_t dram_hits = 0;          // Gets served from DRAM
   uint64_t ssd_hits = 0;           // Gets served from SSD (incl. demotion buffers)
+  uint64_t remote_hits = 0;        // Gets served from the remote tier
   uint64_t misses = 0;
   uint64_t promotions = 0;         // SSD hits committed to DRAM (Get and Promote)
   uint64_t anonymous_leases = 0;   // SSD hits served without promotion
@@ -204,7 +217,11 @@ class TierManager {
   size_t ReapExpired() { return dram_->ReapExpired(); }
 
   // ---- request path ----
+  // Local tiers only (the policy and the mover use it; no network I/O).
   Location Locate(const EntryKey& key) const;
+  // Locate of every key, then one pipelined remote round trip for the keys that no
+  // local tier holds (tier kRemote: shape and codec family from the container header).
+  std::vector<Location> LocateMany(std::span<const EntryKey> keys) const;
   // Publishes the container in `extent` (in flight, from Allocate or TakeReservation)
   // under `key`. On success the extent belongs to the DRAM tier; on error the caller
   // still owns it.
@@ -216,7 +233,7 @@ class TierManager {
   // and no miss is counted). Never does I/O, so threads that must not block may call it.
   absl::StatusOr<TierLease> GetFromDram(const EntryKey& key, uint32_t lease_ms);
   bool Release(uint64_t lease_id) { return dram_->Release(lease_id); }
-  // Removes the key from both tiers; true if any copy existed.
+  // Removes the key from every tier; true if any copy existed.
   bool Delete(const EntryKey& key);
 
   // ---- mover primitives ----
@@ -256,6 +273,10 @@ class TierManager {
   DramTierStats DramStats() const { return dram_->Stats(); }
   std::optional<SsdTierStats> SsdStats() const;  // nullopt without an SSD tier
   bool HasSsd() const { return ssd_ != nullptr; }
+  bool HasRemote() const { return remote_ != nullptr; }
+  std::optional<RemoteTierStats> RemoteStats() const;  // nullopt without a remote tier
+  // The remote tier's link as measured at start-up; nullopt without one.
+  std::optional<RemoteLink> RemoteLinkInfo() const;
   // Leases outstanding on the key's DRAM copy; 0 if not in DRAM. No lease taken, LRU
   // order untouched.
   uint32_t DramLeases(const EntryKey& key) const;
@@ -267,6 +288,7 @@ class TierManager {
 
   // ---- tests and benchmarks only (e.g. to Flush): the server uses the methods above ----
   SsdTier* ssd_for_testing() const { return ssd_.get(); }  // nullptr when disabled
+  RemoteTier* remote_for_testing() const { return remote_.get(); }
 
  private:
   struct Demotion {
@@ -304,6 +326,8 @@ class TierManager {
   absl::StatusOr<std::pair<Extent, EntryMeta>> ReadSsdIntoDram(const EntryKey& key,
                                                                SsdEntryInfo* info);
   absl::StatusOr<std::pair<Extent, EntryMeta>> CopyDemotionIntoDram(const EntryKey& key);
+  // A remote hit, committed to DRAM and leased (or leased anonymously). NotFound on a miss.
+  absl::StatusOr<TierLease> GetFromRemote(const EntryKey& key, uint32_t lease_ms);
   absl::Status SsdPutDurable(const EntryKey& key, ConstByteSpan bytes, const SsdPutOptions& o);
   // Erases the SSD copy unless it has `keep_crc`; with no arguments erases always.
   void EraseSsdCopy(const EntryKey& key, std::optional<uint32_t> keep_crc = std::nullopt);
@@ -311,6 +335,7 @@ class TierManager {
   TierManagerOptions opts_;
   std::unique_ptr<DramTier> dram_;
   std::unique_ptr<SsdTier> ssd_;
+  std::unique_ptr<RemoteTier> remote_;
   std::atomic<bool> evict_hook_live_{false};
   std::array<Stripe, kStripes> stripes_;
 
@@ -325,7 +350,7 @@ class TierManager {
   std::atomic<uint64_t> dram_hits_{0}, ssd_hits_{0}, misses_{0}, promotions_{0},
       anonymous_leases_{0}, demotions_queued_{0}, demotions_done_{0}, demotions_failed_{0},
       demotions_clean_{0}, demotions_refused_{0}, evictions_lost_{0}, ssd_read_bytes_{0},
-      ssd_read_errors_{0}, durable_puts_{0};
+      ssd_read_errors_{0}, durable_puts_{0}, remote_hits_{0};
 };
 
 }  // namespace adaptcache

@@ -354,6 +354,16 @@ std::optional<SsdTierStats> TierManager::SsdStats() const {
   return ssd_->Stats();
 }
 
+std::optional<RemoteTierStats> TierManager::RemoteStats() const {
+  if (!remote_) return std::nullopt;
+  return remote_->Stats();
+}
+
+std::optional<RemoteLink> TierManager::RemoteLinkInfo() const {
+  if (!remote_) return std::nullopt;
+  return remote_->link();
+}
+
 uint32_t TierManager::DramLeases(const EntryKey& key) const {
   auto v = dram_->Inspect(key);
   return v ? v->leases : 0;
@@ -363,9 +373,11 @@ TierManagerStats TierManager::Stats() const {
   TierManagerStats s;
   s.dram = dram_->Stats();
   if (ssd_) s.ssd = ssd_->Stats();
+  if (remote_) s.remote = remote_->Stats();
   auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.dram_hits = ld(dram_hits_);
   s.ssd_hits = ld(ssd_hits_);
+  s.remote_hits = ld(remote_hits_);
   s.misses = ld(misses_);
   s.promotions = ld(promotions_);
   s.anonymous_leases = ld(anonymous_leases_);

@@ -334,7 +334,7 @@ absl::StatusOr<Row> RunOne(const Args& a, const Trace& trace, const std::string&
     for (size_t i = 0; i < r.context.size(); ++i) {
       tok += r.context[i].tokens;
       if (i < served) continue;
-      (seen.count(r.context[i].id) ? rec_s : cold_s) += dm.MissCost(r.context[i].tokens);
+      (seen.count(r.context[i].id) ? rec_s : cold_s) += dm.MissCost(r.context[i].tokens, 0);
     }
     // Store what was recomputed plus the request's own chunks (raw; the policy decides).
     std::vector<TraceChunk> to_put;

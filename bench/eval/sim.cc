@@ -59,7 +59,7 @@ class Sim {
         const double pos = static_cast<double>(tok);
         tok += c.tokens;
         const double miss_cost =
-            p_.score ? p_.score->Recompute(pos, pos + c.tokens) : o_.delay.MissCost(c.tokens);
+            p_.score ? p_.score->Recompute(pos, pos + c.tokens) : o_.delay.MissCost(c.tokens, 0);
         auto it = idx_.find(c.id);
         const bool seen = it != idx_.end();
         const uint32_t e = seen ? it->second : NewEntry(c);

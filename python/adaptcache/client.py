@@ -27,7 +27,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 DEFAULT_TARGET = "/tmp/adaptcache/adaptcached.sock"  # the daemon's default socket (cli_app.h)
 DEFAULT_CHUNK_TOKENS = 256
 KEY_BYTES = 16
-TIER_NAMES = {0: None, 1: "dram", 2: "ssd"}
+TIER_NAMES = {0: None, 1: "dram", 2: "ssd", 3: "remote"}
 
 
 def default_target() -> str:
@@ -40,7 +40,7 @@ def default_target() -> str:
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """What the daemon reports about one entry. ``tier`` is "dram", "ssd" or None (a miss);
+    """What the daemon reports about one entry. ``tier`` is "dram", "ssd", "remote" or None (a miss);
     ``shape`` is (2, layers, tokens, kv_heads, head_dim) and ``dtype`` "bf16"/"fp16"/"fp32"
     for a hit (None for a miss or an SSD entry not read since a daemon restart)."""
 

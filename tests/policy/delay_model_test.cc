@@ -22,14 +22,32 @@ TEST(DelayModelTest, FollowsTheFormula) {
   EXPECT_DOUBLE_EQ(m->DecodeDelay(CodecId::kQuant, 500'000'000), 5e-6 + 1e-3);
   EXPECT_DOUBLE_EQ(m->Delay(Tier::kDram, CodecId::kQuant, 20'000'000, 500'000'000),
                    10e-6 + 1e-3 + 5e-6 + 1e-3);
-  EXPECT_DOUBLE_EQ(m->MissCost(256), 256 * 40e-6);
+  EXPECT_DOUBLE_EQ(m->MissCost(256, 32ull << 20), 256 * 40e-6);
+}
+
+TEST(DelayModelTest, ARemoteTierThatHoldsEveryPutCapsTheMissCost) {
+  DelayModelOptions o;
+  o.recompute_s_per_token = 40e-6;
+  o.remote = TierParams{200e-6, 2e9};
+  auto m = DelayModel::Create(o);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->LoadDelay(Tier::kRemote, 2'000'000), 200e-6 + 1e-3);
+  EXPECT_DOUBLE_EQ(m->MissCost(256, 2'000'000), 256 * 40e-6);  // not backed: recompute
+  o.remote_backs_misses = true;
+  m = DelayModel::Create(o);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(m->MissCost(256, 2'000'000), 200e-6 + 1e-3);
+  // A remote load slower than the recompute is never the miss cost.
+  EXPECT_DOUBLE_EQ(m->MissCost(8, 2'000'000'000), 8 * 40e-6);
+  o.remote.bandwidth_Bps = 0;
+  EXPECT_FALSE(DelayModel::Create(o).ok());
 }
 
 TEST(DelayModelTest, DefaultsOrderTheTiers) {
   DelayModel m;
   const uint64_t bytes = 32ull << 20;
   EXPECT_LT(m.LoadDelay(Tier::kDram, bytes), m.LoadDelay(Tier::kSsd, bytes));
-  EXPECT_LT(m.LoadDelay(Tier::kSsd, bytes), m.MissCost(256));
+  EXPECT_LT(m.LoadDelay(Tier::kSsd, bytes), m.MissCost(256, bytes));
 }
 
 TEST(DelayModelTest, RejectsBadOptions) {

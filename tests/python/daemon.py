@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 
 def build_dir() -> str:
@@ -31,6 +32,7 @@ class Daemon:
         self.timeout_s = timeout_s
         self.dir = None
         self.proc = None
+        self.metrics_port = 0
 
     @property
     def socket_path(self) -> str:
@@ -69,10 +71,16 @@ class Daemon:
                 with open(ready, encoding="utf-8") as f:
                     kv = dict(line.strip().split("=", 1) for line in f if "=" in line)
                 if kv.get("pid") == str(self.proc.pid):
+                    self.metrics_port = int(kv.get("metrics_port", "0"))
                     return self
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"adaptcached wrote no ready file in {self.timeout_s} s:\n{self.log()}")
+
+    def scrape(self, path: str = "/metrics") -> str:
+        """GET of the daemon's metrics HTTP endpoint (/metrics, /healthz)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=10) as r:
+            return r.read().decode("utf-8")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

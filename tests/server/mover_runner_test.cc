@@ -290,6 +290,22 @@ TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->configs.size(), 2u);
   EXPECT_DOUBLE_EQ(o->budget.alpha, 0.5);
+  EXPECT_TRUE(o->remote_latency_auto && o->remote_bandwidth_auto);
+  EXPECT_FALSE(o->delay.remote_backs_misses) << "no remote tier configured";
+  {
+    ServerConfig rc = cfg;
+    rc.remote_nodes = "127.0.0.1:6379";
+    rc.policy_remote_gbps = "2";
+    auto ro = PolicyRunnerOptionsFrom(rc);
+    ASSERT_TRUE(ro.ok()) << ro.status();
+    EXPECT_TRUE(ro->delay.remote_backs_misses);
+    EXPECT_FALSE(ro->remote_bandwidth_auto);
+    EXPECT_DOUBLE_EQ(ro->delay.remote.bandwidth_Bps, 2e9);
+    rc.remote_write_mode = "off";
+    EXPECT_FALSE(PolicyRunnerOptionsFrom(rc)->delay.remote_backs_misses);
+    rc.policy_remote_gbps = "0";
+    EXPECT_FALSE(PolicyRunnerOptionsFrom(rc).ok());
+  }
   o->calibration_file = "/nonexistent/calibration.json";
   o->interval = std::chrono::milliseconds(0);
   EXPECT_FALSE(PolicyRunner::Create(*o, tm_.get(), nullptr).ok());
