@@ -184,9 +184,11 @@ TEST_F(RemoteTierTest, WritesReadBackCheckedAndDeletesPropagate) {
   auto heads = r.Heads(keys);
   ASSERT_EQ(heads.size(), 3u);
   ASSERT_TRUE(heads[0].has_value());
-  EXPECT_EQ(heads[0]->total_bytes, raw.size());
+  const uint64_t total0 = heads[0]->total_bytes;  // packed header: copy before comparing
+  EXPECT_EQ(total0, raw.size());
   ASSERT_TRUE(heads[1].has_value());
-  EXPECT_EQ(heads[1]->total_bytes, lossy.size());
+  const uint64_t total1 = heads[1]->total_bytes;
+  EXPECT_EQ(total1, lossy.size());
   EXPECT_FALSE(heads[2].has_value());
 
   for (int i = 0; i < 2; ++i) {
@@ -285,6 +287,44 @@ TEST_F(RemoteTierTest, AnUnreachableClusterCostsBoundedTimeAndNothingElse) {
   const auto st = r.Stats();
   EXPECT_GT(st.errors[0] + st.errors[1], 0u);
   EXPECT_EQ(st.written, 0u);
+}
+
+TEST_F(RemoteTierTest, ASlowClusterTimesOutWithinTheBoundThenRecovers) {
+  auto o = Opts();
+  o.timeout_ms = 100;
+  auto rt = RemoteTier::Create(o);
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  RemoteTier& r = **rt;
+  const auto v = Container(7);
+  ASSERT_TRUE(r.Enqueue(KeyOf(8), v));
+  ASSERT_TRUE(r.Drain(std::chrono::seconds(5)));
+  // Every master stops answering for 1.5 s (connections stay open: a slow Redis).
+  for (int p : cluster_->MasterPorts()) {
+    ASSERT_TRUE(cluster_->Cli(p, {"CLIENT", "PAUSE", "1500", "ALL"}).ok());
+  }
+  const EntryKey k[] = {KeyOf(8)};
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = Clock::now();
+    EXPECT_FALSE(r.Heads(k)[0].has_value());
+    auto g = r.Get(KeyOf(8), [](uint64_t) -> absl::StatusOr<ByteSpan> { return ByteSpan(); });
+    EXPECT_TRUE(absl::IsNotFound(g.status()));
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    EXPECT_LT(s, 0.6) << "two calls, each bounded by one 100 ms socket timeout";
+  }
+  EXPECT_GT(r.Stats().errors[0] + r.Stats().errors[1], 0u);
+  // After the pause and the back-off the same value is a hit again.
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  bool hit = false;
+  while (!hit && Clock::now() < deadline) {
+    std::vector<std::byte> buf;
+    auto n = r.Get(KeyOf(8), [&](uint64_t size) -> absl::StatusOr<ByteSpan> {
+      buf.resize(size);
+      return ByteSpan(buf);
+    });
+    hit = n.ok() && buf == v;
+    if (!hit) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(hit);
 }
 
 TEST_F(RemoteTierTest, AfterAFailoverReadsAreHitsOrMissesNeverWrongBytes) {
