@@ -32,6 +32,15 @@ ParseOutcome ParseCli(int argc, const char* const* argv, CliOptions* o) {
                  "daemon address: socket path, unix:///path, or host:port (default $ADAPTCACHE_TARGET or " +
                      std::string(kDefaultTarget) + ")");
   app.add_option("--timeout-ms", o->timeout_ms, "deadline of each RPC in ms (0 = none)")->capture_default_str();
+  app.add_option("--token-file", o->auth_token_file,
+                 "file holding the bearer token of a daemon with tenants (default $ADAPTCACHE_TOKEN)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", o->tls_ca, "PEM CA bundle of a daemon's TLS port (default $ADAPTCACHE_TLS_CA)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", o->tls_cert, "PEM client certificate for mutual TLS (default $ADAPTCACHE_TLS_CERT)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", o->tls_key, "PEM key of --tls-cert (default $ADAPTCACHE_TLS_KEY)")
+      ->check(CLI::ExistingFile);
 
   auto* put = app.add_subcommand("put", "store a KV tensor, one entry per chunk of tokens");
   AddKeyOptions(put, o, true);

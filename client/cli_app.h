@@ -17,6 +17,9 @@ struct CliOptions {
   std::string command;  // put, get, lookup, delete, stats, health, codecs, decode
   std::string target;   // --target, else $ADAPTCACHE_TARGET, else kDefaultTarget
   uint32_t timeout_ms = 60'000;
+  // A daemon with tenants, or TLS (defaults from $ADAPTCACHE_TOKEN, $ADAPTCACHE_TLS_*).
+  std::string auth_token_file;  // file holding the bearer token
+  std::string tls_ca, tls_cert, tls_key;
 
   // Which keys: a token file hashed with namespace and chunk size, or explicit keys.
   std::string ns;

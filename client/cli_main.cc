@@ -4,6 +4,7 @@
 // cannot be reached, 4 the daemon stayed overloaded through the retries.
 #include <cinttypes>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,16 @@ absl::StatusOr<std::unique_ptr<Client>> Dial(const CliOptions& o) {
   ClientOptions co;
   co.rpc_timeout = std::chrono::milliseconds(o.timeout_ms);
   co.release_batch = 1;
+  if (!o.auth_token_file.empty()) {
+    std::ifstream in(o.auth_token_file);
+    if (!in || !std::getline(in, co.token) || co.token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--token-file ", o.auth_token_file, ": no token in it"));
+    }
+    while (!co.token.empty() && (co.token.back() == '\r' || co.token.back() == ' ')) co.token.pop_back();
+  }
+  co.tls_ca_file = o.tls_ca;
+  co.tls_cert_file = o.tls_cert;
+  co.tls_key_file = o.tls_key;
   return Client::Connect(o.target, co);
 }
 

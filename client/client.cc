@@ -10,11 +10,14 @@
 #include <cerrno>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <functional>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <google/protobuf/wire_format_lite.h>
@@ -88,6 +91,7 @@ grpc::Status CallWithRetry(const ClientOptions& opts,
   for (uint32_t tries = 1;; ++tries) {
     grpc::ClientContext ctx;
     if (deadline != Clock::time_point::max()) ctx.set_deadline(deadline);
+    if (!opts.token.empty()) ctx.AddMetadata("authorization", "Bearer " + opts.token);
     grpc::Status st = attempt(&ctx);
     uint32_t hint_ms = 5;
     if (st.ok() || opts.overload_retry_for.count() <= 0 || !IsOverload(st, ctx, &hint_ms)) return st;
@@ -406,8 +410,53 @@ Client::~Client() = default;
 
 const std::string& Client::target() const { return core_->target(); }
 
-absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target, const ClientOptions& opts) {
+namespace {
+
+void FromEnv(std::string* v, const char* name) {
+  const char* e = std::getenv(name);
+  if (v->empty() && e != nullptr) *v = e;
+}
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(const ClientOptions& o) {
+  if (o.tls_ca_file.empty()) {
+    if (!o.tls_cert_file.empty()) return absl::InvalidArgumentError("a TLS client certificate needs tls_ca_file");
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions so;
+  auto ca = ReadPemFile(o.tls_ca_file, "TLS CA file");
+  if (!ca.ok()) return ca.status();
+  so.pem_root_certs = *ca;
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("a TLS client certificate and its key go together");
+  }
+  if (!o.tls_cert_file.empty()) {
+    auto cert = ReadPemFile(o.tls_cert_file, "TLS client certificate");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPemFile(o.tls_key_file, "TLS client key");
+    if (!key.ok()) return key.status();
+    so.pem_cert_chain = *cert;
+    so.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(so);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target, const ClientOptions& given) {
   if (target.empty()) return absl::InvalidArgumentError("empty target");
+  ClientOptions opts = given;
+  FromEnv(&opts.token, "ADAPTCACHE_TOKEN");
+  FromEnv(&opts.tls_ca_file, "ADAPTCACHE_TLS_CA");
+  FromEnv(&opts.tls_cert_file, "ADAPTCACHE_TLS_CERT");
+  FromEnv(&opts.tls_key_file, "ADAPTCACHE_TLS_KEY");
   if (opts.put_frame_bytes == 0) return absl::InvalidArgumentError("put_frame_bytes must be > 0");
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
@@ -420,7 +469,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
   }
   if (opts.http2_max_frame_bytes > 0) args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, opts.http2_max_frame_bytes);
   if (opts.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(ChannelTarget(target), grpc::InsecureChannelCredentials(), args);
+  const bool unix_target = ChannelTarget(target).rfind("unix:", 0) == 0;
+  auto creds = unix_target ? absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>(
+                                 grpc::InsecureChannelCredentials())
+                           : ChannelCredentialsFor(opts);
+  if (!creds.ok()) return creds.status();
+  auto channel = grpc::CreateCustomChannel(ChannelTarget(target), *creds, args);
   auto core = std::make_shared<ClientCore>(target, opts, channel);
   std::unique_ptr<Client> c(new Client(core));
   auto h = c->Health();

@@ -66,6 +66,15 @@ struct ClientOptions {
   // a process with the same target and options (many clients in one process, as in a
   // benchmark standing in for many processes).
   bool own_connection = false;
+  // A daemon with tenants (docs/operations.md "Tenants and authentication"): the bearer
+  // token sent with every call ("" = $ADAPTCACHE_TOKEN, if set).
+  std::string token;
+  // TLS for a host:port target: the CA bundle that signed the daemon's certificate
+  // ("" = $ADAPTCACHE_TLS_CA; unset = plain TCP), and for mutual TLS this client's
+  // certificate chain and key ($ADAPTCACHE_TLS_CERT, $ADAPTCACHE_TLS_KEY). PEM files.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 using ::adaptcache::Tier;

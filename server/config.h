@@ -32,7 +32,11 @@ struct NamespaceSettings {
 struct ServerConfig {
   // [server]
   std::string socket = "/tmp/adaptcache/adaptcached.sock";  // "" = no UDS listener
-  std::string tcp_listen;                      // host:port; "" = off (no TLS yet)
+  std::string tcp_listen;                      // host:port; "" = off; needs TLS or insecure_tcp
+  std::string tls_cert;                        // PEM server certificate chain (TCP)
+  std::string tls_key;                         // PEM private key of tls_cert
+  std::string tls_client_ca;                   // PEM CA: clients must present a cert it signed
+  bool insecure_tcp = false;                   // plain TCP without TLS (logged loudly)
   std::string metrics_listen = "127.0.0.1:9464";  // host:port; port 0 = ephemeral; "" = off
   uint32_t threads = 0;                        // threads of unary RPCs; 0 = from the machine
   uint32_t keepalive_ms = 30'000;              // HTTP/2 ping interval; 0 = no keepalive
@@ -42,6 +46,9 @@ struct ServerConfig {
   uint32_t max_streams_per_connection = 64;    // concurrent calls on one client connection
   std::string log_level = "info";
   std::string ready_file;                      // written once serving; "" = none
+  // [auth] (docs/operations.md "Tenants and authentication")
+  std::string tenants_file;                    // TOML tenants; "" = single tenant
+  std::string tokens_file;                     // "<tenant> <token>" lines; reloaded on SIGHUP
   // [pool]
   uint64_t pool_bytes = 0;  // 0 = auto: 25% of MemTotal, capped by free shm space, >= 64 MiB
   std::string shm_dir = "/dev/shm";

@@ -35,6 +35,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
                                      absl::StrCat(s.help, " [", s.section, "] ", s.key,
                                                   " (default: ", TomlLiteral(s, defaults), ")"))
                           ->type_name(type));
+    if (s.kind == SettingKind::kBool) options.back()->expected(0, 1);  // a bare --flag is true
   }
   std::vector<std::string> ns_codecs;
   app.add_option("--namespace-codec", ns_codecs,
@@ -59,7 +60,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   }
   for (size_t i = 0; i < options.size(); ++i) {
     if (options[i]->count() == 0) continue;
-    if (auto st = AllSettings()[i].set(cfg, values[i]); !st.ok()) return st;
+    const bool bare = AllSettings()[i].kind == SettingKind::kBool && values[i].empty();
+    if (auto st = AllSettings()[i].set(cfg, bare ? "true" : values[i]); !st.ok()) return st;
   }
   for (const auto& nc : ns_codecs) {
     size_t eq = nc.rfind('=');

@@ -169,8 +169,22 @@ std::vector<Setting> BuildSettings() {
                             "Unix domain socket path (its directory is created 0700); \"\" = none",
                             &ServerConfig::socket, CheckSocket));
   s.push_back(StringSetting("server", "tcp_listen", "tcp-listen",
-                            "TCP listen address host:port (insecure, no TLS yet); \"\" = off",
+                            "TCP listen address host:port (TLS with tls_cert/tls_key, or "
+                            "--insecure-tcp); \"\" = off",
                             &ServerConfig::tcp_listen, CheckListen));
+  s.push_back(StringSetting("server", "tls_cert", "tls-cert",
+                            "PEM certificate chain the TCP listener presents (TLS)",
+                            &ServerConfig::tls_cert, CheckAbsPathOrEmpty));
+  s.push_back(StringSetting("server", "tls_key", "tls-key", "PEM private key of tls_cert",
+                            &ServerConfig::tls_key, CheckAbsPathOrEmpty));
+  s.push_back(StringSetting("server", "tls_client_ca", "tls-client-ca",
+                            "PEM CA bundle: TCP clients must present a certificate it signed "
+                            "(mutual TLS); \"\" = no client certificates",
+                            &ServerConfig::tls_client_ca, CheckAbsPathOrEmpty));
+  s.push_back(BoolSetting("server", "insecure_tcp", "insecure-tcp",
+                          "Serve tcp_listen without TLS: anyone who reaches the port can read "
+                          "and delete entries (tokens travel in clear)",
+                          &ServerConfig::insecure_tcp));
   s.push_back(StringSetting("server", "metrics_listen", "metrics-listen",
                             "Prometheus /metrics HTTP address host:port; port 0 = ephemeral; "
                             "\"\" = off",
@@ -202,6 +216,13 @@ std::vector<Setting> BuildSettings() {
   s.push_back(StringSetting("server", "ready_file", "ready-file",
                             "File written (key=value lines) once the daemon serves; \"\" = none",
                             &ServerConfig::ready_file, CheckAbsPathOrEmpty));
+  s.push_back(StringSetting("auth", "tenants_file", "tenants-file",
+                            "TOML file of tenants (namespaces, uids/gids, shm, quotas); every "
+                            "call must then identify a tenant; \"\" = single tenant",
+                            &ServerConfig::tenants_file, CheckAbsPathOrEmpty));
+  s.push_back(StringSetting("auth", "tokens_file", "tokens-file",
+                            "Bearer tokens, one '<tenant> <token>' per line; reloaded on SIGHUP",
+                            &ServerConfig::tokens_file, CheckAbsPathOrEmpty));
   s.push_back(BytesSetting("pool", "size", "pool-size",
                            "DRAM pool size (e.g. 8GiB); auto = 25% of RAM, capped by free space "
                            "in shm_dir, at least 64MiB",
@@ -578,6 +599,20 @@ absl::Status Validate(const ServerConfig& cfg) {
   }
   if (cfg.socket.empty() && cfg.tcp_listen.empty()) {
     return absl::InvalidArgumentError("no listener: set [server] socket or tcp_listen");
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    return absl::InvalidArgumentError("[server] tls_cert and tls_key go together");
+  }
+  if (!cfg.tls_client_ca.empty() && cfg.tls_cert.empty()) {
+    return absl::InvalidArgumentError("[server] tls_client_ca needs tls_cert and tls_key");
+  }
+  if (!cfg.tcp_listen.empty() && cfg.tls_cert.empty() && !cfg.insecure_tcp) {
+    return absl::InvalidArgumentError(
+        "[server] tcp_listen needs TLS: set tls_cert and tls_key, or --insecure-tcp for plain "
+        "TCP (anyone who reaches the port can read and delete entries)");
+  }
+  if (!cfg.tokens_file.empty() && cfg.tenants_file.empty()) {
+    return absl::InvalidArgumentError("[auth] tokens_file maps tokens to tenants: set tenants_file too");
   }
   if (cfg.lease_default_ms > cfg.lease_max_ms) {
     return absl::InvalidArgumentError(absl::StrCat("[leases] default_ms (", cfg.lease_default_ms,

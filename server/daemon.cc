@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -34,6 +35,7 @@
 #include "spdlog/spdlog.h"
 #include "kernels/codec.h"
 #include "server/tier_metrics.h"
+#include "server/unix_listener.h"
 #include "storage/dram_tier.h"
 #include "storage/tier_manager.h"
 
@@ -408,10 +410,49 @@ absl::StatusOr<std::unique_ptr<PolicyRunner>> CreatePolicyRunner(const ServerCon
   return runner;
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is not PEM"));
+  }
+  return ss.str();
+}
+
+// TLS (mutual with tls_client_ca), or plain TCP with insecure_tcp (Validate allows no other).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const ServerConfig& cfg) {
+  if (cfg.tls_cert.empty()) {
+    spdlog::warn("INSECURE: TCP listener {} has no TLS (--insecure-tcp): anyone who reaches it "
+                 "can read and delete entries, and bearer tokens travel in clear",
+                 cfg.tcp_listen);
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions o;
+  auto cert = ReadPem(cfg.tls_cert, "tls_cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(cfg.tls_key, "tls_key");
+  if (!key.ok()) return key.status();
+  o.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!cfg.tls_client_ca.empty()) {
+    auto ca = ReadPem(cfg.tls_client_ca, "tls_client_ca");
+    if (!ca.ok()) return ca.status();
+    o.pem_root_certs = *ca;
+    o.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(o);
+}
+
+struct GrpcServing {
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<UnixListener> unix;  // accepts on the socket; stopped before Shutdown
+};
+
 // Listens on the socket (0600) and the TCP address if configured; `tcp_port` receives
 // the port bound.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const ServerConfig& cfg, CacheService* service,
-                                                             int* tcp_port) {
+absl::StatusOr<GrpcServing> StartGrpcServer(const ServerConfig& cfg, CacheService* service, Auth* auth,
+                                            int* tcp_port) {
   const int threads = static_cast<int>(cfg.ThreadCount());
   const int pollers = std::max(2, threads / 4);
   grpc::ServerBuilder builder;
@@ -446,23 +487,25 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const ServerConfig
   builder.SetMaxSendMessageSize(static_cast<int>(cfg.stream_chunk_bytes + (64 << 10)));
   // gRPC sets SO_REUSEPORT by default: a second daemon would share the port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  GrpcServing out;
   if (!cfg.socket.empty()) {
-    builder.AddListeningPort("unix:" + cfg.socket, grpc::InsecureServerCredentials());
+    auto l = UnixListener::Listen(cfg.socket);
+    if (!l.ok()) return l.status();
+    out.unix = std::move(*l);
   }
   if (!cfg.tcp_listen.empty()) {
-    spdlog::warn("TCP listener {} has no TLS or authentication yet", cfg.tcp_listen);
-    builder.AddListeningPort(cfg.tcp_listen, grpc::InsecureServerCredentials(), tcp_port);
+    auto creds = TcpCredentials(cfg);
+    if (!creds.ok()) return creds.status();
+    builder.AddListeningPort(cfg.tcp_listen, *creds, tcp_port);
   }
   builder.RegisterService(service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", cfg.socket.empty() ? "" : "unix:" + cfg.socket,
-        cfg.tcp_listen.empty() ? "" : " / ", cfg.tcp_listen,
-        cfg.tcp_listen.empty() ? "" : absl::StrCat(" (is ", cfg.tcp_listen, " in use by another process?)")));
+  out.server = builder.BuildAndStart();
+  if (!out.server || (!cfg.tcp_listen.empty() && *tcp_port == 0)) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.tcp_listen, " (is ", cfg.tcp_listen,
+                                               " in use by another process?)"));
   }
-  if (!cfg.socket.empty()) ::chmod(cfg.socket.c_str(), 0600);
-  return server;
+  if (out.unix) out.unix->Start(out.server.get(), auth);
+  return out;
 }
 
 // Serves /metrics when configured; returns the port bound (0 when off).
@@ -497,16 +540,25 @@ sigset_t ShutdownSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
-// Blocks until SIGTERM or SIGINT (blocked in every thread: BlockShutdownSignals).
-int WaitForShutdownSignal() {
+// Blocks until SIGTERM or SIGINT (blocked in every thread: BlockShutdownSignals); a
+// SIGHUP meanwhile reloads the tokens file.
+int WaitForShutdownSignal(Auth* auth) {
   const sigset_t set = ShutdownSignals();
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
+  while (true) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGHUP) return sig;
+    auto st = auth->ReloadTokens();
+    if (st.ok()) {
+      spdlog::info("SIGHUP: tokens file reloaded ({} tokens)", auth->token_count());
+    } else {
+      spdlog::error("SIGHUP: tokens file not reloaded, the old tokens stay: {}", std::string(st.message()));
+    }
   }
-  return sig;
 }
 
 void RemoveRunFiles(const ServerConfig& cfg) {
@@ -538,24 +590,34 @@ int RunDaemon(ServerConfig cfg) {
   // Destroyed after the gRPC server has stopped, so no request thread is left calling it.
   auto policy_runner = CreatePolicyRunner(cfg, tiers, &registry);
   if (!policy_runner.ok()) return Fail(policy_runner.status());
-  CacheService service(cfg, tiers, metrics->get(), policy_runner->get());
+  auto auth = Auth::Create(cfg.tenants_file, cfg.tokens_file);
+  if (!auth.ok()) return Fail(WithPrefix("auth: ", auth.status()));
+  if ((*auth)->multi_tenant()) {
+    spdlog::info("{} tenants from '{}', {} bearer tokens; every call must identify one",
+                 (*auth)->tenants().size(), cfg.tenants_file, (*auth)->token_count());
+    if (auto st = RegisterTenantMetrics(&registry, tiers, auth->get()); !st.ok()) return Fail(st);
+  }
+  CacheService service(cfg, tiers, metrics->get(), policy_runner->get(), auth->get());
 
   int tcp_port = 0;
-  auto server = StartGrpcServer(cfg, &service, &tcp_port);
-  if (!server.ok()) return Fail(server.status());
+  auto serving = StartGrpcServer(cfg, &service, auth->get(), &tcp_port);
+  if (!serving.ok()) return Fail(serving.status());
+  grpc::Server* const server = serving->server.get();
   MetricsHttpServer http(&registry, [&service] { return service.serving(); });
   auto metrics_port = StartMetricsHttp(cfg, &http);
   if (!metrics_port.ok()) {
-    (*server)->Shutdown();
+    if (serving->unix) serving->unix->Stop();
+    server->Shutdown();
     return Fail(metrics_port.status());
   }
   Reaper reaper(tiers, &service, std::chrono::milliseconds(cfg.reap_interval_ms));
   AnnounceServing(cfg, *tiers, tcp_port, *metrics_port);
 
-  spdlog::info("signal {}: shutting down", WaitForShutdownSignal());
+  spdlog::info("signal {}: shutting down", WaitForShutdownSignal(auth->get()));
   service.SetServing(false);
-  (*server)->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
-  (*server)->Wait();
+  if (serving->unix) serving->unix->Stop();
+  server->Shutdown(std::chrono::system_clock::now() + kDrainDeadline);
+  server->Wait();
   policy_runner->reset();  // no mover moves entries while they are flushed
   if (tiers->HasSsd() && cfg.ssd_flush_on_shutdown) FlushDramToSsd(tiers, cfg);
   http.Stop();

@@ -100,6 +100,14 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(MetricsRegi
                                                      "Entries dropped because their bytes failed "
                                                      "a checksum."));
   m->data_loss_ = data_loss->Get();
+  Family<Counter>* refusals = nullptr;
+  AC_ASSIGN_OR_RETURN_METRIC(refusals, r.AddCounter("adaptcache_auth_refusals_total",
+                                                    "Calls refused: no tenant identified "
+                                                    "(unauthenticated) or a namespace not the "
+                                                    "tenant's (permission).",
+                                                    {"reason"}));
+  AC_ASSIGN_OR_RETURN_METRIC(m->unauthenticated_, refusals->WithLabels({"unauthenticated"}));
+  AC_ASSIGN_OR_RETURN_METRIC(m->denied_, refusals->WithLabels({"permission"}));
   Family<Gauge>* inflight = nullptr;
   AC_ASSIGN_OR_RETURN_METRIC(inflight, r.AddGauge("adaptcache_inflight_puts",
                                                   "Put/CommitPut requests being processed."));

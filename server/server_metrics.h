@@ -54,6 +54,8 @@ class ServerMetrics {
   }
   void CountGetBytes(uint64_t bytes, bool shm) { (shm ? get_shm_bytes_ : get_stream_bytes_)->Inc(bytes); }
   void CountDataLoss() { data_loss_->Inc(); }
+  // A call refused for its identity (Unauthenticated) or its namespace (PermissionDenied).
+  void CountAuthRefusal(bool permission) { (permission ? denied_ : unauthenticated_)->Inc(); }
   void SetInflightPuts(int64_t n) { inflight_puts_->Set(static_cast<double>(n)); }
 
   // Totals for the Stats RPC.
@@ -90,6 +92,8 @@ class ServerMetrics {
   Counter* get_shm_bytes_ = nullptr;
   Counter* get_stream_bytes_ = nullptr;
   Counter* data_loss_ = nullptr;
+  Counter* unauthenticated_ = nullptr;
+  Counter* denied_ = nullptr;
   Gauge* inflight_puts_ = nullptr;
   // Refreshed by Collect().
   Family<Gauge>* entries_by_codec_ = nullptr;

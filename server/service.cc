@@ -35,11 +35,12 @@ grpc::Status ToGrpc(const absl::Status& st) {
 }
 
 CacheService::CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics,
-                           AccessObserver* observer)
+                           AccessObserver* observer, Auth* auth)
     : cfg_(cfg),
       tm_(tm),
       metrics_(metrics),
       observer_(observer),
+      auth_(auth),
       start_(std::chrono::steady_clock::now()),
       streams_(StreamLimits{cfg.max_streams, std::chrono::milliseconds(cfg.stream_idle_timeout_ms),
                             std::chrono::milliseconds(cfg.max_stream_ms),
@@ -77,17 +78,55 @@ void CacheService::FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes,
   shape->set_dtype(static_cast<v1::DType>(static_cast<int>(meta.shape.dtype)));
 }
 
-absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
-    const std::string& ns, const google::protobuf::RepeatedPtrField<std::string>& keys,
-    const char* rpc) const {
+absl::StatusOr<Caller> CacheService::Identify(const grpc::ServerContextBase& ctx) const {
+  if (auth_ == nullptr) return Caller{};
+  auto c = auth_->Identify(ctx);
+  if (!c.ok()) metrics_->CountAuthRefusal(false);
+  return c;
+}
+
+absl::StatusOr<uint64_t> CacheService::NamespaceIdFor(const Caller& caller, const std::string& ns) const {
   if (auto st = ValidateNamespace(ns); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("namespace: ", st.message()));
   }
+  if (auth_ == nullptr) return NamespaceId(ns);
+  auto id = auth_->NamespaceIdFor(caller, ns);
+  if (!id.ok()) metrics_->CountAuthRefusal(true);
+  return id;
+}
+
+absl::Status CacheService::MakeRoom(const Caller& caller, uint64_t incoming) const {
+  if (caller.tenant == nullptr) return absl::OkStatus();
+  const Tenant& t = *caller.tenant;
+  if (t.dram_bytes == 0 && t.max_entries == 0) return absl::OkStatus();
+  if (t.dram_bytes != 0 && incoming > t.dram_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("an entry of up to ", incoming, " bytes exceeds tenant '",
+                                                     t.name, "''s DRAM quota of ", t.dram_bytes, " bytes"));
+  }
+  const auto ids = auth_->NamespaceIdsOf(caller.index);
+  const uint64_t max_bytes = t.dram_bytes == 0 ? UINT64_MAX : t.dram_bytes - incoming;
+  const uint64_t max_entries = t.max_entries == 0 ? UINT64_MAX : t.max_entries - 1;
+  auto st = tm_->EvictFrom(ids, max_bytes, max_entries);
+  if (!st.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", t.name, "' is at its DRAM quota: ",
+                                                     std::string(st.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
+    const grpc::ServerContextBase& ctx, const std::string& ns,
+    const google::protobuf::RepeatedPtrField<std::string>& keys, const char* rpc, Caller* caller) const {
+  auto who = Identify(ctx);
+  if (!who.ok()) return who.status();
+  if (caller != nullptr) *caller = *who;
+  auto ns_id_or = NamespaceIdFor(*who, ns);
+  if (!ns_id_or.ok()) return ns_id_or.status();
   if (static_cast<uint64_t>(keys.size()) > cfg_.max_batch_keys) {
     return absl::InvalidArgumentError(
         absl::StrCat(keys.size(), " keys in one ", rpc, "; at most ", cfg_.max_batch_keys));
   }
-  const uint64_t ns_id = NamespaceId(ns);
+  const uint64_t ns_id = *ns_id_or;
   std::vector<EntryKey> out;
   out.reserve(keys.size());
   for (int i = 0; i < keys.size(); ++i) {
@@ -113,10 +152,10 @@ bool CacheService::LocateInto(const Location& loc, v1::EntryInfo* info) {
   return true;
 }
 
-grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req,
+grpc::Status CacheService::Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
                                   v1::LookupResponse* resp) {
   RequestScope scope(metrics_, Op::kLookup);
-  auto keys = ParseBatch(req->namespace_(), req->keys(), "Lookup");
+  auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "Lookup");
   if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
   bool prefix = true;
   uint32_t prefix_hits = 0;
@@ -128,11 +167,15 @@ grpc::Status CacheService::Lookup(grpc::ServerContext*, const v1::LookupRequest*
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::LeasePrefix(grpc::ServerContext*, const v1::LeasePrefixRequest* req,
+grpc::Status CacheService::LeasePrefix(grpc::ServerContext* ctx, const v1::LeasePrefixRequest* req,
                                        v1::LeasePrefixResponse* resp) {
   RequestScope scope(metrics_, Op::kLeasePrefix);
-  auto keys = ParseBatch(req->namespace_(), req->keys(), "LeasePrefix");
+  Caller caller;
+  auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "LeasePrefix", &caller);
   if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
+  if (auth_ != nullptr) {  // leases hand out pool offsets
+    if (auto st = auth_->CheckShm(caller); !st.ok()) return scope.Finish(ToGrpc(st));
+  }
   const uint32_t lease_ms = std::min(req->lease_ms(), cfg_.lease_max_ms);
   uint32_t leased = 0, prefix_hits = 0;
   bool leasing = true, prefix = true;
@@ -194,11 +237,14 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
  public:
   GetReactor(CacheService* s, grpc::CallbackServerContext* ctx, const v1::GetRequest* req)
       : s_(s), ctx_(ctx), scope_(s->metrics_, Op::kGet) {
-    if (auto st = ValidateNamespace(req->namespace_()); !st.ok()) {
-      Done(Invalid(absl::StrCat("namespace: ", std::string(st.message()))));
+    auto caller = s_->Identify(*ctx);
+    auto ns_id = caller.ok() ? s_->NamespaceIdFor(*caller, req->namespace_())
+                             : absl::StatusOr<uint64_t>(caller.status());
+    if (!ns_id.ok()) {
+      Done(ToGrpc(ns_id.status()));
       return;
     }
-    auto key = s_->ParseKey(NamespaceId(req->namespace_()), req->key(), 0);
+    auto key = s_->ParseKey(*ns_id, req->key(), 0);
     if (!key.ok()) {
       Done(ToGrpc(key.status()));
       return;
@@ -207,6 +253,12 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     if (!shm_ && req->transfer() != v1::TRANSFER_STREAM) {
       Done(Invalid(absl::StrCat("unknown transfer ", req->transfer())));
       return;
+    }
+    if (shm_ && s_->auth_ != nullptr) {
+      if (auto st = s_->auth_->CheckShm(*caller); !st.ok()) {
+        Done(ToGrpc(st));
+        return;
+      }
     }
     if (!shm_) {
       grpc::Status refusal;
@@ -327,9 +379,11 @@ grpc::ServerWriteReactor<v1::GetResponse>* CacheService::Get(grpc::CallbackServe
   return new GetReactor(this, ctx, req);
 }
 
-grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
+grpc::Status CacheService::Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
                                    v1::ReleaseResponse* resp) {
   RequestScope scope(metrics_, Op::kRelease);
+  auto caller = Identify(*ctx);
+  if (!caller.ok()) return scope.Finish(ToGrpc(caller.status()));
   if (static_cast<uint64_t>(req->lease_ids_size()) > cfg_.max_batch_keys) {
     return scope.Finish(Invalid(absl::StrCat(req->lease_ids_size(),
                                              " lease ids in one Release; at most ",
@@ -341,11 +395,11 @@ grpc::Status CacheService::Release(grpc::ServerContext*, const v1::ReleaseReques
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+grpc::Status CacheService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
                                   v1::DeleteResponse* resp) {
   RequestScope scope(metrics_, Op::kDelete);
   // Every key parses before anything is deleted.
-  auto keys = ParseBatch(req->namespace_(), req->keys(), "Delete");
+  auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "Delete");
   if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
   uint32_t deleted = 0;
   for (const auto& k : *keys) deleted += tm_->Delete(k) ? 1 : 0;
@@ -353,18 +407,25 @@ grpc::Status CacheService::Delete(grpc::ServerContext*, const v1::DeleteRequest*
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::PoolInfo(grpc::ServerContext*, const v1::PoolInfoRequest*,
+grpc::Status CacheService::PoolInfo(grpc::ServerContext* ctx, const v1::PoolInfoRequest*,
                                     v1::PoolInfoResponse* resp) {
   RequestScope scope(metrics_, Op::kPoolInfo);
+  auto caller = Identify(*ctx);
+  if (!caller.ok()) return scope.Finish(ToGrpc(caller.status()));
+  if (auth_ != nullptr) {
+    if (auto st = auth_->CheckShm(*caller); !st.ok()) return scope.Finish(ToGrpc(st));
+  }
   resp->set_shm_path(tm_->shm_path());
   resp->set_size(tm_->pool_size());
   resp->set_pool_id(tm_->pool_id());
   return scope.Finish(grpc::Status::OK);
 }
 
-grpc::Status CacheService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
+grpc::Status CacheService::Stats(grpc::ServerContext* ctx, const v1::StatsRequest*,
                                  v1::StatsResponse* resp) {
   RequestScope scope(metrics_, Op::kStats);
+  auto caller = Identify(*ctx);  // aggregate counters only: no key or namespace
+  if (!caller.ok()) return scope.Finish(ToGrpc(caller.status()));
   const DramTierStats s = tm_->DramStats();
   auto* dram = resp->add_tiers();
   dram->set_tier(v1::TIER_DRAM);

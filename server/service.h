@@ -34,6 +34,7 @@
 #include "adaptcache/v1/cache.grpc.pb.h"
 #include "kernels/codec.h"
 #include "server/access_observer.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/server_metrics.h"
 #include "server/staging_buffer.h"
@@ -59,8 +60,9 @@ class CacheService final : public ServiceBase {
  public:
   // `tm` routes Lookup/Get/Delete/Stats and Put commits through DRAM and SSD.
   // `observer` hears of every hit and stored entry; null when the daemon runs no policy.
+  // `auth` identifies callers and maps namespaces (server/auth.h); null = single tenant.
   CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics,
-               AccessObserver* observer = nullptr);
+               AccessObserver* observer = nullptr, Auth* auth = nullptr);
 
   grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
                       v1::LookupResponse* resp) override;
@@ -105,9 +107,11 @@ class CacheService final : public ServiceBase {
     uint32_t probe_count = 0;
     std::vector<float> probe_queries;
     bool durable = false;
+    Caller caller;  // who sent the header (quota, reservation owner)
   };
   struct PendingReservation {
     PutPlan plan;
+    int tenant = -1;  // who reserved it (Caller::index); only it may commit
     uint64_t length = 0;
     std::chrono::system_clock::time_point expires;
   };
@@ -116,7 +120,13 @@ class CacheService final : public ServiceBase {
   class PutReactor;
   class GetReactor;
 
-  absl::StatusOr<PutPlan> ValidateHeader(const v1::PutHeader& h) const;
+  // The caller (Unauthenticated) and, with a namespace, its id (PermissionDenied).
+  absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& ctx) const;
+  absl::StatusOr<uint64_t> NamespaceIdFor(const Caller& caller, const std::string& ns) const;
+  // Evicts the caller's own LRU entries so `incoming` more bytes and one more entry fit
+  // its tenant's DRAM quota; ResourceExhausted when they cannot.
+  absl::Status MakeRoom(const Caller& caller, uint64_t incoming) const;
+  absl::StatusOr<PutPlan> ValidateHeader(const grpc::ServerContextBase& ctx, const v1::PutHeader& h) const;
   // Encodes `raw` into a new extent and commits it; fills `info`.
   absl::Status EncodeAndCommit(const PutPlan& plan, ConstByteSpan raw, v1::PutResponse* resp);
   // Commits a finished container (its extent and whole-container CRC32C) under the plan's
@@ -124,9 +134,10 @@ class CacheService final : public ServiceBase {
   absl::Status Commit(const PutPlan& plan, Extent container, uint32_t crc32c, v1::PutResponse* resp);
   absl::StatusOr<EntryKey> ParseKey(uint64_t ns_id, const std::string& bytes, int index) const;
   // Namespace and key-count checks plus key parsing shared by the batched RPCs.
-  absl::StatusOr<std::vector<EntryKey>> ParseBatch(const std::string& ns,
+  // Also authorizes the caller for `ns`; `caller` (optional) receives who it is.
+  absl::StatusOr<std::vector<EntryKey>> ParseBatch(const grpc::ServerContextBase& ctx, const std::string& ns,
                                                    const google::protobuf::RepeatedPtrField<std::string>& keys,
-                                                   const char* rpc) const;
+                                                   const char* rpc, Caller* caller = nullptr) const;
   // Lookup's answer for one key; returns whether it hit.
   bool LocateInto(const Location& loc, v1::EntryInfo* info);
   void FillEntryInfo(const EntryMeta& meta, uint64_t stored_bytes, v1::EntryInfo* info,
@@ -142,6 +153,7 @@ class CacheService final : public ServiceBase {
   TierManager* const tm_;
   ServerMetrics* const metrics_;
   AccessObserver* const observer_;
+  Auth* const auth_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> serving_{true};
   std::atomic<int64_t> inflight_puts_{0};

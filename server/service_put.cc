@@ -70,12 +70,15 @@ class CacheService::InflightSlot {
   bool ok_ = false;
 };
 
-absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const v1::PutHeader& h) const {
+absl::StatusOr<CacheService::PutPlan> CacheService::ValidateHeader(const grpc::ServerContextBase& ctx,
+                                                                   const v1::PutHeader& h) const {
   PutPlan plan;
-  if (auto st = ValidateNamespace(h.namespace_()); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("namespace: ", std::string(st.message())));
-  }
-  auto key = ParseKey(NamespaceId(h.namespace_()), h.key(), 0);
+  auto caller = Identify(ctx);
+  if (!caller.ok()) return caller.status();
+  plan.caller = *caller;
+  auto ns_id = NamespaceIdFor(*caller, h.namespace_());
+  if (!ns_id.ok()) return ns_id.status();
+  auto key = ParseKey(*ns_id, h.key(), 0);
   if (!key.ok()) return key.status();
   plan.key = *key;
   if (!h.has_shape()) return absl::InvalidArgumentError("header has no shape");
@@ -185,6 +188,8 @@ absl::Status CacheService::Commit(const PutPlan& plan, Extent container, uint32_
   meta.est_quality_loss = 0.f;  // no quality model yet
   meta.stored_bytes = container.length;
   const uint64_t n = container.length;
+  // A tenant over its quota makes room from its own LRU entries, never others'.
+  if (auto st = MakeRoom(plan.caller, (n + 4095) / 4096 * 4096); !st.ok()) return st;
   TierPutOptions popts;
   popts.durable = plan.durable && tm_->HasSsd();
   auto put = tm_->CommitPut(plan.key, container, meta, popts);
@@ -234,7 +239,7 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
  private:
   grpc::Status OnHeader() {
     if (!frame_.has_header()) return Invalid("the first Put frame must be a header");
-    auto plan = s_->ValidateHeader(frame_.header());
+    auto plan = s_->ValidateHeader(*ctx_, frame_.header());
     if (!plan.ok()) return ToGrpc(plan.status());
     if (auto st = s_->staging_.CheckFits(plan->shape.Bytes()); !st.ok()) return ToGrpc(st);
     plan_.emplace(std::move(*plan));
@@ -353,18 +358,22 @@ grpc::ServerReadReactor<v1::PutRequest>* CacheService::Put(grpc::CallbackServerC
   return new PutReactor(this, ctx, resp);
 }
 
-grpc::Status CacheService::ReservePut(grpc::ServerContext*, const v1::ReservePutRequest* req,
+grpc::Status CacheService::ReservePut(grpc::ServerContext* ctx, const v1::ReservePutRequest* req,
                                       v1::ReservePutResponse* resp) {
   RequestScope scope(metrics_, Op::kReservePut);
   if (!req->has_header()) return scope.Finish(Invalid("ReservePut needs a header"));
-  auto plan = ValidateHeader(req->header());
+  auto plan = ValidateHeader(*ctx, req->header());
   if (!plan.ok()) return scope.Finish(ToGrpc(plan.status()));
+  if (auth_ != nullptr) {  // the client writes into the pool
+    if (auto st = auth_->CheckShm(plan->caller); !st.ok()) return scope.Finish(ToGrpc(st));
+  }
   const uint64_t raw_bytes = plan->shape.Bytes();
   auto res = tm_->Reserve(raw_bytes);
   if (!res.ok()) return scope.Finish(ToGrpc(res.status()));
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
-    pending_[res->id] = PendingReservation{std::move(*plan), raw_bytes, res->expires};
+    const int tenant = plan->caller.index;
+    pending_[res->id] = PendingReservation{std::move(*plan), tenant, raw_bytes, res->expires};
   }
   resp->set_reservation_id(res->id);
   resp->set_offset(res->extent.offset);
@@ -384,10 +393,13 @@ grpc::Status CacheService::CommitPut(grpc::ServerContext* ctx, const v1::CommitP
   InflightSlot slot(this);
   if (!req->abort() && !slot.ok()) return scope.Finish(slot.Refusal(ctx));
 
+  auto caller = Identify(*ctx);
+  if (!caller.ok()) return scope.Finish(ToGrpc(caller.status()));
   PendingReservation pending;
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
     auto it = pending_.find(id);
+    if (it != pending_.end() && it->second.tenant != caller->index) it = pending_.end();  // not its own
     if (it == pending_.end()) {
       if (expired_.contains(id)) {
         return scope.Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,

@@ -240,4 +240,38 @@ absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
   return absl::OkStatus();
 }
 
+absl::Status RegisterTenantMetrics(MetricsRegistry* r, const TierManager* tm, const Auth* auth) {
+  struct Children {
+    std::vector<Gauge*> bytes, entries, quota_bytes, quota_entries;
+  };
+  auto c = std::make_shared<Children>();
+  const std::pair<const char*, const char*> families[] = {
+      {"adaptcache_tenant_dram_bytes", "DRAM pool bytes held by the tenant's entries."},
+      {"adaptcache_tenant_entries", "DRAM entries of the tenant."},
+      {"adaptcache_tenant_dram_quota_bytes", "The tenant's DRAM quota in bytes (0 = none)."},
+      {"adaptcache_tenant_entry_quota", "The tenant's DRAM entry quota (0 = none)."},
+  };
+  std::vector<Gauge*>* outs[] = {&c->bytes, &c->entries, &c->quota_bytes, &c->quota_entries};
+  for (size_t f = 0; f < 4; ++f) {
+    auto fam = r->AddGauge(families[f].first, families[f].second, {"tenant"});
+    if (!fam.ok()) return fam.status();
+    for (const auto& t : auth->tenants()) {
+      auto g = (*fam)->WithLabels({t->name});
+      if (!g.ok()) return g.status();
+      outs[f]->push_back(*g);
+    }
+  }
+  r->AddCollector([c, tm, auth] {
+    for (size_t i = 0; i < auth->tenants().size(); ++i) {
+      const auto ids = auth->NamespaceIdsOf(static_cast<int>(i));
+      const NamespaceUsage u = tm->DramUsageOf(ids);
+      c->bytes[i]->Set(static_cast<double>(u.bytes));
+      c->entries[i]->Set(static_cast<double>(u.entries));
+      c->quota_bytes[i]->Set(static_cast<double>(auth->tenants()[i]->dram_bytes));
+      c->quota_entries[i]->Set(static_cast<double>(auth->tenants()[i]->max_entries));
+    }
+  });
+  return absl::OkStatus();
+}
+
 }  // namespace adaptcache::server

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "storage/tier_manager.h"
 
@@ -13,5 +14,7 @@ namespace adaptcache::server {
 
 // Registers the families and a collector on `registry`; `tm` must outlive it.
 absl::Status RegisterTierMetrics(MetricsRegistry* registry, const TierManager* tm);
+// Per-tenant DRAM usage and quotas (adaptcache_tenant_*); `auth` must outlive it.
+absl::Status RegisterTenantMetrics(MetricsRegistry* registry, const TierManager* tm, const Auth* auth);
 
 }  // namespace adaptcache::server

@@ -166,6 +166,7 @@ struct DramTier::Impl {
     LruRemove(e);
     e->linked = false;
     entry_bytes -= e->occupied();
+    CountNamespace(e->key.ns, -static_cast<int64_t>(e->occupied()), -1);
     if (e->lease_count > 0) {
       pinned_bytes -= e->occupied();
       zombie_bytes += e->occupied();
@@ -292,7 +293,15 @@ struct DramTier::Impl {
   absl::flat_hash_map<uint64_t, uint64_t> inflight ABSL_GUARDED_BY(mu);
   uint64_t next_id ABSL_GUARDED_BY(mu) = 1;  // lease and reservation ids
 
+  void CountNamespace(uint64_t ns, int64_t bytes, int64_t entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    NamespaceUsage& u = ns_usage[ns];
+    u.bytes += bytes;
+    u.entries += entries;
+    if (u.entries == 0) ns_usage.erase(ns);
+  }
+
   uint64_t entry_bytes ABSL_GUARDED_BY(mu) = 0;   // occupied by indexed entries
+  absl::flat_hash_map<uint64_t, NamespaceUsage> ns_usage ABSL_GUARDED_BY(mu);
   uint64_t pinned_bytes ABSL_GUARDED_BY(mu) = 0;  // indexed entries with leases
   uint64_t zombie_bytes ABSL_GUARDED_BY(mu) = 0;
   uint64_t reserved_bytes ABSL_GUARDED_BY(mu) = 0;
@@ -405,6 +414,63 @@ absl::Status DramTier::Commit(const EntryKey& key, const Extent& e, const EntryM
   impl_->index.insert(raw);
   impl_->LruPushFront(raw);
   impl_->entry_bytes += raw->occupied();
+  impl_->CountNamespace(key.ns, static_cast<int64_t>(raw->occupied()), 1);
+  return absl::OkStatus();
+}
+
+NamespaceUsage DramTier::UsageOf(std::span<const uint64_t> namespaces) const {
+  absl::ReaderMutexLock lock(&impl_->mu);
+  NamespaceUsage sum;
+  for (uint64_t ns : namespaces) {
+    if (auto it = impl_->ns_usage.find(ns); it != impl_->ns_usage.end()) {
+      sum.bytes += it->second.bytes;
+      sum.entries += it->second.entries;
+    }
+  }
+  return sum;
+}
+
+absl::Status DramTier::EvictFrom(std::span<const uint64_t> namespaces, uint64_t max_bytes,
+                                 uint64_t max_entries) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu);
+  auto usage = [&] {
+    NamespaceUsage sum;
+    for (uint64_t ns : namespaces) {
+      if (auto it = m.ns_usage.find(ns); it != m.ns_usage.end()) {
+        sum.bytes += it->second.bytes;
+        sum.entries += it->second.entries;
+      }
+    }
+    return sum;
+  };
+  auto over = [&](const NamespaceUsage& u) {
+    return static_cast<uint64_t>(u.bytes) > max_bytes || static_cast<uint64_t>(u.entries) > max_entries;
+  };
+  NamespaceUsage u = usage();
+  if (!over(u)) return absl::OkStatus();
+  // From the LRU end: the group's own least recently used unleased entries go first.
+  for (Entry* cur = m.lru_tail; cur != nullptr && over(u);) {
+    Entry* victim = cur;
+    cur = cur->lru_prev;
+    if (victim->lease_count > 0 ||
+        std::find(namespaces.begin(), namespaces.end(), victim->key.ns) == namespaces.end()) {
+      continue;
+    }
+    if (m.opts.on_evict) {
+      m.opts.on_evict(victim->key, victim->meta,
+                      ConstByteSpan(m.region->base() + victim->extent.offset, victim->extent.length));
+    }
+    u.bytes -= victim->occupied();
+    u.entries -= 1;
+    m.Unlink(m.index.find(victim->key));
+    ++m.evictions;
+  }
+  if (over(u)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        u.bytes, " bytes in ", u.entries, " entries are left after evicting every unleased one "
+        "(room was needed down to ", max_bytes, " bytes and ", max_entries, " entries)"));
+  }
   return absl::OkStatus();
 }
 

@@ -119,6 +119,12 @@ struct DramTierStats {
   double fragmentation = 0.0;       // 1 - largest_free_extent / free bytes
 };
 
+// Committed entries of a group of namespaces (DRAM copies only).
+struct NamespaceUsage {
+  int64_t bytes = 0;    // occupied pool bytes (4 KiB-aligned extents)
+  int64_t entries = 0;
+};
+
 class DramTier {
  public:
   static absl::StatusOr<std::unique_ptr<DramTier>> Create(const DramTierOptions& opts);
@@ -156,6 +162,13 @@ class DramTier {
   bool Release(uint64_t lease_id);
   // Removes the entry; false if absent.
   bool Erase(const EntryKey& key);
+
+  // Usage of the entries whose EntryKey::ns is in `namespaces` (a tenant's quota).
+  NamespaceUsage UsageOf(std::span<const uint64_t> namespaces) const;
+  // Evicts the group's least recently used unleased entries (through on_evict, like any
+  // victim) until it holds at most max_bytes and max_entries (UINT64_MAX = no limit).
+  // ResourceExhausted when leased entries alone exceed a limit.
+  absl::Status EvictFrom(std::span<const uint64_t> namespaces, uint64_t max_bytes, uint64_t max_entries);
 
   // Space for a client to write into; it expires after reservation_ms.
   absl::StatusOr<Reservation> Reserve(uint64_t bytes);

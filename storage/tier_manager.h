@@ -215,6 +215,12 @@ class TierManager {
   }
   // Drops expired leases and reservations; returns how many.
   size_t ReapExpired() { return dram_->ReapExpired(); }
+  // A group of namespaces' DRAM usage, and eviction of its own LRU entries to a limit
+  // (a tenant's quota; DramTier::UsageOf / EvictFrom). Victims are demoted as usual.
+  NamespaceUsage DramUsageOf(std::span<const uint64_t> namespaces) const { return dram_->UsageOf(namespaces); }
+  absl::Status EvictFrom(std::span<const uint64_t> namespaces, uint64_t max_bytes, uint64_t max_entries) {
+    return dram_->EvictFrom(namespaces, max_bytes, max_entries);
+  }
 
   // ---- request path ----
   // Local tiers only (the policy and the mover use it; no network I/O).

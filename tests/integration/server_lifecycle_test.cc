@@ -110,7 +110,7 @@ TEST(ServerLifecycleTest, SecondDaemonOnTheSameSocketIsRefused) {
 
 TEST(ServerLifecycleTest, SecondDaemonOnTheSameTcpPortFailsAtStart) {
   DaemonOptions o;
-  o.extra_args = {"--tcp-listen", "127.0.0.1:0"};
+  o.extra_args = {"--tcp-listen", "127.0.0.1:0", "--insecure-tcp"};
   DaemonProcess first(o);
   ASSERT_EQ(first.Start(), "");
   const int port = first.tcp_port();
@@ -119,7 +119,7 @@ TEST(ServerLifecycleTest, SecondDaemonOnTheSameTcpPortFailsAtStart) {
   std::string log;
   EXPECT_EQ(RunSecondDaemon(first.dir(),
                             "--metrics-listen 127.0.0.1:0 --socket " + first.dir() +
-                                "/second.sock --tcp-listen " + listen,
+                                "/second.sock --insecure-tcp --tcp-listen " + listen,
                             &log),
             1)
       << log;

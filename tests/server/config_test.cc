@@ -54,6 +54,7 @@ TEST(ConfigTest, TomlOverridesDefaults) {
 [server]
 socket = "/run/ac/d.sock"
 tcp_listen = "0.0.0.0:7000"
+insecure_tcp = true
 metrics_listen = "127.0.0.1:0"
 threads = 8
 [pool]
@@ -172,6 +173,7 @@ TEST(ConfigTest, PrintedConfigLoadsBackIdentically) {
   ServerConfig cfg;
   cfg.pool_bytes = 96ull << 20;
   cfg.tcp_listen = "[::1]:7001";
+  cfg.insecure_tcp = true;
   cfg.log_level = "debug";
   cfg.mlock = false;
   cfg.max_frame_bytes = 123457;
