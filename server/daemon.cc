@@ -488,10 +488,14 @@ absl::StatusOr<GrpcServing> StartGrpcServer(const ServerConfig& cfg, CacheServic
   // gRPC sets SO_REUSEPORT by default: a second daemon would share the port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   GrpcServing out;
-  if (!cfg.socket.empty()) {
+  // Tenants need the peer's uid (SO_PEERCRED): the daemon then accepts on the socket
+  // itself. A single-tenant daemon leaves the socket to gRPC.
+  if (!cfg.socket.empty() && auth->multi_tenant()) {
     auto l = UnixListener::Listen(cfg.socket);
     if (!l.ok()) return l.status();
     out.unix = std::move(*l);
+  } else if (!cfg.socket.empty()) {
+    builder.AddListeningPort("unix:" + cfg.socket, grpc::InsecureServerCredentials());
   }
   if (!cfg.tcp_listen.empty()) {
     auto creds = TcpCredentials(cfg);
@@ -501,9 +505,11 @@ absl::StatusOr<GrpcServing> StartGrpcServer(const ServerConfig& cfg, CacheServic
   builder.RegisterService(service);
   out.server = builder.BuildAndStart();
   if (!out.server || (!cfg.tcp_listen.empty() && *tcp_port == 0)) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.tcp_listen, " (is ", cfg.tcp_listen,
-                                               " in use by another process?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", cfg.socket.empty() ? "" : "unix:" + cfg.socket, cfg.tcp_listen.empty() ? "" : " / ",
+        cfg.tcp_listen, cfg.tcp_listen.empty() ? "" : absl::StrCat(" (is ", cfg.tcp_listen, " in use by another process?)")));
   }
+  if (!cfg.socket.empty() && !out.unix) ::chmod(cfg.socket.c_str(), 0600);
   if (out.unix) out.unix->Start(out.server.get(), auth);
   return out;
 }

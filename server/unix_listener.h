@@ -1,4 +1,5 @@
-// The daemon's Unix-socket listener. The daemon accepts connections itself, records the
+// The Unix-socket listener of a daemon with tenants (a single-tenant daemon lets gRPC
+// listen). The daemon accepts connections itself, records the
 // peer's credentials (SO_PEERCRED: uid, gid) for tenant identification (server/auth.h)
 // and hands each connection to gRPC, which reports it as peer "fd:<fd>".
 //
