@@ -19,6 +19,8 @@ namespace adaptcache::server {
 namespace {
 
 constexpr size_t kMinTokenBytes = 16;
+// Namespace ids remembered per tenant (its quota's scope): bounded memory per tenant.
+constexpr size_t kMaxNamespacesPerTenant = 1 << 16;
 
 absl::Status CheckTenantName(std::string_view n) {
   if (n.empty() || n.size() > 64) return absl::InvalidArgumentError("a tenant name is 1..64 bytes");
@@ -314,7 +316,12 @@ absl::StatusOr<uint64_t> Auth::NamespaceIdFor(const Caller& c, std::string_view 
   }
   const uint64_t id = Shared(ns) ? NamespaceId(ns) : NamespaceId(absl::StrCat(c.tenant->name, "\x1f", std::string(ns)));
   std::lock_guard<std::mutex> l(mu_);
-  used_ns_[c.index].insert(id);
+  auto& used = used_ns_[c.index];
+  if (used.size() >= kMaxNamespacesPerTenant && !used.contains(id)) {
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", c.tenant->name, "' has used ",
+                                                     kMaxNamespacesPerTenant, " namespaces, the most one tenant may"));
+  }
+  used.insert(id);
   return id;
 }
 

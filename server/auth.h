@@ -71,7 +71,8 @@ class Auth {
   void NoteUnixPeer(int fd, uid_t uid, gid_t gid);
   // Unauthenticated when no tenant matches (multi-tenant mode only).
   absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& ctx) const;
-  // The namespace id for the caller, PermissionDenied when its tenant may not use `ns`.
+  // The namespace id for the caller, PermissionDenied when its tenant may not use `ns`,
+  // ResourceExhausted beyond 65536 distinct namespaces of one tenant.
   absl::StatusOr<uint64_t> NamespaceIdFor(const Caller& c, std::string_view ns);
   // PermissionDenied unless the caller may map the shared pool.
   absl::Status CheckShm(const Caller& c) const;

@@ -401,8 +401,7 @@ grpc::Status CacheService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequ
   // Every key parses before anything is deleted.
   auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "Delete");
   if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
-  uint32_t deleted = 0;
-  for (const auto& k : *keys) deleted += tm_->Delete(k) ? 1 : 0;
+  const auto deleted = static_cast<uint32_t>(tm_->DeleteMany(*keys));
   resp->set_deleted(deleted);
   return scope.Finish(grpc::Status::OK);
 }

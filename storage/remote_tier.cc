@@ -248,24 +248,39 @@ bool RemoteTier::Enqueue(const EntryKey& key, ConstByteSpan container) {
   return EnqueueLocked(std::move(op));
 }
 
-absl::StatusOr<bool> RemoteTier::Delete(const EntryKey& key) {
+std::vector<bool> RemoteTier::Delete(std::span<const EntryKey> keys) {
+  std::vector<bool> out(keys.size(), false);
+  if (keys.empty()) return out;
   {
     std::unique_lock<std::mutex> l(mu_);
-    (void)UnqueueLocked(key);
-    // A SET of this key already sent must land before our DEL does.
+    for (const auto& k : keys) (void)UnqueueLocked(k);
+    // A SET of these keys already sent must land before our DELs do.
     const auto deadline = Clock::now() + std::chrono::milliseconds(4 * opts_.timeout_ms + 1000);
-    if (!cv_.wait_until(l, deadline, [&] { return !in_flight_.contains(key); })) {
-      return absl::DeadlineExceededError("remote tier: a write of the key is still in flight");
+    const bool drained = cv_.wait_until(l, deadline, [&] {
+      return std::none_of(keys.begin(), keys.end(), [&](const EntryKey& k) { return in_flight_.contains(k); });
+    });
+    if (!drained) {
+      NoteError(kDel, absl::DeadlineExceededError("a write of a deleted key is still in flight"));
+      return out;
     }
   }
-  const std::string name = RedisKey(key);
-  RedisCommand c{{"DEL", name}, name};
-  auto r = cluster_->Execute(std::span<const RedisCommand>(&c, 1));
-  if (!r[0].ok()) {
-    NoteError(kDel, r[0].status);
-    return r[0].status;
+  std::vector<std::string> names;
+  names.reserve(keys.size());
+  for (const auto& k : keys) names.push_back(RedisKey(k));
+  std::vector<RedisCommand> cmds;
+  cmds.reserve(keys.size());
+  for (const auto& n : names) cmds.push_back(RedisCommand{{"DEL", n}, n});
+  auto res = cluster_->Execute(cmds);
+  bool logged = false;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (res[i].ok()) {
+      out[i] = res[i].integer() > 0;
+    } else if (!logged) {
+      NoteError(kDel, res[i].status);
+      logged = true;
+    }
   }
-  return r[0].integer() > 0;
+  return out;
 }
 
 bool RemoteTier::Drain(std::chrono::milliseconds timeout) {

@@ -113,9 +113,10 @@ class RemoteTier {
   // Queues a copy of `container` for a SET. False when it was not queued (a DEL of the
   // key is queued instead).
   bool Enqueue(const EntryKey& key, ConstByteSpan container);
-  // Drops queued writes of the key, waits for one in flight, DELs it. True if Redis
-  // held the key.
-  absl::StatusOr<bool> Delete(const EntryKey& key);
+  // Drops queued writes of the keys, waits for ones in flight, DELs them in one
+  // pipelined round trip. Per key: true if Redis held it (false also on an error, which
+  // is counted and logged).
+  std::vector<bool> Delete(std::span<const EntryKey> keys);
   // Waits until the queue is empty and nothing is in flight; false at the deadline.
   bool Drain(std::chrono::milliseconds timeout);
 

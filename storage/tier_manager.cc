@@ -1,5 +1,6 @@
 #include "storage/tier_manager.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -535,23 +536,27 @@ absl::StatusOr<TierLease> TierManager::GetFromRemote(const EntryKey& key, uint32
   return TierLease{*l, Tier::kRemote, false};
 }
 
-bool TierManager::Delete(const EntryKey& key) {
-  Stripe& s = StripeOf(key);
-  std::unique_lock<std::mutex> sl(s.mu);
-  ++s.version;
-  bool any = dram_->Erase(key);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    any |= demoting_.contains(key);
-    ForgetLocked(key);
+size_t TierManager::DeleteMany(std::span<const EntryKey> keys) {
+  std::vector<bool> any(keys.size(), false);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const EntryKey& key = keys[i];
+    Stripe& s = StripeOf(key);
+    std::lock_guard<std::mutex> sl(s.mu);
+    ++s.version;
+    bool found = dram_->Erase(key);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      found |= demoting_.contains(key);
+      ForgetLocked(key);
+    }
+    if (ssd_) found |= ssd_->Erase(key).ok();
+    any[i] = found;
   }
-  if (ssd_) any |= ssd_->Erase(key).ok();
-  sl.unlock();  // no network I/O under the stripe
-  if (remote_) {
-    auto r = remote_->Delete(key);
-    if (r.ok()) any |= *r;
+  if (remote_) {  // no network I/O under a stripe
+    const auto remote = remote_->Delete(keys);
+    for (size_t i = 0; i < keys.size(); ++i) any[i] = any[i] || remote[i];
   }
-  return any;
+  return static_cast<size_t>(std::count(any.begin(), any.end(), true));
 }
 
 }  // namespace adaptcache

@@ -240,7 +240,9 @@ class TierManager {
   absl::StatusOr<TierLease> GetFromDram(const EntryKey& key, uint32_t lease_ms);
   bool Release(uint64_t lease_id) { return dram_->Release(lease_id); }
   // Removes the key from every tier; true if any copy existed.
-  bool Delete(const EntryKey& key);
+  bool Delete(const EntryKey& key) { return DeleteMany(std::span<const EntryKey>(&key, 1)) == 1; }
+  // Delete of each key (the remote part in one round trip); how many had a copy.
+  size_t DeleteMany(std::span<const EntryKey> keys);
 
   // ---- mover primitives ----
   // Writes the DRAM copy to SSD (if not already there), waits until durable, then drops
