@@ -38,11 +38,28 @@ absl::Status ValidateRecordHeader(std::span<const std::byte> block, RecordHeader
   if (h.magic != kRecordMagic) return absl::DataLossError("record header: bad magic");
   if (h.header_crc32c != Crc32c(&h, offsetof(RecordHeader, header_crc32c)))
     return absl::DataLossError("record header: bad CRC");
-  if (h.version != kRecordFormatVersion || h.flags != 0)
+  if (h.version < kRecordFormatVersionMin || h.version > kRecordFormatVersion ||
+      (h.flags & ~kRecordReinsertion) != 0 || (h.version < 2 && h.flags != 0))
     return absl::FailedPreconditionError("record header: unsupported version");
   if (h.payload_bytes == 0) return absl::DataLossError("record header: empty payload");
   if (out) *out = h;
   return absl::OkStatus();
+}
+
+void SealReinsertionTrailer(ReinsertionTrailer& t) {
+  t.reserved = 0;
+  t.crc32c = Crc32c(&t, offsetof(ReinsertionTrailer, crc32c));
+}
+
+absl::StatusOr<uint64_t> ReinsertionOf(std::span<const std::byte> block, const RecordHeader& h) {
+  if ((h.flags & kRecordReinsertion) == 0) return uint64_t{0};
+  if (block.size() < sizeof(RecordHeader) + sizeof(ReinsertionTrailer))
+    return absl::InvalidArgumentError("record header: short block");
+  ReinsertionTrailer t;
+  std::memcpy(&t, block.data() + sizeof(RecordHeader), sizeof t);
+  if (t.crc32c != Crc32c(&t, offsetof(ReinsertionTrailer, crc32c)) || t.of_seq == 0 || t.of_seq >= h.seq)
+    return absl::DataLossError("record header: bad reinsertion trailer");
+  return t.of_seq;
 }
 
 }  // namespace adaptcache

@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/key.h"
 
 namespace adaptcache {
@@ -29,7 +30,11 @@ inline constexpr uint64_t kSsdBlock = 4096;
 inline constexpr uint32_t kSegmentMagic = 0x53534341;  // bytes "ACSS"
 inline constexpr uint32_t kRecordMagic = 0x52534341;   // bytes "ACSR"
 inline constexpr uint16_t kSegmentFormatVersion = 1;
-inline constexpr uint16_t kRecordFormatVersion = 1;
+inline constexpr uint16_t kRecordFormatVersion = 2;  // 2 added flags/kRecordReinsertion
+inline constexpr uint16_t kRecordFormatVersionMin = 1;
+// RecordHeader::flags: the record is a reclaim's copy of the record with sequence
+// ReinsertionTrailer::of_seq, valid only while that record is still the key's entry.
+inline constexpr uint8_t kRecordReinsertion = 1;
 
 #pragma pack(push, 1)
 struct SegmentHeader {
@@ -49,7 +54,7 @@ struct RecordHeader {
   uint32_t magic;           // 0  kRecordMagic
   uint16_t version;         // 4  kRecordFormatVersion
   uint8_t codec;            // 6  CodecId of the container
-  uint8_t flags;            // 7  reserved, 0
+  uint8_t flags;            // 7  kRecordReinsertion or 0
   uint64_t ns;              // 8  namespace id
   uint64_t key_lo;          // 16 Key128.lo
   uint64_t key_hi;          // 24 Key128.hi
@@ -60,9 +65,16 @@ struct RecordHeader {
   uint32_t nonce;           // 56 must equal the segment header's
   uint32_t header_crc32c;   // 60 CRC32C of bytes [0, 60)
 };
+// Follows the record header (offset 64 of the header block) when flags has kRecordReinsertion.
+struct ReinsertionTrailer {
+  uint64_t of_seq;          // 0  seq of the record this one copies
+  uint32_t reserved;        // 8  zero
+  uint32_t crc32c;          // 12 CRC32C of bytes [0, 12)
+};
 #pragma pack(pop)
 static_assert(sizeof(SegmentHeader) == 64, "segment header layout is pinned");
 static_assert(sizeof(RecordHeader) == 64, "record header layout is pinned");
+static_assert(sizeof(ReinsertionTrailer) == 16, "reinsertion trailer layout is pinned");
 
 inline constexpr uint64_t RoundUpBlock(uint64_t n) {
   return (n + kSsdBlock - 1) / kSsdBlock * kSsdBlock;
@@ -90,5 +102,9 @@ void SealRecordHeader(RecordHeader& h);
 // must be at least 64 bytes.
 absl::Status ValidateSegmentHeader(std::span<const std::byte> block, SegmentHeader* out);
 absl::Status ValidateRecordHeader(std::span<const std::byte> block, RecordHeader* out);
+// The copied record's seq of a reinsertion record (0 for any other record); the block must
+// hold the record header and its trailer. DataLoss if the trailer does not validate.
+absl::StatusOr<uint64_t> ReinsertionOf(std::span<const std::byte> block, const RecordHeader& h);
+void SealReinsertionTrailer(ReinsertionTrailer& t);
 
 }  // namespace adaptcache

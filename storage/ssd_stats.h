@@ -70,6 +70,7 @@ struct SsdTierStats {
   uint64_t segments_reclaimed = 0;
   uint64_t reinserted_entries = 0;
   uint64_t reinserted_bytes = 0;
+  uint64_t reinsert_superseded = 0;    // erased or re-put while its copy was written
   uint64_t dropped_on_reclaim = 0;
 
   uint64_t recovered_from_scan = 0;    // entries the last Open took from the log

@@ -226,7 +226,11 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
   h.payload_bytes = st->loc.payload_bytes;
   h.payload_crc32c = st->loc.payload_crc32c;
   h.nonce = s.nonce;
+  if (req.reinsert_of_seq != 0) h.flags = kRecordReinsertion;
   SealRecordHeader(h);
+  ReinsertionTrailer trailer{};
+  trailer.of_seq = req.reinsert_of_seq;
+  SealReinsertionTrailer(trailer);
 
   const std::byte* src = req.bytes.data();
   uint64_t left = payload;
@@ -239,6 +243,7 @@ void SsdTier::Stage(PutReq&& req, std::vector<std::unique_ptr<Staged>>& staged) 
     if (off == 0) {
       std::memset(buf.data, 0, kSsdBlock);
       std::memcpy(buf.data, &h, sizeof h);
+      if (req.reinsert_of_seq != 0) std::memcpy(buf.data + sizeof h, &trailer, sizeof trailer);
       fill = kSsdBlock;
     }
     const uint64_t n = std::min(left, len - fill);
@@ -343,42 +348,55 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
     else if (*res < 0) why = absl::StrCat("fdatasync failed: ", std::strerror(-*res));
   }
   absl::Status result;
+  std::vector<std::unique_ptr<Staged>> done = std::move(staged);
+  staged.clear();
+  std::vector<bool> superseded(done.size(), false);
   if (!why.empty()) {
     FailSlot(slot, seg, why);
     result = absl::UnavailableError(absl::StrCat("ssd write: ", why, "; segment out of service"));
   } else {
-    bool failed;
+    std::lock_guard<std::mutex> il(index_mu_);
+    std::vector<std::pair<EntryKey, SsdLocation>> puts;
+    puts.reserve(done.size());
     {
       std::lock_guard<std::mutex> m(mu_);
-      failed = slots_[slot].state == Slot::State::kFailed;
+      if (slots_[slot].state == Slot::State::kFailed) result = absl::UnavailableError("ssd write: segment taken out of service");
+      for (size_t i = 0; i < done.size() && result.ok(); ++i) {
+        const PutReq& q = done[i]->req;
+        if (q.reinsert_of_seq != 0) {
+          // A reclaim's copy must not undo an Erase or a newer Put that came meanwhile.
+          auto it = map_.find(q.key);
+          superseded[i] = it == map_.end() || it->second.loc.seq != q.reinsert_of_seq;
+          if (superseded[i]) continue;
+        }
+        puts.emplace_back(q.key, done[i]->loc);
+      }
     }
-    if (failed) {
-      result = absl::UnavailableError("ssd write: segment taken out of service");
-    } else {
-      std::vector<std::pair<EntryKey, SsdLocation>> puts;
-      puts.reserve(staged.size());
-      for (auto& s : staged) puts.emplace_back(s->req.key, s->loc);
-      const SsdLocation& last = staged.back()->loc;
+    if (result.ok()) {
+      const SsdLocation& last = done.back()->loc;
       IndexTail tail{last.seq, slot, seg, last.offset + RecordBytes(last.payload_bytes)};
       result = index_->Commit(puts, {}, tail);
     }
-  }
-  std::vector<std::unique_ptr<Staged>> done = std::move(staged);
-  staged.clear();
-  if (result.ok()) {
-    std::lock_guard<std::mutex> m(mu_);
-    if (slots_[slot].state == Slot::State::kFailed) {
-      result = absl::UnavailableError("ssd write: segment taken out of service");
-    } else {
-      for (auto& s : done) {
-        auto [it, inserted] = map_.try_emplace(s->req.key);
-        if (!inserted) stats_.live_payload_bytes -= it->second.loc.payload_bytes;
-        it->second = Entry{s->loc, 0};
-        stats_.live_payload_bytes += s->loc.payload_bytes;
-        slots_[slot].keys.push_back(s->req.key);
-        if (!s->req.reinsertion) {
-          stats_.user_bytes_written += s->loc.payload_bytes;
-          ++stats_.puts_committed;
+    if (result.ok()) {
+      std::lock_guard<std::mutex> m(mu_);
+      if (slots_[slot].state == Slot::State::kFailed) {
+        result = absl::UnavailableError("ssd write: segment taken out of service");
+      } else {
+        for (size_t i = 0; i < done.size(); ++i) {
+          auto& s = done[i];
+          if (superseded[i]) {
+            ++stats_.reinsert_superseded;
+            continue;
+          }
+          auto [it, inserted] = map_.try_emplace(s->req.key);
+          if (!inserted) stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+          it->second = Entry{s->loc, 0};
+          stats_.live_payload_bytes += s->loc.payload_bytes;
+          slots_[slot].keys.push_back(s->req.key);
+          if (!s->req.reinsertion) {
+            stats_.user_bytes_written += s->loc.payload_bytes;
+            ++stats_.puts_committed;
+          }
         }
       }
     }
@@ -396,6 +414,7 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
 
 void SsdTier::FailSlot(uint32_t slot, uint64_t segment_id, const std::string& why) {
   std::vector<EntryKey> deletes;
+  std::lock_guard<std::mutex> il(index_mu_);
   {
     std::lock_guard<std::mutex> m(mu_);
     Slot& s = slots_[slot];
@@ -565,6 +584,7 @@ void SsdTier::FinishRead(ReadCtx* ctx) {
 
 void SsdTier::DropCorrupt(const EntryKey& key, uint64_t seq) {
   bool erased = false;
+  std::lock_guard<std::mutex> il(index_mu_);
   {
     std::lock_guard<std::mutex> m(mu_);
     ++stats_.checksum_failures;
@@ -591,11 +611,16 @@ std::optional<SsdEntryInfo> SsdTier::Lookup(const EntryKey& key) const {
   return SsdEntryInfo{l.payload_bytes, l.codec, l.payload_crc32c, l.seq, l.segment_id, it->second.hits};
 }
 
-absl::Status SsdTier::Erase(const EntryKey& key) {
+absl::Status SsdTier::Erase(const EntryKey& key, std::optional<uint32_t> only_crc,
+                           std::optional<uint32_t> unless_crc) {
+  std::lock_guard<std::mutex> il(index_mu_);
   {
     std::lock_guard<std::mutex> m(mu_);
     auto it = map_.find(key);
     if (it == map_.end()) return absl::NotFoundError("ssd erase: no such entry");
+    const uint32_t crc = it->second.loc.payload_crc32c;
+    if ((only_crc && crc != *only_crc) || (unless_crc && crc == *unless_crc))
+      return absl::FailedPreconditionError("ssd erase: the entry is another version");
     stats_.live_payload_bytes -= it->second.loc.payload_bytes;
     map_.erase(it);
   }

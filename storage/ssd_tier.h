@@ -139,7 +139,10 @@ class SsdTier {
   absl::StatusOr<std::array<std::byte, kContainerHeaderBytes>> ReadContainerHead(const EntryKey& key) const;
   bool Contains(const EntryKey& key) const { return Lookup(key).has_value(); }
   // Removes the entry from the index (NotFound if absent). Its record becomes garbage.
-  absl::Status Erase(const EntryKey& key);
+  // With only_crc / unless_crc, only an entry whose payload CRC is / is not that value is
+  // removed (FailedPrecondition otherwise), checked atomically with the removal.
+  absl::Status Erase(const EntryKey& key, std::optional<uint32_t> only_crc = std::nullopt,
+                     std::optional<uint32_t> unless_crc = std::nullopt);
   // Counts an access for the admission rule without writing.
   void NoteAccess(const EntryKey& key);
 
@@ -172,6 +175,7 @@ class SsdTier {
     std::vector<std::byte> owned;
     PutCallback done;
     bool reinsertion = false;
+    uint64_t reinsert_of_seq = 0;  // reinsertion: installed only while this seq is the entry
     std::chrono::steady_clock::time_point queued;
   };
   // A record being written: its request, where it goes, and the first I/O error seen.
@@ -222,6 +226,9 @@ class SsdTier {
   std::unique_ptr<SsdIndex> index_;
   std::unique_ptr<AdmissionController> admission_;
 
+  // Held across every change of map_ together with its index commit, so the index sees
+  // them in map_'s order. Order: index_mu_ before mu_.
+  std::mutex index_mu_;
   mutable std::mutex mu_;  // map_, slots_ states, stats_
   absl::flat_hash_map<EntryKey, Entry> map_;
   std::vector<Slot> slots_;

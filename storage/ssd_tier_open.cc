@@ -20,6 +20,7 @@ namespace adaptcache {
 
 struct SsdTier::ScanResult {
   std::vector<std::pair<EntryKey, SsdLocation>> records;
+  std::vector<uint64_t> reinsert_of;  // per record: ReinsertionOf (0: a plain record)
   uint64_t end_offset = kSsdBlock;  // after the last record with a valid header
   uint64_t corrupt = 0;
 };
@@ -220,9 +221,11 @@ absl::Status SsdTier::ScanSlot(uint32_t slot, uint64_t from, bool probe, ScanRes
       if (auto st = read(pb.data(), rec - kSsdBlock, p + kSsdBlock); !st.ok()) return st;
       crc = Crc32c(pb.data(), h.payload_bytes);
     }
-    if (crc == h.payload_crc32c) {
+    auto of = ReinsertionOf(std::span<const std::byte>(blk, kSsdBlock), h);
+    if (crc == h.payload_crc32c && of.ok()) {
       EntryKey k{h.ns, Key128{h.key_lo, h.key_hi}};
       out->records.emplace_back(k, SsdLocation{slot, s.segment_id, p, h.payload_bytes, h.payload_crc32c, h.codec, h.seq});
+      out->reinsert_of.push_back(*of);
     } else {
       ++out->corrupt;  // header intact, payload not: skip this record only
     }
@@ -233,13 +236,20 @@ absl::Status SsdTier::ScanSlot(uint32_t slot, uint64_t from, bool probe, ScanRes
 }
 
 namespace {
-// Applies scanned records: the highest sequence per key wins.
-template <typename Map, typename Slots>
-void ApplyRecords(const std::vector<std::pair<EntryKey, SsdLocation>>& recs, Map& map, Slots& slots,
+// Applies scanned records: the highest sequence per key wins. A reclaim's copy counts only
+// while the record it copies is the key's entry (an Erase or newer Put came after it was
+// read); in a rebuild, where erases are unknown anyway, also when the key has none.
+template <typename Scan, typename Map, typename Slots>
+void ApplyRecords(const Scan& r, bool rebuild, Map& map, Slots& slots,
                   std::vector<std::pair<EntryKey, SsdLocation>>* puts, uint64_t* applied) {
-  for (const auto& [k, loc] : recs) {
+  for (size_t i = 0; i < r.records.size(); ++i) {
+    const auto& [k, loc] = r.records[i];
     auto it = map.find(k);
     if (it != map.end() && it->second.loc.seq >= loc.seq) continue;
+    if (const uint64_t of = r.reinsert_of[i]; of != 0) {
+      const bool copies_entry = it != map.end() ? it->second.loc.seq == of : rebuild;
+      if (!copies_entry) continue;
+    }
     map[k].loc = loc;
     map[k].hits = 0;
     slots[loc.slot].keys.push_back(k);
@@ -288,7 +298,7 @@ absl::Status SsdTier::LoadIndex() {
     stats_.checksum_failures += r.corrupt;
     slots_[i].write_offset = r.end_offset;
     for (const auto& rec : r.records) max_seq = std::max(max_seq, rec.second.seq);
-    ApplyRecords(r.records, map_, slots_, &puts, &applied);
+    ApplyRecords(r, /*rebuild=*/false, map_, slots_, &puts, &applied);
   }
   stats_.recovered_from_scan = applied;
   next_seq_ = max_seq + kSeqGapOnOpen;
@@ -320,7 +330,7 @@ absl::Status SsdTier::RebuildIndex() {
     stats_.checksum_failures += r.corrupt;
     slots_[i].write_offset = r.end_offset;
     for (const auto& rec : r.records) max_seq = std::max(max_seq, rec.second.seq);
-    ApplyRecords(r.records, map_, slots_, &puts, &applied);
+    ApplyRecords(r, /*rebuild=*/true, map_, slots_, &puts, &applied);
   }
   // Only the winners go to the index (a key may appear in several segments).
   std::vector<std::pair<EntryKey, SsdLocation>> winners;

@@ -133,6 +133,7 @@ std::vector<SsdTier::PutReq> SsdTier::ReadHotEntries(const std::vector<std::pair
     r.owned = std::move(*bytes);
     r.bytes = ConstByteSpan(r.owned);
     r.reinsertion = true;
+    r.reinsert_of_seq = e.loc.seq;
     r.queued = std::chrono::steady_clock::now();
     reins.push_back(std::move(r));
   }
@@ -176,6 +177,7 @@ SsdTier::ReinsertTotals SsdTier::Reinsert(std::vector<PutReq>& reins) {
 // Everything still pointing at the victim becomes a miss; the slot is free again.
 void SsdTier::FreeReclaimedSlot(uint32_t victim, uint64_t victim_seg, const ReinsertTotals& reinserted) {
   std::vector<EntryKey> deletes;
+  std::lock_guard<std::mutex> il(index_mu_);
   {
     std::lock_guard<std::mutex> m(mu_);
     Slot& s = slots_[victim];

@@ -141,10 +141,18 @@ EntryMeta TierManager::SsdMetaToEntryMeta(const SsdMeta& m, const SsdEntryInfo& 
 
 void TierManager::EraseSsdCopy(const EntryKey& key, std::optional<uint32_t> keep_crc) {
   if (!ssd_) return;
-  auto info = ssd_->Lookup(key);
-  if (!info) return;
-  if (keep_crc.has_value() && info->payload_crc32c == *keep_crc) return;
-  (void)ssd_->Erase(key);  // NotFound: someone else erased it first
+  (void)ssd_->Erase(key, std::nullopt, keep_crc);  // NotFound / another version: nothing to do
+}
+
+TierManager::CommittingMark::CommittingMark(TierManager* tm, const EntryKey& key) : tm_(tm), key_(key) {
+  std::lock_guard<std::mutex> l(tm_->mu_);
+  ++tm_->committing_[key_];
+}
+
+TierManager::CommittingMark::~CommittingMark() {
+  std::lock_guard<std::mutex> l(tm_->mu_);
+  if (auto it = tm_->committing_.find(key_); it != tm_->committing_.end() && --it->second == 0)
+    tm_->committing_.erase(it);
 }
 
 // ---------------------------------------------------------------- demotion
@@ -159,21 +167,24 @@ void TierManager::OnDramEvict(const EntryKey& key, const EntryMeta& meta, ConstB
     evictions_lost_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const auto info = ssd_->Lookup(key);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (auto it = demoting_.find(key); it != demoting_.end() && it->second->meta.crc32c == meta.crc32c) {
-      demotions_clean_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+  // Decide, copy outside mu_, then decide again and queue under mu_: a CommitPut of the
+  // key marks committing_ under mu_ before its own SSD write, so no write of this older
+  // version is queued after the new one's.
+  auto clean = [&](const std::optional<SsdEntryInfo>& info) {
+    if (committing_.contains(key)) return true;  // superseded
+    if (auto it = demoting_.find(key); it != demoting_.end() && it->second->meta.crc32c == meta.crc32c) return true;
     auto sm = ssd_meta_.find(key);
-    if (info && sm != ssd_meta_.end() && sm->second.master &&
-        sm->second.crc32c == info->payload_crc32c) {
-      demotions_clean_.fetch_add(1, std::memory_order_relaxed);  // the master serves now
-      return;
-    }
+    if (info && sm != ssd_meta_.end() && sm->second.master && sm->second.crc32c == info->payload_crc32c)
+      return true;  // the master serves now
     if (info && info->payload_crc32c == meta.crc32c && info->payload_bytes == bytes.size()) {
       RememberSsdLocked(key, meta, false);
+      return true;
+    }
+    return false;
+  };
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (clean(ssd_->Lookup(key))) {
       demotions_clean_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -184,27 +195,42 @@ void TierManager::OnDramEvict(const EntryKey& key, const EntryMeta& meta, ConstB
   d->bytes.assign(bytes.begin(), bytes.end());
   SsdPutOptions po;
   po.borrow = true;  // d owns the bytes until the callback
-  auto st = ssd_->Put(key, d->bytes, [this, d](absl::Status s) { OnDemotionDone(d, std::move(s)); },
-                      po);
-  if (!st.ok()) {
-    demotions_refused_.fetch_add(1, std::memory_order_relaxed);
-    // A different, older SSD copy must not come back once DRAM dropped the newer one.
-    if (info) (void)ssd_->Erase(key);
-    std::lock_guard<std::mutex> l(mu_);
-    if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end()) {
-      if (sm->second.master) --masters_;
-      ssd_meta_.erase(sm);
-    }
+  std::lock_guard<std::mutex> l(mu_);
+  const auto info = ssd_->Lookup(key);
+  if (clean(info)) {
+    demotions_clean_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  demotions_queued_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> l(mu_);
+  // In demoting_ before the write is queued: its callback (which removes it) cannot run
+  // before we release mu_.
   auto [it, inserted] = demoting_.try_emplace(key, d);
+  std::shared_ptr<Demotion> superseded;
   if (!inserted) {
-    demoting_bytes_ -= it->second->bytes.size();
+    superseded = it->second;
+    demoting_bytes_ -= superseded->bytes.size();
     it->second = d;  // the older write lands first (FIFO); this one supersedes it
   }
   demoting_bytes_ += d->bytes.size();
+  auto st = ssd_->Put(key, d->bytes, [this, d](absl::Status s) { OnDemotionDone(d, std::move(s)); },
+                      po);
+  if (st.ok()) {
+    demotions_queued_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  demotions_refused_.fetch_add(1, std::memory_order_relaxed);
+  demoting_bytes_ -= d->bytes.size();
+  if (superseded) {
+    it->second = superseded;
+    demoting_bytes_ += superseded->bytes.size();
+  } else {
+    demoting_.erase(it);
+  }
+  // A different, older SSD copy must not come back once DRAM dropped the newer one.
+  if (info) (void)ssd_->Erase(key, info->payload_crc32c);
+  if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end()) {
+    if (sm->second.master) --masters_;
+    ssd_meta_.erase(sm);
+  }
 }
 
 void TierManager::OnDemotionDone(const std::shared_ptr<Demotion>& d, absl::Status st) {
@@ -227,8 +253,7 @@ void TierManager::OnDemotionDone(const std::shared_ptr<Demotion>& d, absl::Statu
   demotions_done_.fetch_add(1, std::memory_order_relaxed);
   if (cancelled) {
     // Deleted or re-put while in flight: drop this record unless a newer one replaced it.
-    auto info = ssd_->Lookup(d->key);
-    if (info && info->payload_crc32c == d->meta.crc32c) (void)ssd_->Erase(d->key);
+    (void)ssd_->Erase(d->key, d->meta.crc32c);
   }
 }
 
@@ -330,6 +355,7 @@ absl::StatusOr<TierPutResult> TierManager::CommitPut(const EntryKey& key, const 
                                                      const EntryMeta& meta,
                                                      const TierPutOptions& popts) {
   TierPutResult r;
+  CommittingMark mark(this, key);
   if (popts.durable) {
     ByteSpan b = dram_->Bytes(extent);
     if (b.size() != extent.length) return absl::InvalidArgumentError("extent outside the pool");
@@ -406,7 +432,7 @@ absl::StatusOr<std::pair<Extent, EntryMeta>> TierManager::ReadSsdIntoDram(const 
       ssd_read_errors_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("tier manager: SSD entry is not a valid container ({}); dropped",
                    std::string(meta.status().message()));
-      (void)ssd_->Erase(key);
+      (void)ssd_->Erase(key, info->payload_crc32c);
       return absl::NotFoundError("miss: SSD copy invalid");
     }
     meta->stored_bytes = *n;

@@ -299,6 +299,18 @@ class TierManager {
   RemoteTier* remote_for_testing() const { return remote_.get(); }
 
  private:
+  // Marks key in committing_ for its lifetime.
+  class CommittingMark {
+   public:
+    CommittingMark(TierManager* tm, const EntryKey& key);
+    ~CommittingMark();
+    CommittingMark(const CommittingMark&) = delete;
+    CommittingMark& operator=(const CommittingMark&) = delete;
+
+   private:
+    TierManager* tm_;
+    EntryKey key_;
+  };
   struct Demotion {
     EntryKey key;
     std::vector<std::byte> bytes;
@@ -349,6 +361,9 @@ class TierManager {
 
   mutable std::mutex mu_;
   absl::flat_hash_map<EntryKey, std::shared_ptr<Demotion>> demoting_;
+  // Keys inside CommitPut: their old DRAM copy is being replaced, so an eviction of it
+  // must not write it to SSD (it would land over, or get erased with, the new version).
+  absl::flat_hash_map<EntryKey, uint32_t> committing_;
   absl::flat_hash_map<EntryKey, SsdMeta> ssd_meta_;
   std::vector<std::string> codec_names_;
   absl::flat_hash_map<std::string, uint16_t> codec_ids_;

@@ -184,17 +184,15 @@ absl::Status TierManager::Replace(const EntryKey& key, ConstByteSpan container,
   }
   SsdPutOptions so;
   so.bypass_admission = ropts.bypass_admission;
+  CommittingMark mark(this, key);  // the old DRAM copy is being replaced: never demote it
 
   if (ropts.target == Tier::kSsd) {
     if (auto st = SsdPutDurable(key, container, so); !st.ok()) return st;
     std::lock_guard<std::mutex> sl(s.mu);
     if (s.version != version) {
       // A Put or Delete won meanwhile; take our record back out unless it was replaced.
-      auto info = ssd_->Lookup(key);
       auto dm = dram_->Peek(key);
-      if (info && info->payload_crc32c == meta.crc32c && !(dm && dm->crc32c == meta.crc32c)) {
-        (void)ssd_->Erase(key);
-      }
+      if (!(dm && dm->crc32c == meta.crc32c)) (void)ssd_->Erase(key, meta.crc32c);
       return absl::AbortedError("entry changed during Replace");
     }
     ++s.version;

@@ -34,6 +34,43 @@ TEST(SsdFormat, RecordHeaderRoundTripAndCorruption) {
   EXPECT_FALSE(ValidateRecordHeader(std::span<const std::byte>(block, 10), nullptr).ok());
 }
 
+TEST(SsdFormat, ReinsertionTrailer) {
+  RecordHeader h{};
+  h.magic = kRecordMagic;
+  h.version = kRecordFormatVersion;
+  h.seq = 500;
+  h.payload_bytes = 10;
+  SealRecordHeader(h);
+  std::byte block[kSsdBlock] = {};
+  std::memcpy(block, &h, sizeof h);
+  EXPECT_EQ(*ReinsertionOf(block, h), 0u);  // a plain record
+  h.flags = kRecordReinsertion;
+  SealRecordHeader(h);
+  std::memcpy(block, &h, sizeof h);
+  ReinsertionTrailer t{};
+  t.of_seq = 123;
+  SealReinsertionTrailer(t);
+  std::memcpy(block + sizeof h, &t, sizeof t);
+  ASSERT_TRUE(ValidateRecordHeader(block, nullptr).ok());
+  EXPECT_EQ(*ReinsertionOf(block, h), 123u);
+  block[sizeof h + 1] ^= std::byte{1};
+  EXPECT_FALSE(ReinsertionOf(block, h).ok());
+  block[sizeof h + 1] ^= std::byte{1};
+  t.of_seq = 600;  // a copy is always newer than what it copies
+  SealReinsertionTrailer(t);
+  std::memcpy(block + sizeof h, &t, sizeof t);
+  EXPECT_FALSE(ReinsertionOf(block, h).ok());
+  // Version 1 records had no flags: one that claims them is not a v1 record.
+  h.version = 1;
+  SealRecordHeader(h);
+  std::memcpy(block, &h, sizeof h);
+  EXPECT_FALSE(ValidateRecordHeader(block, nullptr).ok());
+  h.flags = 0;
+  SealRecordHeader(h);
+  std::memcpy(block, &h, sizeof h);
+  EXPECT_TRUE(ValidateRecordHeader(block, nullptr).ok());
+}
+
 TEST(SsdFormat, SegmentHeaderValidates) {
   SegmentHeader h{};
   h.magic = kSegmentMagic;

@@ -1,4 +1,6 @@
 // FIFO reclaim with hot reinsertion, the reclaim hooks, and admission through the tier.
+#include <filesystem>
+
 #include "gtest/gtest.h"
 #include "storage/ssd_format.h"
 #include "storage/ssd_tier.h"
@@ -83,6 +85,54 @@ TEST(SsdReclaim, HooksDecideAndTranscode) {
   EXPECT_EQ(*t->Get(KeyOf(0)), MakeContainer(1000, 3000));
   EXPECT_EQ(*t->Get(KeyOf(50)), MakeContainer(1050, 3000));
   EXPECT_FALSE(t->Contains(KeyOf(1)));
+}
+
+// A reclaim reads a hot entry, then writes it again: an Erase that comes meanwhile must
+// not be undone by that copy, in memory or after a restart.
+TEST(SsdReclaim, EraseDuringReclaimIsNotUndone) {
+  TempDir dir;
+  SsdTierOptions o = SmallOptions(dir.path());
+  SsdTier* tp = nullptr;
+  int erased = 0;
+  o.reclaim.keep = [&](const EntryKey& k, const SsdEntryInfo&) {
+    if (k.key.hi % 10 != 0) return false;
+    if (tp->Erase(k).ok()) ++erased;  // a Delete between the reclaim's snapshot and its copy
+    return true;
+  };
+  auto t = std::move(*SsdTier::Open(o));
+  tp = t.get();
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(t->PutSync(KeyOf(i), MakeContainer(i, kSize)).ok());
+  t->Flush();
+  ASSERT_GT(erased, 0);
+  EXPECT_GE(t->Stats().reinsert_superseded, static_cast<uint64_t>(erased));
+  int back = 0;
+  auto check = [&](SsdTier* tier) {
+    back = 0;
+    for (int i = 0; i < 100; i += 10) back += tier->Contains(KeyOf(i));
+  };
+  check(t.get());
+  EXPECT_EQ(back, 0) << "an erased entry came back after the reclaim";
+  t.reset();
+  o.reclaim.keep = nullptr;
+  t = std::move(*SsdTier::Open(o));
+  check(t.get());
+  EXPECT_EQ(back, 0) << "an erased entry came back after a restart";
+}
+
+// Reinsertion records carry the seq they copy; a rebuild from the log alone still
+// serves them.
+TEST(SsdReclaim, ReinsertedEntriesSurviveAnIndexRebuild) {
+  TempDir dir;
+  auto t = std::move(*SsdTier::Open(SmallOptions(dir.path())));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(t->PutSync(KeyOf(i), MakeContainer(i, kSize)).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(t->Get(KeyOf(i)).ok());
+  for (int i = 5; i < 300; ++i) ASSERT_TRUE(t->PutSync(KeyOf(i), MakeContainer(i, kSize)).ok());
+  ASSERT_GE(t->Stats().reinserted_entries, 5u);
+  t.reset();
+  std::filesystem::remove_all(std::filesystem::path(dir.path()) / "index");
+  t = std::move(*SsdTier::Open(SmallOptions(dir.path())));
+  ASSERT_TRUE(t->Stats().rebuilt_index);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(*t->Get(KeyOf(i)), MakeContainer(i, kSize)) << i;
 }
 
 TEST(SsdAdmissionTier, SecondAccessRule) {

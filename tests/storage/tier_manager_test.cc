@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <atomic>
 #include <filesystem>
+#include <optional>
+#include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -329,6 +333,64 @@ TEST_F(TierManagerTest, BadCommitChangesNothing) {
   auto r = tm_->CommitPut(KeyOf(0), Extent{4096 * 3, 100}, meta);  // not in flight
   EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
   EXPECT_EQ(tm_->Locate(KeyOf(0)).tier, Tier::kNone);
+}
+
+// Writers re-put their own keys, plain and durable, while the small pool evicts older
+// copies all the time. A Put acknowledged durable must leave exactly its version on SSD
+// (what a crash would keep), whatever the demotions of the key's older copies do.
+TEST_F(TierManagerTest, DurablePutSurvivesTheDemotionOfItsOlderCopy) {
+  TierManagerOptions o = Options(/*promote_after=*/0);
+  o.ssd->segment_bytes = 4 << 20;
+  o.ssd->segment_count = 8;
+  Open(o);
+  constexpr int kThreads = 4, kKeysPer = 8, kOps = 1000;
+  std::vector<std::optional<uint32_t>> expect(kThreads * kKeysPer);
+  std::vector<std::thread> writers;
+  std::atomic<int> errors{0}, durable_acks{0};
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      std::mt19937 rng(1234 + t);
+      std::vector<uint64_t> version(kKeysPer, 0);
+      // Random plain and durable Puts, then a plain and a durable one on each key.
+      for (int op = 0; op < kOps + 2 * kKeysPer; ++op) {
+        const bool tail = op >= kOps;
+        const int slot = tail ? (op - kOps) / 2 : static_cast<int>(rng() % kKeysPer);
+        const uint64_t key = static_cast<uint64_t>(t * kKeysPer + slot);
+        const bool durable = tail ? (op - kOps) % 2 == 1 : rng() % 2 == 0;
+        auto c = MakeContainer(key * 100000 + ++version[slot]);
+        auto r = PutBytes(KeyOf(key), c, durable);
+        if (!r.ok()) {
+          errors.fetch_add(1);
+          continue;
+        }
+        if (durable && r->durable) {
+          expect[key] = Crc32c(c.data(), c.size());
+          durable_acks.fetch_add(1);
+        } else {
+          expect[key].reset();  // a plain Put may or may not reach SSD
+        }
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(durable_acks.load(), kThreads * kOps / 4);
+  tm_->ssd_for_testing()->Flush();
+  EXPECT_EQ(tm_->Stats().demoting_entries, 0u);  // no demotion bookkeeping left behind
+  const auto s = tm_->Stats();
+  EXPECT_GT(s.demotions_queued, 0u);
+  tm_.reset();  // DRAM is gone, as after a crash; only the SSD tier answers now
+  auto ssd = SsdTier::Open(*o.ssd);
+  ASSERT_TRUE(ssd.ok()) << ssd.status();
+  int checked = 0;
+  for (size_t k = 0; k < expect.size(); ++k) {
+    if (!expect[k]) continue;
+    auto info = (*ssd)->Lookup(KeyOf(k));
+    ASSERT_TRUE(info.has_value()) << "acknowledged-durable key " << k << " has no SSD copy";
+    EXPECT_EQ(info->payload_crc32c, *expect[k]) << "key " << k << " holds another version on SSD";
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(TierManagerDramOnly, EvictionsAreLossesWithoutSsd) {
