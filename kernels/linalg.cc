@@ -19,15 +19,26 @@ constexpr double kEps = std::numeric_limits<double>::epsilon();
 // T = Q^T A Q, Q = H_0 H_1 ... H_{n-3}, H_k = I - beta_k v_k v_k^T acting on indices k+1...
 // Leaves v_k in row k of `a` (columns k+1..n-1). Loops are written as row-wise axpys so
 // that they vectorise without reassociating any sum.
+// A column whose part below the subdiagonal is at rounding level of the matrix is left
+// as is (a backward-stable perturbation): reflecting it would divide by an underflowed
+// norm, as near-zero blocks of a rank-deficient covariance do.
 AC_ALWAYS_INLINE void TridiagonalizeBody(int n, double* a, double* d, double* e, double* beta,
                                          double* p) {
+  double anorm = 0;
+  for (int i = 0; i < n; ++i) {
+    double row = 0;
+    for (int j = 0; j < n; ++j) row += std::fabs(a[size_t(i) * n + j]);
+    anorm = std::max(anorm, row);
+  }
+  const double tol = kEps * anorm;
+  const double tol2 = std::max(tol * tol, std::numeric_limits<double>::min());
   for (int k = 0; k + 2 < n; ++k) {
     double* x = a + size_t(k) * n + k + 1;  // row k right of the diagonal == column k below
     const int m = n - k - 1;
     double sigma = 0;
     for (int i = 1; i < m; ++i) sigma += x[i] * x[i];
     beta[k] = 0;
-    if (sigma == 0) {
+    if (sigma <= tol2) {
       e[k] = x[0];
       continue;
     }
@@ -69,9 +80,12 @@ absl::Status TridiagonalEigenvalues(int n, double* d, double* e) {
     anorm = std::max(anorm, std::fabs(d[i]) + (i + 1 < n ? std::fabs(e[i]) : 0.0) +
                                 (i > 0 ? std::fabs(e[i - 1]) : 0.0));
   }
+  // Relative to the neighbours, or absolutely at rounding level of the matrix: eigenvalues
+  // are only determined to eps * ||T|| anyway, and near-zero blocks of a rank-deficient
+  // covariance never meet a purely relative test.
   auto negligible = [&](int i) {
     return std::fabs(e[i]) <= kEps * (std::fabs(d[i]) + std::fabs(d[i + 1])) ||
-           std::fabs(e[i]) <= kEps * kEps * anorm;
+           std::fabs(e[i]) <= kEps * anorm;
   };
   int m = n - 1;
   int iterations = 0;

@@ -317,6 +317,11 @@ absl::StatusOr<bool> QuantNeedsFp32Scales(const QuantParams& p, const KvShape& s
   if (amax >= NonFiniteAbsBits(shape.dtype)) {
     return absl::InvalidArgumentError("quant cannot encode a tensor containing inf or NaN");
   }
+  // A group's range (max - min), the Hadamard butterflies and min + code * scale must stay
+  // finite in fp32; 2^100 leaves room for all three (KV values are many orders smaller).
+  if (amax >= AbsBitsOf(0x1p100f, shape.dtype)) {
+    return absl::InvalidArgumentError("quant cannot encode values of magnitude 2^100 or more");
+  }
   return amax > AbsBitsOf(16384.0f, shape.dtype);
 }
 

@@ -64,7 +64,8 @@ inline constexpr size_t kQuantSections = 7;
 // Section sizes for params and shape; bytes[i] is the size of section id i + 1.
 std::array<uint64_t, kQuantSections> QuantSectionBytes(const QuantParams& p, const KvShape& s);
 
-// Whether encoding `raw` needs fp32 scales; InvalidArgument on inf/NaN in quantized tokens.
+// Whether encoding `raw` needs fp32 scales; InvalidArgument on inf/NaN or |x| >= 2^100 in
+// quantized tokens (their container could not be decoded in fp32).
 absl::StatusOr<bool> QuantNeedsFp32Scales(const QuantParams& p, const KvShape& shape,
                                          ConstByteSpan raw);
 

@@ -147,6 +147,23 @@ TEST(Lowrank, ConstantInputKeepsMean) {
   EXPECT_EQ(out, raw);
 }
 
+// Rank-deficient, nearly constant input (found by fuzz_rpc): the eigen-solver must converge.
+TEST(Lowrank, NearlyConstantRankDeficientInputEncodes) {
+  const KvShape s{1, 2, 1, 32, DType::kFP16};
+  std::vector<std::byte> raw(s.Bytes());
+  for (uint64_t i = 0; i < s.Elements(); ++i) {
+    const uint16_t bits = static_cast<uint16_t>(0x3C00 + i % 97);  // 1.0 + (i % 97) ulp
+    std::memcpy(raw.data() + 2 * i, &bits, 2);
+  }
+  for (int ratio : {8, 12, 16, 20}) {
+    auto blob = Encode(Lowrank(ratio), s, raw);
+    ASSERT_TRUE(blob.ok()) << "ratio " << ratio << ": " << blob.status();
+    std::vector<std::byte> out(s.Bytes());
+    ASSERT_TRUE(Decode(*blob, out).ok());
+    EXPECT_LT(RelativeError(raw, out, s.dtype, 0, s.Elements()), 0.05) << ratio;
+  }
+}
+
 TEST(Lowrank, RejectsBadArguments) {
   const auto raw = SyntheticKv(kShape, 5);
   std::vector<std::byte> out(LowrankMaxBytes(Lowrank(8), kShape));

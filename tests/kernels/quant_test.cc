@@ -212,6 +212,32 @@ TEST(QuantTest, LargeValuesUseFp32Scales) {
   EXPECT_LT(small.size(), blob.size());
 }
 
+// Finite values whose group range or Hadamard butterflies overflow fp32 (found by
+// fuzz_rpc) are refused at encode, never stored as an undecodable container.
+TEST(QuantTest, HugeFiniteValuesAreRefused) {
+  for (const bool hadamard : {false, true}) {
+    for (const DType dt : {DType::kBF16, DType::kFP32}) {
+      const KvShape s{1, 40, 1, 32, dt};
+      auto raw = testing::MakeKv(s, 3);
+      const float big = 0x1p127f;
+      const uint64_t v0 = s.Elements() / 2;  // the first V element
+      StoreFromFloat(raw.data(), dt, v0, big);
+      StoreFromFloat(raw.data(), dt, v0 + 1, -big);
+      CodecConfig c = Quant(4, hadamard ? 2 : 4, 32);
+      c.hadamard = hadamard;
+      auto blob = EncodeToVector(c, s, raw);
+      EXPECT_TRUE(absl::IsInvalidArgument(blob.status())) << blob.status();
+      // Just under the limit still encodes and decodes.
+      StoreFromFloat(raw.data(), dt, v0, 0x1p99f);
+      StoreFromFloat(raw.data(), dt, v0 + 1, -0x1p99f);
+      auto ok = EncodeToVector(c, s, raw);
+      ASSERT_TRUE(ok.ok()) << ok.status();
+      std::vector<std::byte> out(s.Bytes());
+      EXPECT_TRUE(Decode(*ok, out).ok());
+    }
+  }
+}
+
 TEST(QuantTest, ConstantAndZeroGroupsAreExact) {
   const KvShape s{1, 33, 1, 32, DType::kBF16};
   std::vector<std::byte> raw(s.Bytes());
