@@ -67,6 +67,12 @@ struct EntryKey {
   }
 };
 
+// What a group of namespaces holds in one tier (a tenant's quota scope).
+struct NamespaceUsage {
+  int64_t bytes = 0;
+  int64_t entries = 0;
+};
+
 // Namespaces are operator/engine strings: 1..256 printable ASCII bytes.
 inline constexpr size_t kMaxNamespaceBytes = 256;
 absl::Status ValidateNamespace(std::string_view ns);

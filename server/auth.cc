@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -176,13 +177,17 @@ absl::StatusOr<std::vector<Tenant>> Auth::ParseTenants(std::string_view text, co
           auto b = Bytes(fv, pre + f, origin);
           if (!b.ok()) return b.status();
           t.dram_bytes = *b;
+        } else if (f == "ssd_bytes") {
+          auto b = Bytes(fv, pre + f, origin);
+          if (!b.ok()) return b.status();
+          t.ssd_bytes = *b;
         } else if (f == "max_entries") {
           auto b = fv.value<int64_t>();
           if (!b || *b < 0) return absl::InvalidArgumentError(absl::StrCat(Where(fv, origin), pre, "max_entries must be an integer >= 0"));
           t.max_entries = static_cast<uint64_t>(*b);
         } else {
           return absl::InvalidArgumentError(absl::StrCat(Where(fv, origin), "unknown key '", f, "' in ", pre.substr(0, pre.size() - 1),
-                                                         " (known: namespaces, uids, gids, shm, dram_bytes, max_entries)"));
+                                                         " (known: namespaces, uids, gids, shm, dram_bytes, ssd_bytes, max_entries)"));
         }
       }
       if (t.namespaces.empty()) {
@@ -217,7 +222,11 @@ absl::StatusOr<std::unique_ptr<Auth>> Auth::Create(const std::string& tenants_fi
   if (!text.ok()) return text.status();
   auto tenants = ParseTenants(*text, tenants_file, &a->shared_);
   if (!tenants.ok()) return tenants.status();
-  for (auto& t : *tenants) a->tenants_.push_back(std::make_unique<Tenant>(std::move(t)));
+  std::random_device rd;
+  for (auto& t : *tenants) {
+    t.lease_mask = ((uint64_t{rd()} << 32) | rd()) | (1ull << 63);
+    a->tenants_.push_back(std::make_unique<Tenant>(std::move(t)));
+  }
   a->used_ns_.resize(a->tenants_.size());
   a->tokens_file_ = tokens_file;
   if (!tokens_file.empty()) {

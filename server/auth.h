@@ -15,7 +15,8 @@
 // the id is NamespaceId(ns), shared by every tenant that lists it. Only tenants with
 // `shm = true` may map the DRAM pool (they can read every entry in it); the others use
 // the streamed Get and Put. Quotas (DRAM bytes, entries) are enforced at Put by evicting
-// the tenant's own least recently used entries.
+// the tenant's own least recently used entries; the SSD quota by dropping its oldest SSD
+// entries, at Put and periodically. Lease ids are per-tenant (Caller::LeaseId).
 //
 // Thread safety: every method may be called concurrently; ReloadTokens swaps the token
 // table atomically.
@@ -46,12 +47,18 @@ struct Tenant {
   bool shm = false;                     // may map the shared DRAM pool
   uint64_t dram_bytes = 0;              // DRAM quota; 0 = none
   uint64_t max_entries = 0;             // DRAM entry quota; 0 = none
+  uint64_t ssd_bytes = 0;               // SSD quota (container bytes); 0 = none
+  // Lease ids a tenant sees are the tier's ids XOR this (random per start, high bit set):
+  // another tenant's lease id names no lease of the caller, so only the owner releases it.
+  uint64_t lease_mask = 0;
 };
 
 // What Identify found. tenant == nullptr: single-tenant mode.
 struct Caller {
   const Tenant* tenant = nullptr;
   int index = -1;  // into Auth::tenants()
+  // The tier's lease id as this caller sees it, and back (the same XOR both ways).
+  uint64_t LeaseId(uint64_t id) const { return tenant != nullptr ? id ^ tenant->lease_mask : id; }
 };
 
 class Auth {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/key.h"
+#include "spdlog/spdlog.h"
 
 namespace adaptcache::server {
 namespace {
@@ -114,6 +115,16 @@ absl::Status CacheService::MakeRoom(const Caller& caller, uint64_t incoming) con
   return absl::OkStatus();
 }
 
+void CacheService::EnforceSsdQuota(int tenant_index) const {
+  if (auth_ == nullptr || tenant_index < 0) return;
+  const Tenant& t = *auth_->tenants()[static_cast<size_t>(tenant_index)];
+  if (t.ssd_bytes == 0 || !tm_->HasSsd()) return;
+  const auto ids = auth_->NamespaceIdsOf(tenant_index);
+  if (static_cast<uint64_t>(tm_->SsdUsageOf(ids).bytes) <= t.ssd_bytes) return;
+  const size_t n = tm_->EvictFromSsd(ids, t.ssd_bytes / 16 * 15);
+  spdlog::debug("tenant '{}' over its SSD quota of {} bytes: {} SSD copies dropped", t.name, t.ssd_bytes, n);
+}
+
 absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
     const grpc::ServerContextBase& ctx, const std::string& ns,
     const google::protobuf::RepeatedPtrField<std::string>& keys, const char* rpc, Caller* caller) const {
@@ -192,7 +203,7 @@ grpc::Status CacheService::LeasePrefix(grpc::ServerContext* ctx, const v1::Lease
         const Lease& lease = tl->lease;
         FillEntryInfo(lease.meta, lease.extent.length, info, tl->found_in);
         resp->add_offsets(lease.extent.offset);
-        resp->add_lease_ids(lease.id);
+        resp->add_lease_ids(caller.LeaseId(lease.id));
         const int64_t e = UnixMs(lease.expires);
         expires = leased == 0 ? e : std::min(expires, e);
         metrics_->CountGetBytes(lease.extent.length, true);
@@ -238,6 +249,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
   GetReactor(CacheService* s, grpc::CallbackServerContext* ctx, const v1::GetRequest* req)
       : s_(s), ctx_(ctx), scope_(s->metrics_, Op::kGet) {
     auto caller = s_->Identify(*ctx);
+    if (caller.ok()) caller_ = *caller;
     auto ns_id = caller.ok() ? s_->NamespaceIdFor(*caller, req->namespace_())
                              : absl::StatusOr<uint64_t>(caller.status());
     if (!ns_id.ok()) {
@@ -323,7 +335,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     s_->FillEntryInfo(tl->lease.meta, extent_.length, frame_.mutable_entry(), tl->found_in);
     if (shm_) {
       frame_.set_offset(extent_.offset);
-      frame_.set_lease_id(lease_id_);
+      frame_.set_lease_id(caller_.LeaseId(lease_id_));
       frame_.set_lease_expires_unix_ms(UnixMs(expires_));
       frame_.set_pool_id(s_->tm_->pool_id());
     }
@@ -368,6 +380,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
   StreamLimiter::Ticket ticket_;
   bool shm_ = false;
   uint64_t lease_id_ = 0;  // released with the reactor unless handed to the client
+  Caller caller_;
   Extent extent_{};
   std::chrono::system_clock::time_point expires_{};
   uint64_t sent_ = 0;
@@ -390,7 +403,7 @@ grpc::Status CacheService::Release(grpc::ServerContext* ctx, const v1::ReleaseRe
                                              cfg_.max_batch_keys)));
   }
   uint32_t released = 0;
-  for (uint64_t id : req->lease_ids()) released += tm_->Release(id) ? 1 : 0;
+  for (uint64_t id : req->lease_ids()) released += tm_->Release(caller->LeaseId(id)) ? 1 : 0;
   resp->set_released(released);
   return scope.Finish(grpc::Status::OK);
 }

@@ -242,7 +242,7 @@ absl::Status RegisterTierMetrics(MetricsRegistry* r, const TierManager* tm) {
 
 absl::Status RegisterTenantMetrics(MetricsRegistry* r, const TierManager* tm, const Auth* auth) {
   struct Children {
-    std::vector<Gauge*> bytes, entries, quota_bytes, quota_entries;
+    std::vector<Gauge*> bytes, entries, quota_bytes, quota_entries, ssd_bytes, ssd_quota;
   };
   auto c = std::make_shared<Children>();
   const std::pair<const char*, const char*> families[] = {
@@ -250,9 +250,12 @@ absl::Status RegisterTenantMetrics(MetricsRegistry* r, const TierManager* tm, co
       {"adaptcache_tenant_entries", "DRAM entries of the tenant."},
       {"adaptcache_tenant_dram_quota_bytes", "The tenant's DRAM quota in bytes (0 = none)."},
       {"adaptcache_tenant_entry_quota", "The tenant's DRAM entry quota (0 = none)."},
+      {"adaptcache_tenant_ssd_bytes", "SSD container bytes held by the tenant's entries."},
+      {"adaptcache_tenant_ssd_quota_bytes", "The tenant's SSD quota in bytes (0 = none)."},
   };
-  std::vector<Gauge*>* outs[] = {&c->bytes, &c->entries, &c->quota_bytes, &c->quota_entries};
-  for (size_t f = 0; f < 4; ++f) {
+  std::vector<Gauge*>* outs[] = {&c->bytes, &c->entries, &c->quota_bytes, &c->quota_entries, &c->ssd_bytes,
+                                 &c->ssd_quota};
+  for (size_t f = 0; f < std::size(outs); ++f) {
     auto fam = r->AddGauge(families[f].first, families[f].second, {"tenant"});
     if (!fam.ok()) return fam.status();
     for (const auto& t : auth->tenants()) {
@@ -269,6 +272,8 @@ absl::Status RegisterTenantMetrics(MetricsRegistry* r, const TierManager* tm, co
       c->entries[i]->Set(static_cast<double>(u.entries));
       c->quota_bytes[i]->Set(static_cast<double>(auth->tenants()[i]->dram_bytes));
       c->quota_entries[i]->Set(static_cast<double>(auth->tenants()[i]->max_entries));
+      c->ssd_bytes[i]->Set(static_cast<double>(tm->SsdUsageOf(ids).bytes));
+      c->ssd_quota[i]->Set(static_cast<double>(auth->tenants()[i]->ssd_bytes));
     }
   });
   return absl::OkStatus();

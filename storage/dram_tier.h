@@ -119,12 +119,6 @@ struct DramTierStats {
   double fragmentation = 0.0;       // 1 - largest_free_extent / free bytes
 };
 
-// Committed entries of a group of namespaces (DRAM copies only).
-struct NamespaceUsage {
-  int64_t bytes = 0;    // occupied pool bytes (4 KiB-aligned extents)
-  int64_t entries = 0;
-};
-
 class DramTier {
  public:
   static absl::StatusOr<std::unique_ptr<DramTier>> Create(const DramTierOptions& opts);
@@ -164,6 +158,7 @@ class DramTier {
   bool Erase(const EntryKey& key);
 
   // Usage of the entries whose EntryKey::ns is in `namespaces` (a tenant's quota).
+  // Committed entries of a group of namespaces; bytes = occupied pool bytes (4 KiB extents).
   NamespaceUsage UsageOf(std::span<const uint64_t> namespaces) const;
   // Evicts the group's least recently used unleased entries (through on_evict, like any
   // victim) until it holds at most max_bytes and max_entries (UINT64_MAX = no limit).

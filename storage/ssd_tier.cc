@@ -10,6 +10,7 @@
 #include <cstring>
 #include <future>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "spdlog/spdlog.h"
@@ -389,9 +390,9 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
             continue;
           }
           auto [it, inserted] = map_.try_emplace(s->req.key);
-          if (!inserted) stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+          if (!inserted) CountOutLocked(s->req.key, it->second.loc);
           it->second = Entry{s->loc, 0};
-          stats_.live_payload_bytes += s->loc.payload_bytes;
+          CountInLocked(s->req.key, s->loc);
           slots_[slot].keys.push_back(s->req.key);
           if (!s->req.reinsertion) {
             stats_.user_bytes_written += s->loc.payload_bytes;
@@ -425,7 +426,7 @@ void SsdTier::FailSlot(uint32_t slot, uint64_t segment_id, const std::string& wh
     for (const EntryKey& k : s.keys) {
       auto it = map_.find(k);
       if (it != map_.end() && it->second.loc.slot == slot) {
-        stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+        CountOutLocked(k, it->second.loc);
         map_.erase(it);
         deletes.push_back(k);
       }
@@ -590,7 +591,7 @@ void SsdTier::DropCorrupt(const EntryKey& key, uint64_t seq) {
     ++stats_.checksum_failures;
     auto it = map_.find(key);
     if (it != map_.end() && it->second.loc.seq == seq) {
-      stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+      CountOutLocked(key, it->second.loc);
       map_.erase(it);
       erased = true;
     }
@@ -621,10 +622,64 @@ absl::Status SsdTier::Erase(const EntryKey& key, std::optional<uint32_t> only_cr
     const uint32_t crc = it->second.loc.payload_crc32c;
     if ((only_crc && crc != *only_crc) || (unless_crc && crc == *unless_crc))
       return absl::FailedPreconditionError("ssd erase: the entry is another version");
-    stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+    CountOutLocked(key, it->second.loc);
     map_.erase(it);
   }
   return index_->Commit({}, {key}, std::nullopt);
+}
+
+void SsdTier::CountInLocked(const EntryKey& key, const SsdLocation& loc) {
+  stats_.live_payload_bytes += loc.payload_bytes;
+  NamespaceUsage& u = ns_usage_[key.ns];
+  u.bytes += loc.payload_bytes;
+  ++u.entries;
+}
+
+void SsdTier::CountOutLocked(const EntryKey& key, const SsdLocation& loc) {
+  stats_.live_payload_bytes -= loc.payload_bytes;
+  auto it = ns_usage_.find(key.ns);
+  if (it == ns_usage_.end()) return;
+  it->second.bytes -= loc.payload_bytes;
+  if (--it->second.entries <= 0) ns_usage_.erase(it);
+}
+
+NamespaceUsage SsdTier::UsageOf(std::span<const uint64_t> namespaces) const {
+  std::lock_guard<std::mutex> m(mu_);
+  NamespaceUsage sum;
+  for (uint64_t ns : namespaces) {
+    if (auto it = ns_usage_.find(ns); it != ns_usage_.end()) {
+      sum.bytes += it->second.bytes;
+      sum.entries += it->second.entries;
+    }
+  }
+  return sum;
+}
+
+std::vector<std::pair<EntryKey, SsdEntryInfo>> SsdTier::OldestBeyond(std::span<const uint64_t> namespaces,
+                                                                     uint64_t max_bytes, uint64_t max_entries) const {
+  std::vector<std::pair<EntryKey, SsdEntryInfo>> out;
+  const NamespaceUsage u = UsageOf(namespaces);
+  uint64_t bytes = static_cast<uint64_t>(std::max<int64_t>(u.bytes, 0));
+  uint64_t entries = static_cast<uint64_t>(std::max<int64_t>(u.entries, 0));
+  if (bytes <= max_bytes && entries <= max_entries) return out;
+  const absl::flat_hash_set<uint64_t> in(namespaces.begin(), namespaces.end());
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    for (const auto& [k, e] : map_) {
+      if (!in.contains(k.ns)) continue;
+      const SsdLocation& l = e.loc;
+      out.emplace_back(k, SsdEntryInfo{l.payload_bytes, l.codec, l.payload_crc32c, l.seq, l.segment_id, e.hits});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second.seq < b.second.seq; });
+  size_t n = 0;
+  while (n < out.size() && (bytes > max_bytes || entries > max_entries)) {
+    bytes -= out[n].second.payload_bytes;
+    --entries;
+    ++n;
+  }
+  out.resize(n);
+  return out;
 }
 
 SsdTierStats SsdTier::Stats() const {

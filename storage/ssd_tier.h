@@ -42,6 +42,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -146,6 +147,13 @@ class SsdTier {
   // Counts an access for the admission rule without writing.
   void NoteAccess(const EntryKey& key);
 
+  // Live entries of a group of namespaces (bytes = container bytes).
+  NamespaceUsage UsageOf(std::span<const uint64_t> namespaces) const;
+  // The oldest entries of those namespaces (lowest seq first) that must go for their
+  // usage to be at most max_bytes and max_entries; nothing is erased.
+  std::vector<std::pair<EntryKey, SsdEntryInfo>> OldestBeyond(std::span<const uint64_t> namespaces,
+                                                              uint64_t max_bytes, uint64_t max_entries) const;
+
   SsdTierStats Stats() const;
   // Visits every entry under the tier's lock: keep `fn` short, do not call the tier.
   void ForEach(const std::function<void(const EntryKey&, const SsdEntryInfo&)>& fn) const;
@@ -231,6 +239,10 @@ class SsdTier {
   std::mutex index_mu_;
   mutable std::mutex mu_;  // map_, slots_ states, stats_
   absl::flat_hash_map<EntryKey, Entry> map_;
+  absl::flat_hash_map<uint64_t, NamespaceUsage> ns_usage_;  // follows map_
+  // Every change of map_'s live set goes through these (stats and ns_usage_).
+  void CountInLocked(const EntryKey& key, const SsdLocation& loc);
+  void CountOutLocked(const EntryKey& key, const SsdLocation& loc);
   std::vector<Slot> slots_;
   SsdTierStats stats_;
   LatencyHistogram write_lat_, read_lat_;

@@ -121,7 +121,7 @@ absl::Status SsdTier::OpenImpl() {
   if (fresh) {
     if (auto st = index_->Initialize(layout); !st.ok()) return st;
   }
-  for (const auto& [k, e] : map_) stats_.live_payload_bytes += e.loc.payload_bytes;
+  for (const auto& [k, e] : map_) CountInLocked(k, e.loc);
   ResumeNewestSegment();
   committer_ = std::thread([this] { CommitterLoop(); });
   writer_ = std::thread([this] { WriterLoop(); });

@@ -184,7 +184,7 @@ void SsdTier::FreeReclaimedSlot(uint32_t victim, uint64_t victim_seg, const Rein
     for (const EntryKey& k : s.keys) {
       auto it = map_.find(k);
       if (it != map_.end() && it->second.loc.slot == victim && it->second.loc.segment_id == victim_seg) {
-        stats_.live_payload_bytes -= it->second.loc.payload_bytes;
+        CountOutLocked(k, it->second.loc);
         map_.erase(it);
         deletes.push_back(k);
       }

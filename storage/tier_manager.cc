@@ -155,6 +155,26 @@ TierManager::CommittingMark::~CommittingMark() {
     tm_->committing_.erase(it);
 }
 
+NamespaceUsage TierManager::SsdUsageOf(std::span<const uint64_t> namespaces) const {
+  return ssd_ ? ssd_->UsageOf(namespaces) : NamespaceUsage{};
+}
+
+size_t TierManager::EvictFromSsd(std::span<const uint64_t> namespaces, uint64_t max_bytes) {
+  if (!ssd_) return 0;
+  size_t n = 0;
+  for (const auto& [key, info] : ssd_->OldestBeyond(namespaces, max_bytes, UINT64_MAX)) {
+    if (!ssd_->Erase(key, info.payload_crc32c).ok()) continue;  // gone or rewritten meanwhile
+    ++n;
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end() && sm->second.crc32c == info.payload_crc32c) {
+      if (sm->second.master) --masters_;
+      ssd_meta_.erase(sm);
+    }
+  }
+  ssd_quota_drops_.fetch_add(n, std::memory_order_relaxed);
+  return n;
+}
+
 // ---------------------------------------------------------------- demotion
 
 void TierManager::OnDramEvict(const EntryKey& key, const EntryMeta& meta, ConstByteSpan bytes) {

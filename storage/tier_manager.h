@@ -178,6 +178,7 @@ struct TierManagerStats {
   uint64_t demotions_clean = 0;    // victims already on SSD (no write)
   uint64_t demotions_refused = 0;  // refused by admission, budget or queue: evicted
   uint64_t evictions_lost = 0;     // DRAM victims dropped with no SSD copy
+  uint64_t ssd_quota_drops = 0;    // SSD copies dropped to keep a tenant in its SSD quota
   uint64_t demoting_entries = 0;   // gauges: demotion buffers in flight
   uint64_t demoting_bytes = 0;
   uint64_t ssd_read_bytes = 0;     // container bytes read from SSD by Get/Promote
@@ -221,6 +222,11 @@ class TierManager {
   absl::Status EvictFrom(std::span<const uint64_t> namespaces, uint64_t max_bytes, uint64_t max_entries) {
     return dram_->EvictFrom(namespaces, max_bytes, max_entries);
   }
+  // The same on SSD (container bytes; zero without an SSD tier), and the drop of the
+  // group's oldest SSD copies down to max_bytes; returns how many went. A dropped copy
+  // that was the key's only one is a miss from then on.
+  NamespaceUsage SsdUsageOf(std::span<const uint64_t> namespaces) const;
+  size_t EvictFromSsd(std::span<const uint64_t> namespaces, uint64_t max_bytes);
 
   // ---- request path ----
   // Local tiers only (the policy and the mover use it; no network I/O).
@@ -373,7 +379,7 @@ class TierManager {
   std::atomic<uint64_t> dram_hits_{0}, ssd_hits_{0}, misses_{0}, promotions_{0},
       anonymous_leases_{0}, demotions_queued_{0}, demotions_done_{0}, demotions_failed_{0},
       demotions_clean_{0}, demotions_refused_{0}, evictions_lost_{0}, ssd_read_bytes_{0},
-      ssd_read_errors_{0}, durable_puts_{0}, remote_hits_{0};
+      ssd_read_errors_{0}, durable_puts_{0}, remote_hits_{0}, ssd_quota_drops_{0};
 };
 
 }  // namespace adaptcache

@@ -385,6 +385,7 @@ TierManagerStats TierManager::Stats() const {
   s.demotions_clean = ld(demotions_clean_);
   s.demotions_refused = ld(demotions_refused_);
   s.evictions_lost = ld(evictions_lost_);
+  s.ssd_quota_drops = ld(ssd_quota_drops_);
   s.ssd_read_bytes = ld(ssd_read_bytes_);
   s.ssd_read_errors = ld(ssd_read_errors_);
   s.durable_puts = ld(durable_puts_);

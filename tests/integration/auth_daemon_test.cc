@@ -26,6 +26,7 @@ using ::adaptcache::testing::DaemonProcess;
 const KvShape kShape{2, 16, 2, 64, DType::kBF16};
 constexpr char kTokenB[] = "token-of-tenant-b-0123456789";
 constexpr char kTokenC[] = "token-of-tenant-c-0123456789";
+constexpr char kTokenD[] = "token-of-tenant-d-0123456789";
 
 Key128 KeyOf(uint64_t i) { return Key128{0x77 + i, 0x99 + i}; }
 
@@ -80,8 +81,13 @@ max_entries = 3
 
 [tenant.c]
 namespaces = ["c/*"]
+
+[tenant.d]
+namespaces = ["d/*"]
+shm = true
+ssd_bytes = "1MiB"
 )"));
-    Write(dir_ + "/tokens", absl::StrCat("# tenant token\nb ", kTokenB, "\n"));
+    Write(dir_ + "/tokens", absl::StrCat("# tenant token\nb ", kTokenB, "\nd ", kTokenD, "\n"));
   }
   void TearDown() override {
     clients_.clear();
@@ -209,6 +215,79 @@ TEST_F(AuthDaemonTest, AQuotaEvictsTheTenantsOwnEntriesOnly) {
   ASSERT_TRUE(al.ok());
   EXPECT_EQ(al->prefix_hits, 3u) << "another tenant's entries are never evicted for b's quota";
   EXPECT_NE(Metrics().find("adaptcache_tenant_entries{tenant=\"b\"} 3"), std::string::npos) << Metrics();
+}
+
+// Lease ids are per tenant: another tenant's Release of them releases nothing.
+TEST_F(AuthDaemonTest, OnlyTheOwnerReleasesALease) {
+  ASSERT_EQ(Start(), "");
+  Client& a = Connect(daemon_->target());
+  const auto raw = ::adaptcache::testing::SyntheticKv(kShape, 4);
+  ASSERT_TRUE(a.PutShm(Spec("a/m", 1), raw).ok());
+  auto lease = a.GetShm("a/m", KeyOf(1));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  const uint64_t id = lease->lease_id();
+  auto release = [&](const char* token) {
+    grpc::ClientContext ctx;
+    if (token != nullptr) ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    v1::ReleaseRequest req;
+    req.add_lease_ids(id);
+    v1::ReleaseResponse resp;
+    auto st = daemon_->NewStub()->Release(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.released();
+  };
+  EXPECT_EQ(release(kTokenD), 0u) << "tenant d released tenant a's lease";
+  EXPECT_EQ(release(kTokenB), 0u) << "tenant b released tenant a's lease";
+  EXPECT_EQ(release(nullptr), 1u) << "the owner (a, by uid) releases it";
+}
+
+// A tenant's SSD copies stay within ssd_bytes: its oldest go first, others' are untouched.
+TEST_F(AuthDaemonTest, AnSsdQuotaDropsTheTenantsOldestSsdCopies) {
+  ASSERT_EQ(Start({"--ssd-dir", dir_ + "/ssd"}), "");
+  Client& a = Connect(daemon_->target());
+  Client& d = Connect(daemon_->target(), WithToken(kTokenD));
+  const KvShape big{2, 128, 2, 64, DType::kBF16};  // 128 KiB raw
+  const auto raw = ::adaptcache::testing::SyntheticKv(big, 5);
+  auto durable = [&](const std::string& ns, uint64_t i) {
+    PutSpec s = Spec(ns, i);
+    s.shape = big;
+    s.durable = true;
+    return s;
+  };
+  for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(a.Put(durable("a/m", i), raw).ok());
+  for (uint64_t i = 0; i < 16; ++i) {
+    auto r = d.Put(durable("d/m", i), raw);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->durable) << i;
+  }
+  const std::string m = Metrics();
+  auto gauge = [&](const std::string& name) {
+    const auto at = m.find(name + " ");
+    return at == std::string::npos ? -1.0 : std::atof(m.c_str() + at + name.size() + 1);
+  };
+  const double d_ssd = gauge("adaptcache_tenant_ssd_bytes{tenant=\"d\"}");
+  EXPECT_GT(d_ssd, 0) << m;
+  EXPECT_LE(d_ssd, 1024.0 * 1024) << "tenant d's SSD bytes exceed its 1 MiB quota";
+  EXPECT_GE(gauge("adaptcache_tenant_ssd_bytes{tenant=\"a\"}"), 4.0 * big.Bytes()) << "a's copies untouched";
+  EXPECT_EQ(gauge("adaptcache_tenant_ssd_quota_bytes{tenant=\"d\"}"), 1024.0 * 1024);
+  // A crash: DRAM is gone, the SSD answers alone. d keeps its newest entries only.
+  clients_.clear();
+  ASSERT_EQ(daemon_->Restart(/*crash=*/true), "");
+  Client& d2 = Connect(daemon_->target(), WithToken(kTokenD));
+  std::vector<Key128> keys;
+  for (uint64_t i = 0; i < 16; ++i) keys.push_back(KeyOf(i));
+  auto l = d2.Lookup("d/m", keys);
+  ASSERT_TRUE(l.ok());
+  int held = 0;
+  for (const auto& e : l->entries) held += e.hit() ? 1 : 0;
+  EXPECT_GT(held, 0);
+  EXPECT_LE(held * big.Bytes(), 1024u * 1024) << held << " entries of d survived on SSD";
+  EXPECT_TRUE(l->entries[15].hit()) << "the newest stays";
+  EXPECT_FALSE(l->entries[0].hit()) << "the oldest went";
+  Client& a2 = Connect(daemon_->target());
+  auto al = a2.Lookup("a/m", std::vector<Key128>(keys.begin(), keys.begin() + 4));
+  ASSERT_TRUE(al.ok());
+  EXPECT_EQ(al->prefix_hits, 4u);
 }
 
 TEST_F(AuthDaemonTest, SighupReloadsTheTokens) {
