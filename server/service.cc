@@ -163,19 +163,31 @@ bool CacheService::LocateInto(const Location& loc, v1::EntryInfo* info) {
   return true;
 }
 
-grpc::Status CacheService::Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
-                                  v1::LookupResponse* resp) {
-  RequestScope scope(metrics_, Op::kLookup);
-  auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "Lookup");
-  if (!keys.ok()) return scope.Finish(ToGrpc(keys.status()));
-  bool prefix = true;
-  uint32_t prefix_hits = 0;
-  for (const Location& loc : tm_->LocateMany(*keys)) {
-    prefix = LocateInto(loc, resp->add_entries()) && prefix;
-    if (prefix) ++prefix_hits;
+grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx, const v1::LookupRequest* req,
+                                               v1::LookupResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto run = [this, ctx, req, resp, reactor] {
+    RequestScope scope(metrics_, Op::kLookup);
+    auto keys = ParseBatch(*ctx, req->namespace_(), req->keys(), "Lookup");
+    if (!keys.ok()) {
+      reactor->Finish(scope.Finish(ToGrpc(keys.status())));
+      return;
+    }
+    bool prefix = true;
+    uint32_t prefix_hits = 0;
+    for (const Location& loc : tm_->LocateMany(*keys)) {
+      prefix = LocateInto(loc, resp->add_entries()) && prefix;
+      if (prefix) ++prefix_hits;
+    }
+    resp->set_prefix_hits(prefix_hits);
+    reactor->Finish(scope.Finish(grpc::Status::OK));
+  };
+  if (tm_->HasRemote()) {
+    readers_.Submit(std::move(run));
+  } else {
+    run();
   }
-  resp->set_prefix_hits(prefix_hits);
-  return scope.Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::Status CacheService::LeasePrefix(grpc::ServerContext* ctx, const v1::LeasePrefixRequest* req,

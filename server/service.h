@@ -51,10 +51,10 @@ grpc::Status ToGrpc(const absl::Status& st);
 grpc::Status StreamGone(grpc::ServerContextBase* ctx, const StreamLimiter::Ticket& ticket);
 
 // Put and Get use gRPC's callback API (a stream holds no thread while its peer is slow or
-// silent), as does Health (never queued behind busy threads); the other unary RPCs use the
-// synchronous one.
-using ServiceBase = v1::AdaptCache::WithCallbackMethod_Put<
-    v1::AdaptCache::WithCallbackMethod_Get<v1::AdaptCache::WithCallbackMethod_Health<v1::AdaptCache::Service>>>;
+// silent), as do Health (never queued behind busy threads) and Lookup (answered where it
+// arrives: no hand-off to a unary thread); the other unary RPCs use the synchronous one.
+using ServiceBase = v1::AdaptCache::WithCallbackMethod_Put<v1::AdaptCache::WithCallbackMethod_Get<
+    v1::AdaptCache::WithCallbackMethod_Health<v1::AdaptCache::WithCallbackMethod_Lookup<v1::AdaptCache::Service>>>>;
 
 class CacheService final : public ServiceBase {
  public:
@@ -64,8 +64,10 @@ class CacheService final : public ServiceBase {
   CacheService(const ServerConfig& cfg, TierManager* tm, ServerMetrics* metrics,
                AccessObserver* observer = nullptr, Auth* auth = nullptr);
 
-  grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* req,
-                      v1::LookupResponse* resp) override;
+  // Inline on the callback thread; on the readers' pool when a remote tier may be asked
+  // (a network round trip must not hold a callback thread).
+  grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* ctx, const v1::LookupRequest* req,
+                                   v1::LookupResponse* resp) override;
   grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
                                                 v1::PutResponse* resp) override;
   grpc::Status ReservePut(grpc::ServerContext* ctx, const v1::ReservePutRequest* req,
