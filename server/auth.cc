@@ -340,6 +340,25 @@ absl::Status Auth::CheckShm(const Caller& c) const {
       "tenant '", c.tenant->name, "' may not map the shared pool (shm = false); use the streamed Get/Put"));
 }
 
+absl::flat_hash_map<uint64_t, int32_t> Auth::NamespaceOwners() const {
+  absl::flat_hash_map<uint64_t, int32_t> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (size_t t = 0; t < used_ns_.size(); ++t) {
+    for (uint64_t id : used_ns_[t]) {
+      auto [it, inserted] = out.try_emplace(id, static_cast<int32_t>(t));
+      if (!inserted) it->second = -1;
+    }
+  }
+  for (auto it = out.begin(); it != out.end();) {
+    if (it->second < 0) {
+      out.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
 std::vector<uint64_t> Auth::NamespaceIdsOf(int tenant_index) const {
   std::lock_guard<std::mutex> l(mu_);
   if (tenant_index < 0 || tenant_index >= static_cast<int>(used_ns_.size())) return {};

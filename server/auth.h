@@ -85,6 +85,9 @@ class Auth {
   absl::Status CheckShm(const Caller& c) const;
   // The namespace ids a tenant has used since start (its quota's scope).
   std::vector<uint64_t> NamespaceIdsOf(int tenant_index) const;
+  // Every namespace id used so far by exactly one tenant, with that tenant's index
+  // (a shared namespace used by several has no single owner and is left out).
+  absl::flat_hash_map<uint64_t, int32_t> NamespaceOwners() const;
   // Rereads the tokens file (SIGHUP). On error the old table stays.
   absl::Status ReloadTokens();
   size_t token_count() const;

@@ -400,9 +400,21 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> CreateMetrics(MetricsRegistry* re
 
 // The placement policy and mover (server/policy_runner.h); null for policy "none".
 absl::StatusOr<std::unique_ptr<PolicyRunner>> CreatePolicyRunner(const ServerConfig& cfg, TierManager* tiers,
-                                                                 MetricsRegistry* registry) {
+                                                                 MetricsRegistry* registry, const Auth* auth) {
   if (cfg.policy == "none") return nullptr;
   auto popts = PolicyRunnerOptionsFrom(cfg);
+  if (popts.ok() && auth->multi_tenant()) {  // plans keep each tenant within its quotas
+    bool any = false;
+    for (const auto& t : auth->tenants()) {
+      popts->group_caps.push_back(policy::GroupCapacity{t->dram_bytes, t->ssd_bytes});
+      any |= t->dram_bytes != 0 || t->ssd_bytes != 0;
+    }
+    if (any) {
+      popts->groups = [auth] { return auth->NamespaceOwners(); };
+    } else {
+      popts->group_caps.clear();
+    }
+  }
   auto runner = popts.ok() ? PolicyRunner::Create(*popts, tiers, registry)
                            : absl::StatusOr<std::unique_ptr<PolicyRunner>>(popts.status());
   if (!runner.ok()) return WithPrefix("policy: ", runner.status());
@@ -593,11 +605,11 @@ int RunDaemon(ServerConfig cfg) {
   MetricsRegistry registry;
   auto metrics = CreateMetrics(&registry, tiers);
   if (!metrics.ok()) return Fail(metrics.status());
-  // Destroyed after the gRPC server has stopped, so no request thread is left calling it.
-  auto policy_runner = CreatePolicyRunner(cfg, tiers, &registry);
-  if (!policy_runner.ok()) return Fail(policy_runner.status());
   auto auth = Auth::Create(cfg.tenants_file, cfg.tokens_file);
   if (!auth.ok()) return Fail(WithPrefix("auth: ", auth.status()));
+  // Destroyed after the gRPC server has stopped, so no request thread is left calling it.
+  auto policy_runner = CreatePolicyRunner(cfg, tiers, &registry, auth->get());
+  if (!policy_runner.ok()) return Fail(policy_runner.status());
   if ((*auth)->multi_tenant()) {
     spdlog::info("{} tenants from '{}', {} bearer tokens; every call must identify one",
                  (*auth)->tenants().size(), cfg.tenants_file, (*auth)->token_count());

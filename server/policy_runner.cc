@@ -181,6 +181,14 @@ absl::StatusOr<CycleReport> PolicyRunner::RunOnce() {
   const policy::PolicyInput& in = input->in;
 
   auto plan = policy_->Plan(in);
+  if (plan.ok() && opts_.groups && !opts_.group_caps.empty()) {
+    const auto owner = opts_.groups();
+    std::vector<int32_t> group(in.entries.size(), -1);
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (auto it = owner.find(input->subjects[i].key.ns); it != owner.end()) group[i] = it->second;
+    }
+    report.quota_moves = policy::FitGroupCapacities(in, group, opts_.group_caps, &*plan);
+  }
   report.plan_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!plan.ok()) {
     Publish(report, false);

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,7 @@
 #include "common/key.h"
 #include "kernels/codec.h"
 #include "policy/access_stats.h"
+#include "policy/group_capacity.h"
 #include "policy/quality_model.h"
 #include "policy/types.h"
 #include "server/access_observer.h"
@@ -75,6 +77,11 @@ struct PolicyRunnerOptions {
   size_t put_queue = 4096;           // queued puts at most; more are left to the next plan
   int64_t half_life_ns = 600'000'000'000;
   MoverOptions mover;
+  // Tenants' quotas: once per plan, the group (index into group_caps) of each NamespaceId
+  // that has one. Each plan is fitted to them (policy/group_capacity.h) before the mover
+  // runs it.
+  std::function<absl::flat_hash_map<uint64_t, int32_t>()> groups;
+  std::vector<policy::GroupCapacity> group_caps;
 };
 
 // The runner's options from the daemon config; InvalidArgument on a bad policy name,
@@ -88,6 +95,7 @@ struct CycleReport {
   uint64_t estimated = 0;    // entries estimated in this cycle
   uint64_t estimate_errors = 0;
   double plan_seconds = 0;
+  uint64_t quota_moves = 0;  // placements the tenants' quotas changed
   policy::PlanTotals totals;
   MoverReport moves;
 };

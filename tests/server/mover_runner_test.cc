@@ -275,6 +275,26 @@ TEST_F(MoverRunnerTest, DurableCopyIsKeptAsTheMasterWhenCompressing) {
   tm_.reset();  // before the SSD directory goes
 }
 
+// A tenant's DRAM quota bounds the plan: the runner fits it before the mover runs.
+TEST_F(MoverRunnerTest, PlansKeepATenantWithinItsQuota) {
+  PolicyRunnerOptions o;
+  o.policy = "lru-raw";
+  o.configs = {"fp8"};
+  o.interval = std::chrono::milliseconds(0);
+  const uint64_t entry = tm_->Locate(KeyOf(0)).meta.stored_bytes;
+  o.group_caps = {policy::GroupCapacity{3 * entry, 0}};
+  o.groups = [] { return absl::flat_hash_map<uint64_t, int32_t>{{7, 0}}; };  // KeyOf's namespace
+  auto r = PolicyRunner::Create(o, tm_.get(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto rep = (*r)->RunOnce();
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_GE(rep->quota_moves, static_cast<uint64_t>(kN - 3));
+  int in_dram = 0;
+  for (int i = 0; i < kN; ++i) in_dram += tm_->Locate(KeyOf(i)).tier == Tier::kDram ? 1 : 0;
+  EXPECT_LE(in_dram, 3) << "the plan kept more than the tenant's quota in DRAM";
+  EXPECT_GT(in_dram, 0);
+}
+
 TEST_F(MoverRunnerTest, BadOptionsAreRefused) {
   ServerConfig cfg;
   cfg.policy = "bogus";
