@@ -614,14 +614,24 @@ std::optional<SsdEntryInfo> SsdTier::Lookup(const EntryKey& key) const {
 
 absl::Status SsdTier::Erase(const EntryKey& key, std::optional<uint32_t> only_crc,
                            std::optional<uint32_t> unless_crc) {
-  std::lock_guard<std::mutex> il(index_mu_);
-  {
-    std::lock_guard<std::mutex> m(mu_);
+  auto erasable = [&]() -> absl::Status {  // under mu_
     auto it = map_.find(key);
     if (it == map_.end()) return absl::NotFoundError("ssd erase: no such entry");
     const uint32_t crc = it->second.loc.payload_crc32c;
     if ((only_crc && crc != *only_crc) || (unless_crc && crc == *unless_crc))
       return absl::FailedPreconditionError("ssd erase: the entry is another version");
+    return absl::OkStatus();
+  };
+  {
+    // Most erases find nothing to do (every Put asks); they need not wait for a commit.
+    std::lock_guard<std::mutex> m(mu_);
+    if (auto st = erasable(); !st.ok()) return st;
+  }
+  std::lock_guard<std::mutex> il(index_mu_);
+  {
+    std::lock_guard<std::mutex> m(mu_);
+    if (auto st = erasable(); !st.ok()) return st;
+    auto it = map_.find(key);
     CountOutLocked(key, it->second.loc);
     map_.erase(it);
   }
