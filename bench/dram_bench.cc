@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -31,6 +32,27 @@ namespace {
 
 using namespace adaptcache;
 using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "dram_bench: FAILED: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// After the churn: the live extents (rounded up) and the free extents must tile
+// [0, capacity) exactly; a lost Free or an overlapping Allocate breaks the tiling.
+void CheckTiling(const ExtentAllocator& a, std::vector<std::pair<uint64_t, uint64_t>> live) {
+  for (auto& e : live) e.second = ExtentAllocator::AlignUp(e.second);
+  a.ForEachFree([&](uint64_t off, uint64_t len) { live.emplace_back(off, len); });
+  std::sort(live.begin(), live.end());
+  uint64_t at = 0;
+  for (const auto& [off, len] : live) {
+    if (off != at) Fail("allocator: extent at " + std::to_string(off) + ", expected " + std::to_string(at));
+    at += len;
+  }
+  if (at != a.capacity()) {
+    Fail("allocator: extents end at " + std::to_string(at) + " of " + std::to_string(a.capacity()));
+  }
+}
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -88,6 +110,7 @@ double AllocatorSteady(uint64_t capacity, uint64_t ops, double* frag) {
     }
   }
   const double ns = NsSince(t0, ops);
+  CheckTiling(a, live);
   *frag = a.Stats().fragmentation;
   return ns;
 }
@@ -144,7 +167,7 @@ int main(int argc, char** argv) {
     const uint64_t resident = std::min<uint64_t>(entries, pool / ExtentAllocator::kAlignment);
     for (uint64_t i = 0; i < resident; ++i) {
       auto e = t.Allocate(4000);
-      if (!e.ok() || !t.Commit(Key(i), *e, meta).ok()) return 1;
+      if (!e.ok() || !t.Commit(Key(i), *e, meta).ok()) Fail("fill: put " + std::to_string(i));
     }
     bpe.push_back(static_cast<double>(HeapInUseBytes() - heap0) / static_cast<double>(resident));
 
@@ -153,38 +176,76 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     for (uint64_t i = 0; i < ops; ++i) {
       auto l = t.Acquire(Key(rng() % resident), 0);
-      if (!l.ok() || !t.Release(l->id)) return 1;
+      if (!l.ok() || !t.Release(l->id)) Fail("tier_get: Acquire/Release");
     }
     get_ns.push_back(NsSince(t0, ops));
     t0 = Clock::now();
     uint64_t found = 0;
     for (uint64_t i = 0; i < ops; ++i) found += t.Peek(Key(rng() % resident)).has_value();
     peek_ns.push_back(NsSince(t0, ops));
-    if (found != ops) return 1;
+    if (found != ops) Fail("tier_peek: " + std::to_string(ops - found) + " resident keys not found");
     {
       std::vector<double> per(2);
+      std::vector<uint64_t> done(2);  // Acquire+Release pairs that succeeded
       std::vector<std::thread> th;
       for (int k = 0; k < 2; ++k) {
         th.emplace_back([&, k] {
           std::mt19937_64 r(k + 100 * rep);
+          uint64_t ok = 0;
           const auto s = Clock::now();
           for (uint64_t i = 0; i < ops / 2; ++i) {
             auto l = t.Acquire(Key(r() % resident), 0);
-            if (l.ok()) t.Release(l->id);
+            if (l.ok() && t.Release(l->id)) ++ok;
           }
           per[k] = NsSince(s, ops / 2);
+          done[k] = ok;
         });
       }
       for (auto& x : th) x.join();
+      if (done[0] + done[1] != 2 * (ops / 2)) {
+        Fail("tier_get_2threads: " + std::to_string(2 * (ops / 2) - done[0] - done[1]) + " Acquire/Release failed");
+      }
       get2_ns.push_back((per[0] + per[1]) / 2);
     }
     // Puts of new keys into the full pool: every put evicts.
     t0 = Clock::now();
     for (uint64_t i = 0; i < ops; ++i) {
       auto e = t.Allocate(SizeFor(rng));
-      if (!e.ok() || !t.Commit(Key(resident + i), *e, meta).ok()) return 1;
+      if (!e.ok() || !t.Commit(Key(resident + i), *e, meta).ok()) {
+        Fail("tier_put_evicting: put " + std::to_string(i));
+      }
     }
     put_ns.push_back(NsSince(t0, ops));
+    // After the rep's timed parts: the newest put is resident, no lease or in-flight extent
+    // is left, and every indexed key has its own extent inside the pool (fill entries
+    // still at 4000 bytes).
+    {
+      const auto st = t.Stats();
+      if (!t.Peek(Key(resident + ops - 1)) || st.inflight_bytes != 0 || st.leases_outstanding != 0 ||
+          st.invalid_frees != 0) {
+        Fail("tier_put_evicting: newest entry missing, or leases/in-flight extents left");
+      }
+      std::vector<std::pair<uint64_t, uint64_t>> ext;
+      for (uint64_t i = 0; i < resident + ops; ++i) {
+        auto v = t.Inspect(Key(i));
+        if (!v) continue;
+        if ((i < resident && v->extent.length != 4000) || v->extent.length == 0 || v->leases != 0 ||
+            v->meta.codec != meta.codec) {
+          Fail("index: entry " + std::to_string(i) + " has a wrong length, a lease or other metadata");
+        }
+        ext.emplace_back(v->extent.offset, ExtentAllocator::AlignUp(v->extent.length));
+      }
+      if (ext.size() != st.entries) {
+        Fail("index: " + std::to_string(ext.size()) + " keys found, stats say " + std::to_string(st.entries));
+      }
+      std::sort(ext.begin(), ext.end());
+      for (size_t k = 0; k < ext.size(); ++k) {
+        const uint64_t end = ext[k].first + ext[k].second;
+        if (end > t.pool_size() || (k + 1 < ext.size() && end > ext[k + 1].first)) {
+          Fail("index: extents overlap or leave the pool");
+        }
+      }
+    }
   }
 
   std::printf("| metric | median | unit |\n|---|---|---|\n");

@@ -25,6 +25,7 @@
 #include "bench/kvstore_resp.h"
 #include "client/client.h"
 #include "client/kv_files.h"
+#include "common/crc32c.h"
 #include "kernels/codec.h"
 
 namespace adaptcache::bench {
@@ -151,16 +152,36 @@ void RunSize(const Args& a, const std::string& label, const KvShape& shape, int 
   auto check = [&](bool ok, const char* what) {
     if (!ok) Die(what, absl::DataLossError("bytes differ"));
   };
+  // What each timed call answered (container size, CRC32C; redis: size only), checked
+  // after each run against the containers, which the daemon's raw encoding reproduces.
+  std::vector<uint32_t> want_crc(entries);
+  for (int i = 0; i < entries; ++i) want_crc[i] = Crc32c(containers[i].data(), containers[i].size());
+  std::vector<std::pair<uint64_t, uint32_t>> got(entries);
+  auto check_got = [&](const std::string& op, const std::string& path) {
+    const bool redis = path.rfind("redis", 0) == 0;
+    for (int i = 0; i < entries; ++i) {
+      if (got[i].first != containers[i].size() || (!redis && got[i].second != want_crc[i])) {
+        Die(op + " " + path, absl::DataLossError(absl::StrCat("entry ", i, ": ", got[i].first, " bytes, crc ",
+                                                              got[i].second, "; expected ", containers[i].size(),
+                                                              " bytes, crc ", want_crc[i])));
+      }
+    }
+    std::fill(got.begin(), got.end(), std::pair<uint64_t, uint32_t>{0, 0});
+  };
 
   // Puts (the store overwrites the same keys each repetition).
   std::vector<Variant> puts = {
       {"adaptcache grpc",
        [&](int i) {
-         if (auto r = (*c)->Put(spec(ns_grpc, i), raw[i]); !r.ok()) Die("grpc put", r.status());
+         auto r = (*c)->Put(spec(ns_grpc, i), raw[i]);
+         if (!r.ok()) Die("grpc put", r.status());
+         got[i] = {r->stored_bytes, r->payload_crc32c};
        }},
       {"adaptcache shm",
        [&](int i) {
-         if (auto r = (*c)->PutShm(spec(ns_shm, i), raw[i]); !r.ok()) Die("shm put", r.status());
+         auto r = (*c)->PutShm(spec(ns_shm, i), raw[i]);
+         if (!r.ok()) Die("shm put", r.status());
+         got[i] = {r->stored_bytes, r->payload_crc32c};
        }},
       {"redis tcp",
        [&](int i) {
@@ -172,34 +193,48 @@ void RunSize(const Args& a, const std::string& label, const KvShape& shape, int 
                       if (auto st = redis_unix->Set(redis_keys[i], containers[i]); !st.ok()) Die("redis set", st);
                     }});
   }
-  MeasurePhase(label, "put", a.reps, entries, bytes, puts, [](const std::string&) {}, rows);
+  // Redis SET answers only +OK; what it stored is checked by the gets below.
+  MeasurePhase(label, "put", a.reps, entries, bytes, puts, [&](const std::string& path) {
+    if (path.rfind("redis", 0) != 0) check_got("put", path);
+  }, rows);
 
   // Gets into the caller's buffer; the last entry's bytes are checked after each run.
   std::vector<Variant> gets = {
       {"adaptcache grpc",
        [&](int i) {
-         if (auto r = (*c)->GetInto(ns_grpc, keys[i], buf); !r.ok()) Die("grpc get", r.status());
+         auto r = (*c)->GetInto(ns_grpc, keys[i], buf);
+         if (!r.ok()) Die("grpc get", r.status());
+         got[i] = {r->stored_bytes, r->payload_crc32c};
        }},
       {"adaptcache shm",
        [&](int i) {
-         if (auto r = (*c)->GetShmInto(ns_shm, keys[i], buf); !r.ok()) Die("shm get", r.status());
+         auto r = (*c)->GetShmInto(ns_shm, keys[i], buf);
+         if (!r.ok()) Die("shm get", r.status());
+         got[i] = {r->stored_bytes, r->payload_crc32c};
        }},
       {"adaptcache shm rel=1",
        [&](int i) {
-         if (auto r = (*c1)->GetShmInto(ns_shm, keys[i], buf); !r.ok()) Die("shm get", r.status());
+         auto r = (*c1)->GetShmInto(ns_shm, keys[i], buf);
+         if (!r.ok()) Die("shm get", r.status());
+         got[i] = {r->stored_bytes, r->payload_crc32c};
        }},
       {"redis tcp",
        [&](int i) {
-         if (auto r = (*redis)->GetInto(redis_keys[i], buf); !r.ok()) Die("redis get", r.status());
+         auto r = (*redis)->GetInto(redis_keys[i], buf);
+         if (!r.ok()) Die("redis get", r.status());
+         got[i] = {*r, 0};
        }},
   };
   if (redis_unix) {
     gets.push_back({"redis unix", [&](int i) {
-                      if (auto r = redis_unix->GetInto(redis_keys[i], buf); !r.ok()) Die("redis get", r.status());
+                      auto r = redis_unix->GetInto(redis_keys[i], buf);
+                      if (!r.ok()) Die("redis get", r.status());
+                      got[i] = {*r, 0};
                     }});
   }
   MeasurePhase(label, "get", a.reps, entries, bytes, gets, [&](const std::string& path) {
     check(buf == containers[entries - 1], path.c_str());
+    check_got("get", path);
     std::fill(buf.begin(), buf.end(), std::byte{0});
   }, rows);
   (void)(*c)->FlushReleases();

@@ -4,6 +4,7 @@
 // Usage: lowrank_bench [--csv FILE] [--reps N] [--shape L,T,H,D] [--quality]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "kernels/container.h"
 #include "kernels/lowrank.h"
 #include "kernels/quality_proxy.h"
+#include "kernels/simd.h"
 #include "tests/testing/kv_data.h"
 
 namespace adaptcache {
@@ -41,6 +43,11 @@ double SharedFraction(const std::vector<std::byte>& blob, const KvShape& s) {
   return double(shared) / double(2 * s.layers);
 }
 
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "lowrank_bench: FAILED: %s\n", what.c_str());
+  std::exit(1);
+}
+
 double Ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -52,7 +59,7 @@ int QualityTable(const KvShape& s, FILE* csv) {
   const auto t0 = std::chrono::steady_clock::now();
   auto ref = QualityReference::Build(s, raw, {});
   const auto t1 = std::chrono::steady_clock::now();
-  if (!ref.ok()) return 1;
+  if (!ref.ok()) Fail("quality reference: " + std::string(ref.status().message()));
   std::printf("\nquality proxy on %u,%u,%u,%u %s (pseudo-queries): reference build %.1f ms\n",
               s.layers, s.tokens, s.kv_heads, s.head_dim, std::string(DTypeName(s.dtype)).c_str(), Ms(t0, t1));
   std::printf("%-28s %8s %8s %8s %8s %8s\n", "config", "proxy", "K_err", "V_err", "lost", "eval_ms");
@@ -62,9 +69,16 @@ int QualityTable(const KvShape& s, FILE* csv) {
     const auto a = std::chrono::steady_clock::now();
     auto r = ref->EvaluateConfig(c);
     const auto b = std::chrono::steady_clock::now();
-    if (!r.ok()) return 1;
+    if (!r.ok()) Fail(c.Name() + " quality proxy: " + std::string(r.status().message()));
     double lost = 0;
     for (const auto& l : r->layers) lost += l.attention_mass_lost / double(r->layers.size());
+    // The proxies are errors: finite and >= 0, and exactly 0 for the lossless config.
+    for (double v : {r->proxy, r->k_rel_error, r->v_rel_error, lost}) {
+      if (!std::isfinite(v) || v < 0) Fail(c.Name() + " quality proxy: a value is negative or not finite");
+    }
+    if (c.family == CodecId::kRaw && (r->proxy != 0 || r->k_rel_error != 0 || r->v_rel_error != 0 || lost != 0)) {
+      Fail("raw quality proxy is not 0");
+    }
     std::printf("%-28s %8.4f %8.4f %8.4f %8.4f %8.1f\n", c.Name().c_str(), r->proxy, r->k_rel_error,
                 r->v_rel_error, lost, Ms(a, b));
     if (csv) {
@@ -139,6 +153,31 @@ int Main(int argc, char** argv) {
       blob.resize(n);
       const double k_err = testing::RelativeError(raw, out, s.dtype, 0, s.Elements() / 2);
       const double v_err = testing::RelativeError(raw, out, s.dtype, s.Elements() / 2, s.Elements());
+      // The last timed decode, before the row is printed: finite, within the error the
+      // tests accept on this data (tests/kernels/lowrank_test.cc), and the same bytes as
+      // a decode by the other SIMD variant.
+      for (uint64_t i = 0; i < s.Elements(); ++i) {
+        if (!std::isfinite(LoadAsFloat(out.data(), s.dtype, i))) {
+          Fail(std::string(shape_name) + " r" + std::to_string(ratio) + ": decode not finite");
+        }
+      }
+      if (!(k_err < 0.3 && v_err < 0.6)) {
+        Fail(std::string(shape_name) + " r" + std::to_string(ratio) + ": K/V error " + std::to_string(k_err) + "/" +
+             std::to_string(v_err) + " above 0.3/0.6");
+      }
+      {
+        const bool avx2 = UseAvx2();
+        SetAvx2EnabledForTesting(!avx2);
+        if (UseAvx2() != avx2) {
+          std::vector<std::byte> other(out.size());
+          auto view = ParseContainer(blob);
+          if (!view.ok() || !DecodeLowrank(*view, other).ok() || other != out) {
+            Fail(std::string(shape_name) + " r" + std::to_string(ratio) +
+                 ": the other SIMD variant decodes differently");
+          }
+        }
+        SetAvx2EnabledForTesting(true);
+      }
       const double achieved = double(s.Bytes()) / double(n);
       const double shared = SharedFraction(blob, s);
       std::printf("%-22s %-5s %5d %8.2f %10.1f %10.1f %8.4f %8.4f %7.2f\n", shape_name,

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "policy/access_stats.h"
 #include "policy/baselines.h"
@@ -112,6 +113,32 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
+// A plan's reported totals, moves and mean losses must be those of its targets:
+// FinalizePlan recomputes them. The objective depends on alpha, which an average-budget
+// search changes, so it is compared only when `objective`.
+absl::Status CheckTotals(const PolicyInput& in, const PlacementPlan& p, bool objective) {
+  PlacementPlan q = p;
+  FinalizePlan(in, &q);
+  auto close = [](double a, double b) {
+    return std::fabs(a - b) <= 1e-6 * std::max({1e-12, std::fabs(a), std::fabs(b)});
+  };
+  const PlanTotals &a = p.totals, &b = q.totals;
+  bool ok = a.dram_bytes == b.dram_bytes && a.ssd_bytes == b.ssd_bytes && a.entries_dram == b.entries_dram &&
+            a.entries_ssd == b.entries_ssd && a.entries_none == b.entries_none && p.moves.size() == q.moves.size() &&
+            close(a.delay_term, b.delay_term) && (!objective || close(a.objective, b.objective)) &&
+            p.ns_avg_loss.size() == q.ns_avg_loss.size();
+  for (size_t i = 0; ok && i < p.ns_avg_loss.size(); ++i) ok = close(p.ns_avg_loss[i], q.ns_avg_loss[i]);
+  if (ok) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("reported totals differ from the targets': objective ", a.objective, " vs ",
+                                          b.objective, ", delay ", a.delay_term, " vs ", b.delay_term, ", moves ",
+                                          p.moves.size(), " vs ", q.moves.size()));
+}
+
+[[noreturn]] void Fail(const std::string& what, const absl::Status& st) {
+  std::fprintf(stderr, "policy_bench: FAILED: %s: %s\n", what.c_str(), st.ToString().c_str());
+  std::exit(1);
+}
+
 // Moves the current state to the plan's targets (what the mover would do).
 void Apply(PolicyInput* in, const PlacementPlan& plan) {
   for (size_t i = 0; i < in->entries.size(); ++i) {
@@ -196,16 +223,23 @@ int Main(int argc, char** argv) {
       AdaptiveOptimizer opt;
       auto p1 = timed(opt, in, &cold, &cold_w);
       if (!p1.ok()) return std::fprintf(stderr, "%s\n", p1.status().ToString().c_str()), 1;
+      // Each plan is checked against the input it was made for (outside the timing).
+      if (auto st = CheckPlan(in, *p1); !st.ok()) Fail("cold plan", st);
+      if (auto st = CheckTotals(in, *p1, true); !st.ok()) Fail("cold plan", st);
       moves = p1->moves.size();
       Apply(&in, *p1);
       auto p2 = timed(opt, in, &applied, &applied_w);
+      if (!p2.ok()) Fail("plan after apply", p2.status());
+      if (auto st = CheckPlan(in, *p2); !st.ok()) Fail("plan after apply", st);
+      if (auto st = CheckTotals(in, *p2, true); !st.ok()) Fail("plan after apply", st);
       std::mt19937_64 rng(100 + r);
       for (size_t k = 0; k < n / 100; ++k) {
         in.entries[rng() % n].freq *= static_cast<float>(0.25 + 3.0 * (rng() % 1000) / 1000.0);
       }
       auto p3 = timed(opt, in, &inc, &inc_w);
-      if (!p2.ok() || !p3.ok()) return 1;
-      if (!CheckPlan(in, *p3).ok()) return std::fprintf(stderr, "infeasible plan\n"), 1;
+      if (!p3.ok()) Fail("incremental plan", p3.status());
+      if (auto st = CheckPlan(in, *p3); !st.ok()) Fail("incremental plan", st);
+      if (auto st = CheckTotals(in, *p3, true); !st.ok()) Fail("incremental plan", st);
       rebuilt = opt.last_hulls_rebuilt();
       rounds = p3->totals.rounds;
       state_bytes = opt.StateBytesPerEntry();
@@ -228,6 +262,9 @@ int Main(int argc, char** argv) {
     if (!stats.ok()) return 1;
     for (uint64_t i = 0; i < n; ++i) {
       (*stats)->Record(EntryKey{1, Key128{i * 0x9E3779B97F4A7C15ull, i * 0xC2B2AE3D27D4EB4Full + 1}}, 0);
+    }
+    if ((*stats)->size() != n) {
+      Fail("AccessStats", absl::InternalError(absl::StrCat((*stats)->size(), " of ", n, " keys tracked")));
     }
     const double stats_b = (*stats)->BytesPerEntry();
     std::printf("\n## Memory per entry (1M entries)\n\n| item | bytes/entry |\n|---|---:|\n");
@@ -265,6 +302,7 @@ int Main(int argc, char** argv) {
       if (auto s = CheckPlan(in, *plan); !s.ok()) {
         return std::fprintf(stderr, "%s: %s\n", policies[p]->Name().c_str(), s.ToString().c_str()), 1;
       }
+      if (auto s = CheckTotals(in, *plan, true); !s.ok()) Fail(policies[p]->Name(), s);
       if (p == 0) ref = plan->totals.objective;
       const Summary s = Summarize(in, *plan);
       const std::string name = p == 1 ? "adaptcache (no clean-up)" : policies[p]->Name();
@@ -281,7 +319,13 @@ int Main(int argc, char** argv) {
     const double c0 = ThreadCpu();
     auto plan = budgeted.Plan(in);
     const double ms = 1e3 * (ThreadCpu() - c0);
-    if (!plan.ok()) return 1;
+    if (!plan.ok()) Fail("avg-budget plan", plan.status());
+    if (auto st = CheckPlan(in, *plan); !st.ok()) Fail("avg-budget plan", st);
+    if (auto st = CheckTotals(in, *plan, false); !st.ok()) Fail("avg-budget plan", st);
+    if (!plan->budgets_met || !(plan->ns_avg_loss[0] <= in.namespaces[0].avg_loss)) {
+      Fail("avg-budget plan", absl::InternalError(absl::StrCat("mean loss ", plan->ns_avg_loss[0], " over the budget ",
+                                                               in.namespaces[0].avg_loss)));
+    }
     const Summary s = Summarize(in, *plan);
     std::printf("| adaptcache, avg budget 0.005 (alpha=%.3g) | %.4f | %.4fx | %.3f | %.4f | %.3f | %.3f | %.0f |\n",
                 budgeted.last_alpha()[0], plan->totals.objective, plan->totals.objective / ref,

@@ -372,6 +372,12 @@ std::map<std::string, PassCost> Components(const std::vector<Entry>& entries) {
         crc.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
       }
     }
+    // Before reporting: the copy equals the container, and the 18 timed CRCs cancelled
+    // in pairs (as equal values do) and equal the container's CRC, taken again untimed.
+    if (std::memcmp(dst.data(), e.container.data(), dst.size()) != 0 || sink != 0 ||
+        Crc32c(dst.data(), dst.size()) != Crc32c(e.container.data(), e.container.size())) {
+      Die("host-side pass over " + e.size + " raw: the copy or its CRC32C is wrong");
+    }
     const double n = static_cast<double>(e.container.size());
     std::printf("| %s raw (%zu B) | %.3f | %.2f | %.3f | %.2f |\n", e.size.c_str(), e.container.size(), Median(cp),
                 n / Median(cp) / 1e6, Median(crc), n / Median(crc) / 1e6);

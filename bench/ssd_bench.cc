@@ -72,6 +72,11 @@ uint64_t ProcWriteBytes() {
 
 double Secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "ssd_bench: FAILED: %s\n", what.c_str());
+  return 1;
+}
+
 // A container of exactly `total` bytes (raw codec, one section), content from `seed`.
 std::vector<std::byte> Container(uint64_t seed, uint64_t total) {
   return ac::testing::MakeContainer(seed, total - sizeof(ac::ContainerHeader) - sizeof(ac::SectionEntry));
@@ -159,6 +164,7 @@ int RunTier(const Args& a) {
   std::mutex fm;
   std::condition_variable fcv;
   std::atomic<uint64_t> read_bad{0};
+  std::vector<uint64_t> last_key(a.qd, UINT64_MAX);  // the last entry read into each buffer
   auto r0 = Clock::now();
   for (uint64_t i = 0; i < n; ++i) {
     int b;
@@ -168,6 +174,7 @@ int RunTier(const Args& a) {
       b = free_bufs.back();
       free_bufs.pop_back();
     }
+    last_key[b] = i;
     auto release = [&, b] {
       {
         std::lock_guard<std::mutex> l(fm);
@@ -191,6 +198,19 @@ int RunTier(const Args& a) {
   }
   const double read_s = Secs(r0, Clock::now());
   auto s = (*tier)->Stats();
+  // Before reporting: every write acknowledged and indexed, every read of the right
+  // size (CRC-checked by the tier), and the last read into each buffer byte-equal to
+  // what was written.
+  if (failed.load() || read_bad.load() || s.entries != n) {
+    return Fail("tier: " + std::to_string(failed.load()) + " failed writes, " + std::to_string(read_bad.load()) +
+                " bad reads, " + std::to_string(s.entries) + " of " + std::to_string(n) + " entries indexed");
+  }
+  for (uint32_t b = 0; b < a.qd; ++b) {
+    if (last_key[b] == UINT64_MAX) continue;
+    if (std::memcmp(dst[b].data(), src[last_key[b] % src.size()].data(), a.entry_bytes) != 0) {
+      return Fail("tier: entry " + std::to_string(last_key[b]) + " read back differs from what was written");
+    }
+  }
   const double bytes = static_cast<double>(n * a.entry_bytes);
   std::printf(
       "mode=tier entry_bytes=%lu entries=%lu write_MBps=%.1f read_MBps=%.1f disk_per_byte=%.4f "
@@ -200,7 +220,7 @@ int RunTier(const Args& a) {
       static_cast<double>(wb1 - wb0) / bytes, s.write_amplification, (unsigned long)s.write_p50_us,
       (unsigned long)s.write_p99_us, (unsigned long)s.read_p50_us, (unsigned long)s.read_p99_us,
       (unsigned long)failed.load(), (unsigned long)read_bad.load(), s.registered_buffers ? 1 : 0, open_s);
-  return failed.load() || read_bad.load() ? 1 : 0;
+  return 0;
 }
 
 int RunBlobDb(const Args& a) {
@@ -244,34 +264,50 @@ int RunBlobDb(const Args& a) {
   }
   const double put_s = Secs(w0, Clock::now());
   // Durable like the tier's acknowledgments: WAL synced, memtable flushed to blob files.
-  db->SyncWAL();
-  db->Flush(rocksdb::FlushOptions());
+  const auto sync_st = db->SyncWAL();
+  const auto flush_st = db->Flush(rocksdb::FlushOptions());
   const double write_s = Secs(w0, Clock::now());
   const uint64_t wb1 = ProcWriteBytes();
   next = 0;
   std::atomic<uint64_t> bad{0};
-  auto worker_read = [&] {
-    rocksdb::PinnableSlice v;
+  // Each reader's last value stays pinned here so that it can be compared afterwards.
+  std::vector<rocksdb::PinnableSlice> last(a.qd);
+  std::vector<uint64_t> last_i(a.qd, UINT64_MAX);
+  auto worker_read = [&](uint32_t w) {
+    rocksdb::PinnableSlice& v = last[w];
     for (uint64_t i; (i = next.fetch_add(1)) < n;) {
       v.Reset();
       auto st = db->Get(rocksdb::ReadOptions(), db->DefaultColumnFamily(), ac::SsdIndex::EncodeKey(KeyOf(i)), &v);
       if (!st.ok() || v.size() != a.entry_bytes) bad.fetch_add(1);
+      last_i[w] = i;
     }
   };
   auto r0 = Clock::now();
   {
     std::vector<std::thread> th;
-    for (uint32_t i = 0; i < a.qd; ++i) th.emplace_back(worker_read);
+    for (uint32_t i = 0; i < a.qd; ++i) th.emplace_back(worker_read, i);
     for (auto& t : th) t.join();
   }
   const double read_s = Secs(r0, Clock::now());
+  if (!sync_st.ok() || !flush_st.ok() || failed.load() || bad.load()) {
+    return Fail("blobdb: " + std::to_string(failed.load()) + " failed puts, " + std::to_string(bad.load()) +
+                " bad reads; SyncWAL " + sync_st.ToString() + ", Flush " + flush_st.ToString());
+  }
+  for (uint32_t w = 0; w < a.qd; ++w) {
+    if (last_i[w] == UINT64_MAX) continue;
+    const auto& want = src[last_i[w] % src.size()];
+    if (last[w].size() != want.size() || std::memcmp(last[w].data(), want.data(), want.size()) != 0) {
+      return Fail("blobdb: entry " + std::to_string(last_i[w]) + " read back differs from what was written");
+    }
+  }
+  for (auto& v : last) v.Reset();  // unpin before Close
   const double bytes = static_cast<double>(n * a.entry_bytes);
   std::printf("mode=blobdb entry_bytes=%lu entries=%lu write_MBps=%.1f put_phase_s=%.3f sync_flush_s=%.3f read_MBps=%.1f "
               "disk_per_byte=%.4f failed=%lu read_bad=%lu\n",
               (unsigned long)a.entry_bytes, (unsigned long)n, bytes / write_s / 1e6, put_s, write_s - put_s, bytes / read_s / 1e6,
               static_cast<double>(wb1 - wb0) / bytes, (unsigned long)failed.load(), (unsigned long)bad.load());
   db->Close();
-  return failed.load() || bad.load() ? 1 : 0;
+  return 0;
 }
 
 int RunRestart(const Args& a) {
@@ -295,28 +331,46 @@ int RunRestart(const Args& a) {
     }
     win.Drain();
   }
-  auto reopen = [&](double* secs, uint64_t* entries, bool* rebuilt) {
+  // With `verify` (not on the rebuild open, whose index the last open loads), after the
+  // timed Open: the first, middle and last entry read back equal to what was written.
+  auto reopen = [&](double* secs, uint64_t* entries, bool* rebuilt, bool verify) {
     auto t0 = Clock::now();
     auto tier = ac::SsdTier::Open(o);
     *secs = Secs(t0, Clock::now());
-    if (!tier.ok()) return false;
+    if (!tier.ok()) {
+      Fail("restart: open: " + std::string(tier.status().message()));
+      return false;
+    }
     auto s = (*tier)->Stats();
     *entries = s.entries;
     *rebuilt = s.rebuilt_index;
+    for (uint64_t k : {uint64_t{0}, n / 2, n - 1}) {
+      if (!verify) break;
+      auto got = (*tier)->Get(KeyOf(k));
+      if (!got.ok() || *got != src) {
+        Fail("restart: entry " + std::to_string(k) + " not read back as written");
+        return false;
+      }
+    }
     return true;
   };
   double warm_s = 0, rebuild_s = 0, warm2_s = 0;
   uint64_t warm_n = 0, rebuild_n = 0, warm2_n = 0;
   bool r1 = false, r2 = false, r3 = false;
-  if (!reopen(&warm_s, &warm_n, &r1)) return 1;
+  if (!reopen(&warm_s, &warm_n, &r1, true)) return 1;
   std::filesystem::remove_all(a.dir + "/index");
-  if (!reopen(&rebuild_s, &rebuild_n, &r2)) return 1;
-  if (!reopen(&warm2_s, &warm2_n, &r3)) return 1;
+  if (!reopen(&rebuild_s, &rebuild_n, &r2, false)) return 1;
+  if (!reopen(&warm2_s, &warm2_n, &r3, true)) return 1;
+  if (warm_n != n || rebuild_n != n || warm2_n != n || r1 || !r2 || r3) {
+    return Fail("restart: entries warm/rebuilt/warm again " + std::to_string(warm_n) + "/" + std::to_string(rebuild_n) +
+                "/" + std::to_string(warm2_n) + " of " + std::to_string(n) + ", rebuilt flags " + std::to_string(r1) +
+                std::to_string(r2) + std::to_string(r3) + " (expected 010)");
+  }
   std::printf("mode=restart entries=%lu entry_bytes=%lu warm_open_s=%.3f warm_entries=%lu rebuild_open_s=%.3f "
               "rebuild_entries=%lu rebuilt=%d warm_after_rebuild_s=%.3f\n",
               (unsigned long)n, (unsigned long)a.entry_bytes, warm_s, (unsigned long)warm_n, rebuild_s,
               (unsigned long)rebuild_n, r2 ? 1 : 0, warm2_s);
-  return warm_n == n && rebuild_n == n && !r1 && r2 ? 0 : 1;
+  return 0;
 }
 
 }  // namespace
