@@ -15,6 +15,8 @@
 #   REL_SEED=20261207                                 campaign seed
 #   REL_POLICY=static:quant-k4v4-g64 REL_POLICY_INTERVAL_MS=50   the mover campaign's policy
 #   REL_FUZZ_SECONDS=3600                             fuzz_rpc -max_total_time (0: no fuzzing)
+#   REL_FUZZ_MIN_CPU_S=3600                           go on fuzzing (same corpus) until the
+#                                                     fuzzer has had this much CPU
 #   REL_FUZZ_LOG=                                     with REL_FUZZ_SECONDS=0: report this
 #                                                     finished fuzz_rpc log instead, and
 #   REL_FUZZ_CPU_S=                                   its CPU seconds (measured by the caller)
@@ -39,6 +41,7 @@ SEED=${REL_SEED:-20261207}
 POLICY=${REL_POLICY:-static:quant-k4v4-g64}
 POLICY_MS=${REL_POLICY_INTERVAL_MS:-50}
 FUZZ_S=${REL_FUZZ_SECONDS:-3600}
+FUZZ_MIN_CPU_S=${REL_FUZZ_MIN_CPU_S:-3600}
 FUZZ_LOG_IN=${REL_FUZZ_LOG:-}
 FUZZ_CPU_IN=${REL_FUZZ_CPU_S:-}
 CAMP_CPU=${REL_CAMPAIGN_CPU:-0}
@@ -61,12 +64,15 @@ if [ "$FUZZ_S" -gt 0 ]; then
 fi
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT0="$(git rev-parse --short HEAD 2>/dev/null || echo unknown) (working tree: $(git status --porcelain 2>/dev/null | wc -l) changed paths)"
 if [ -n "$REPORT_ONLY" ]; then
   START=$(cat "$WORK/start" 2>/dev/null || echo "$START")
   LOAD0=$(cat "$WORK/load0" 2>/dev/null || echo "$LOAD0")
+  COMMIT0=$(cat "$WORK/commit" 2>/dev/null || echo "$COMMIT0")
 else
   echo "$START" > "$WORK/start"
   echo "$LOAD0" > "$WORK/load0"
+  echo "$COMMIT0" > "$WORK/commit"
 fi
 
 # ---- the fuzzer, in the background
@@ -76,9 +82,29 @@ FUZZ_PID=""
 if [ "$FUZZ_S" -gt 0 ]; then
   mkdir -p "$WORK/fuzz_corpus" "$WORK/fuzz_artifacts"
   cp tests/fuzz/corpus/fuzz_rpc/* "$WORK/fuzz_corpus/" 2>/dev/null || true
-  FUZZ_CMD="nice -n 19 taskset -c $FUZZ_CPU $FUZZ_BIN -max_total_time=$FUZZ_S -max_len=65536 -rss_limit_mb=4096 -timeout=120 -print_final_stats=1 -artifact_prefix=$WORK/fuzz_artifacts/ $WORK/fuzz_corpus tests/fuzz/corpus/fuzz_rpc"
-  echo "fuzz: $FUZZ_CMD (log $FUZZ_LOG)"
-  /usr/bin/time -f "%e %U %S" -o "$WORK/fuzz.time" $FUZZ_CMD > "$FUZZ_LOG" 2>&1 &
+  FUZZ_ARGS="-max_len=65536 -rss_limit_mb=4096 -timeout=120 -print_final_stats=1 -artifact_prefix=$WORK/fuzz_artifacts/ $WORK/fuzz_corpus tests/fuzz/corpus/fuzz_rpc"
+  FUZZ_CMD="nice -n 19 taskset -c $FUZZ_CPU $FUZZ_BIN -max_total_time=$FUZZ_S $FUZZ_ARGS"
+  echo "fuzz: $FUZZ_CMD (log $FUZZ_LOG; continued on the same corpus until ${FUZZ_MIN_CPU_S} CPU-s)"
+  echo "$FUZZ_CMD, continued on the same corpus until ${FUZZ_MIN_CPU_S} CPU-s" > "$WORK/fuzz.cmd"
+  # A loaded machine gives the niced fuzzer less than its wall time: later runs make up
+  # the CPU it did not get. fuzz.time sums them (wall user system).
+  fuzz_until_cpu() {
+    local wall=$FUZZ_S run=0 rc=0 cpu
+    : > "$FUZZ_LOG"
+    while :; do
+      run=$((run + 1))
+      /usr/bin/time -f "%e %U %S" -o "$WORK/fuzz.time.$run" nice -n 19 taskset -c "$FUZZ_CPU" "$FUZZ_BIN" \
+        -max_total_time="$wall" $FUZZ_ARGS >> "$FUZZ_LOG" 2>&1 || { rc=$?; break; }
+      cpu=$(cat "$WORK"/fuzz.time.* | awk '{c += $2 + $3} END {printf "%d", c}')
+      [ "$cpu" -ge "$FUZZ_MIN_CPU_S" ] && break
+      wall=$(( (FUZZ_MIN_CPU_S - cpu) * 11 / 10 + 5 ))
+      echo "fuzz run $run: $cpu CPU-s so far; another ${wall}s" >> "$FUZZ_LOG"
+    done
+    cat "$WORK"/fuzz.time.* | awk '{w += $1; u += $2; s += $3} END {print w, u, s}' > "$WORK/fuzz.time"
+    echo "$run" > "$WORK/fuzz.runs"
+    return $rc
+  }
+  fuzz_until_cpu &
   FUZZ_PID=$!
 elif [ -n "$FUZZ_LOG_IN" ]; then
   cp "$FUZZ_LOG_IN" "$FUZZ_LOG"
@@ -124,6 +150,9 @@ if [ -n "$FUZZ_PID" ]; then
   FUZZ_CPU_S=$(awk '{print $2 + $3}' "$WORK/fuzz.time" 2>/dev/null || echo 0)
 else
   FUZZ_CPU_S=${FUZZ_CPU_IN:-0}
+  if [ -n "$REPORT_ONLY" ] && [ -z "$FUZZ_CPU_IN" ] && [ -f "$WORK/fuzz.time" ]; then
+    FUZZ_CPU_S=$(awk '{print $2 + $3}' "$WORK/fuzz.time")
+  fi
 fi
 
 # ---- tables
@@ -155,7 +184,8 @@ done < "$OUT"
 # The fuzzer's row: rounds = executed inputs; findings = crash artifacts and aborted checks.
 FUZZ_ROW=""
 if [ -s "$FUZZ_LOG" ]; then
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$FUZZ_LOG" | tail -1)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$FUZZ_LOG" | awk '{n += $1} END {print n + 0}')
+  fruns=$(cat "$WORK/fuzz.runs" 2>/dev/null || echo 1)
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$FUZZ_LOG" | tail -1)
   newu=$(sed -n 's/^stat::new_units_added: *//p' "$FUZZ_LOG" | tail -1)
   prss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$FUZZ_LOG" | tail -1)
@@ -165,7 +195,7 @@ if [ -s "$FUZZ_LOG" ]; then
   fcph=$(awk -v s="$FUZZ_CPU_S" 'BEGIN{printf "%.3f", s/3600}')
   echo "fuzz_rpc,${execs:-0},0,0,0,0,$fcph,$findings" >> "$CSV"
   FUZZ_ROW="- executed inputs: ${execs:-?} (${eps:-?}/s), new corpus units: ${newu:-?}, last status: ${cov:-?}, peak RSS ${prss:-?} MB
-- CPU: $FUZZ_CPU_S s = $fcph CPU-hours (user + system of the one process; its gRPC and work-pool threads included)
+- CPU: $FUZZ_CPU_S s = $fcph CPU-hours over $fruns run(s) on one corpus (user + system of the fuzzer process; its gRPC and work-pool threads included)
 - crashes / aborted checks: ${crashes:-0}"
 fi
 
@@ -177,7 +207,7 @@ FINDINGS=$(grep '^FINDING' "$OUT" | cut -c1-400 | head -40 || true)
   echo
   echo "- date: $START to $(cat "$WORK/end" 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(uname -srm)"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (working tree may hold uncommitted changes: $(git status --porcelain 2>/dev/null | wc -l) paths)"
+  echo "- commit: $COMMIT0 when the run started (the daemon and fuzzer builds used)"
   echo "- load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- script: \`bench/scripts/80_reliability.sh $BUILD\` (REL_ROUNDS_PUT=$R_PUT REL_ROUNDS_PUT_RACE=$R_RACE REL_ROUNDS_DELETE=$R_DEL REL_ROUNDS_RECLAIM=$R_RECL REL_ROUNDS_MOVER=$R_MOVER REL_ROUNDS_RECOVERY=$R_RECOV REL_SEED=$SEED REL_FUZZ_SECONDS=$FUZZ_S); logs in $WORK"
   echo "- totals: $TOT_ROUNDS kill rounds, $TOT_KILLS SIGKILLs"
@@ -220,6 +250,8 @@ FINDINGS=$(grep '^FINDING' "$OUT" | cut -c1-400 | head -40 || true)
   echo
   if [ -n "$FUZZ_CMD" ]; then
     echo "Command: \`$FUZZ_CMD\` (exit status $FUZZ_RC)"
+  elif [ -n "$REPORT_ONLY" ] && [ -f "$WORK/fuzz.cmd" ]; then
+    echo "Command: \`$(cat "$WORK/fuzz.cmd")\` (this report was rebuilt from $WORK)"
   elif [ -n "$FUZZ_LOG_IN" ]; then
     echo "Not run by this invocation (REL_FUZZ_SECONDS=0): the figures are those of the finished run"
     echo "whose log is \`$FUZZ_LOG_IN\` (same binary and options as this script uses)."
