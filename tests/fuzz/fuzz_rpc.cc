@@ -1,11 +1,11 @@
 // libFuzzer target: the daemon's RPC request handling (server/service.cc, service_put.cc).
 //
 // One CacheService over a DRAM-only TierManager (64 MiB pool in /dev/shm, the file
-// unlinked at once) lives for the whole process. The unary synchronous RPCs (Lookup,
-// ReservePut, CommitPut, LeasePrefix, Release, Delete, PoolInfo, Stats) are called
-// directly with a grpc::ServerContext; Put, Get and Health run on gRPC's callback API, so
-// they go through a real gRPC server in this process, over a Unix socket in /dev/shm
-// (removed at exit).
+// unlinked at once) lives for the whole process. The unary synchronous RPCs (ReservePut,
+// CommitPut, LeasePrefix, Release, Delete, PoolInfo, Stats) are called directly with a
+// grpc::ServerContext; Put, Get, Lookup and Health run on gRPC's callback API, so they go
+// through a real gRPC server in this process, over a Unix socket in /dev/shm (removed at
+// exit).
 //
 // Input: a sequence of records, each [op u8][len u16 le][payload len bytes] (a short
 // tail is the last payload). The op picks the RPC; the payload is parsed with
@@ -449,9 +449,10 @@ void RunRecord(World* w, State& st, uint8_t op, Reader r) {
       const std::string b = r.Rest();
       ParseOrEmpty(req, b);
       OverrideKeys(req, sel);
-      grpc::ServerContext ctx;
+      grpc::ClientContext ctx;
+      WithDeadline(&ctx);
       v1::LookupResponse resp;
-      auto s = svc->Lookup(&ctx, &req, &resp);
+      auto s = w->stub->Lookup(&ctx, req, &resp);
       CheckCode(s, "Lookup");
       if (s.ok() && (resp.entries_size() != req.keys_size() || resp.prefix_hits() > static_cast<uint32_t>(req.keys_size()))) {
         Finding("Lookup: answer does not match the keys asked");
