@@ -30,11 +30,11 @@ size_t FitGroupCapacities(const PolicyInput& in, std::span<const int32_t> group_
   Use total;
   for (size_t i = 0; i < in.entries.size(); ++i) {
     const Placement p = plan->target[i];
+    if (p.tier == Tier::kNone) continue;
     const uint64_t b = Bytes(in, i, p);
-    (p.tier == Tier::kDram ? total.dram : total.ssd) += p.tier == Tier::kNone ? 0 : b;
+    (p.tier == Tier::kDram ? total.dram : total.ssd) += b;
     const int32_t g = group_of_entry[i];
-    if (g < 0 || static_cast<size_t>(g) >= caps.size() || p.tier == Tier::kNone) continue;
-    (p.tier == Tier::kDram ? use[g].dram : use[g].ssd) += b;
+    if (g >= 0 && static_cast<size_t>(g) < caps.size()) (p.tier == Tier::kDram ? use[g].dram : use[g].ssd) += b;
   }
   auto over = [](uint64_t used, uint64_t cap) { return cap != 0 && used > cap; };
   size_t moved = 0;

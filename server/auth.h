@@ -16,7 +16,7 @@
 // `shm = true` may map the DRAM pool (they can read every entry in it); the others use
 // the streamed Get and Put. Quotas (DRAM bytes, entries) are enforced at Put by evicting
 // the tenant's own least recently used entries; the SSD quota by dropping its oldest SSD
-// entries, at Put and periodically. Lease ids are per-tenant (Caller::LeaseId).
+// entries, after its durable Puts and periodically. Lease ids are per-tenant (Caller::LeaseId).
 //
 // Thread safety: every method may be called concurrently; ReloadTokens swaps the token
 // table atomically.

@@ -109,6 +109,7 @@ class Reaper {
             lock.unlock();
             tm->ReapExpired();
             service->ReapPending();
+            service->EnforceSsdQuotas();
             lock.lock();
           }
         }) {}

@@ -125,6 +125,11 @@ void CacheService::EnforceSsdQuota(int tenant_index) const {
   spdlog::debug("tenant '{}' over its SSD quota of {} bytes: {} SSD copies dropped", t.name, t.ssd_bytes, n);
 }
 
+void CacheService::EnforceSsdQuotas() const {
+  if (auth_ == nullptr) return;
+  for (size_t i = 0; i < auth_->tenants().size(); ++i) EnforceSsdQuota(static_cast<int>(i));
+}
+
 absl::StatusOr<std::vector<EntryKey>> CacheService::ParseBatch(
     const grpc::ServerContextBase& ctx, const std::string& ns,
     const google::protobuf::RepeatedPtrField<std::string>& keys, const char* rpc, Caller* caller) const {

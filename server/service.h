@@ -94,9 +94,10 @@ class CacheService final : public ServiceBase {
   void SetServing(bool serving) { serving_.store(serving); }
   bool serving() const { return serving_.load(); }
   // Forgets put headers of reservations that expired more than a grace period ago.
-  // Also re-applies every tenant's SSD quota (demotions of its DRAM victims grow it
-  // without a Put of its own).
   size_t ReapPending();
+  // Re-applies every tenant's SSD quota: demotions of its DRAM victims grow its SSD use
+  // without a durable Put of its own. Called by the daemon's reaper thread.
+  void EnforceSsdQuotas() const;
   const StreamLimiter& streams() const { return streams_; }
   const StagingBudget& staging() const { return staging_; }
 
@@ -131,7 +132,7 @@ class CacheService final : public ServiceBase {
   // its tenant's DRAM quota; ResourceExhausted when they cannot.
   absl::Status MakeRoom(const Caller& caller, uint64_t incoming) const;
   // Drops a tenant's oldest SSD copies once it is over its SSD quota (to 15/16 of it, so
-  // a tenant at its quota does not scan the SSD index on every Put).
+  // a tenant at its quota does not scan the SSD index on every durable Put).
   void EnforceSsdQuota(int tenant_index) const;
   absl::StatusOr<PutPlan> ValidateHeader(const grpc::ServerContextBase& ctx, const v1::PutHeader& h) const;
   // Encodes `raw` into a new extent and commits it; fills `info`.

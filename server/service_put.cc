@@ -194,7 +194,7 @@ absl::Status CacheService::Commit(const PutPlan& plan, Extent container, uint32_
   popts.durable = plan.durable && tm_->HasSsd();
   auto put = tm_->CommitPut(plan.key, container, meta, popts);
   if (!put.ok()) return put.status();
-  EnforceSsdQuota(plan.caller.index);
+  if (put->durable) EnforceSsdQuota(plan.caller.index);
   FillEntryInfo(meta, n, resp->mutable_entry());
   resp->set_durable(put->durable);
   metrics_->CountPut(meta.raw_bytes, n);
@@ -433,8 +433,6 @@ grpc::Status CacheService::CommitPut(grpc::ServerContext* ctx, const v1::CommitP
 }
 
 size_t CacheService::ReapPending() {
-  if (auth_ != nullptr)
-    for (size_t i = 0; i < auth_->tenants().size(); ++i) EnforceSsdQuota(static_cast<int>(i));
   const auto now = std::chrono::system_clock::now();
   std::lock_guard<std::mutex> lock(pending_mu_);
   size_t n = 0;

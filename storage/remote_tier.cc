@@ -260,11 +260,19 @@ std::vector<bool> RemoteTier::Delete(std::span<const EntryKey> keys) {
       return std::none_of(keys.begin(), keys.end(), [&](const EntryKey& k) { return in_flight_.contains(k); });
     });
     if (!drained) {
-      NoteError(kDel, absl::DeadlineExceededError("a write of a deleted key is still in flight"));
+      // The writer sends queued ops after the batch in flight: DELs queued now land after
+      // that SET, so the deleted value cannot stay in the cluster.
+      NoteError(kDel, absl::DeadlineExceededError("a write of a deleted key is still in flight; DELs queued"));
+      for (const auto& k : keys) {
+        Op del;
+        del.key = k;
+        del.del = true;
+        EnqueueLocked(std::move(del));
+      }
       return out;
     }
   }
-  std::vector<std::string> names;
+  std::vector<std::string> names;  // own the strings the commands view
   names.reserve(keys.size());
   for (const auto& k : keys) names.push_back(RedisKey(k));
   std::vector<RedisCommand> cmds;

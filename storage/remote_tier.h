@@ -115,7 +115,8 @@ class RemoteTier {
   bool Enqueue(const EntryKey& key, ConstByteSpan container);
   // Drops queued writes of the keys, waits for ones in flight, DELs them in one
   // pipelined round trip. Per key: true if Redis held it (false also on an error, which
-  // is counted and logged).
+  // is counted and logged). If a write in flight outlasts the wait, the DELs are queued
+  // behind it instead (and false is answered).
   std::vector<bool> Delete(std::span<const EntryKey> keys);
   // Waits until the queue is empty and nothing is in flight; false at the deadline.
   bool Drain(std::chrono::milliseconds timeout);

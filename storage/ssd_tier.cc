@@ -394,7 +394,7 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
           it->second = Entry{s->loc, 0};
           CountInLocked(s->req.key, s->loc);
           slots_[slot].keys.push_back(s->req.key);
-          if (!s->req.reinsertion) {
+          if (!s->req.reinsertion()) {
             stats_.user_bytes_written += s->loc.payload_bytes;
             ++stats_.puts_committed;
           }
@@ -405,10 +405,10 @@ void SsdTier::CommitNow(std::vector<std::unique_ptr<Staged>>& staged) {
   if (!result.ok()) {
     std::lock_guard<std::mutex> m(mu_);
     for (auto& s : done)
-      if (!s->req.reinsertion) ++stats_.puts_failed;
+      if (!s->req.reinsertion()) ++stats_.puts_failed;
   }
   for (auto& s : done) {
-    if (!s->req.reinsertion) write_lat_.Record(MicrosSince(s->req.queued));
+    if (!s->req.reinsertion()) write_lat_.Record(MicrosSince(s->req.queued));
     if (s->req.done) s->req.done(result);
   }
 }
@@ -608,8 +608,7 @@ std::optional<SsdEntryInfo> SsdTier::Lookup(const EntryKey& key) const {
   std::lock_guard<std::mutex> m(mu_);
   auto it = map_.find(key);
   if (it == map_.end()) return std::nullopt;
-  const SsdLocation& l = it->second.loc;
-  return SsdEntryInfo{l.payload_bytes, l.codec, l.payload_crc32c, l.seq, l.segment_id, it->second.hits};
+  return it->second.Info();
 }
 
 absl::Status SsdTier::Erase(const EntryKey& key, std::optional<uint32_t> only_crc,
@@ -677,8 +676,7 @@ std::vector<std::pair<EntryKey, SsdEntryInfo>> SsdTier::OldestBeyond(std::span<c
     std::lock_guard<std::mutex> m(mu_);
     for (const auto& [k, e] : map_) {
       if (!in.contains(k.ns)) continue;
-      const SsdLocation& l = e.loc;
-      out.emplace_back(k, SsdEntryInfo{l.payload_bytes, l.codec, l.payload_crc32c, l.seq, l.segment_id, e.hits});
+      out.emplace_back(k, e.Info());
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second.seq < b.second.seq; });
@@ -715,7 +713,7 @@ SsdTierStats SsdTier::Stats() const {
 void SsdTier::ForEach(const std::function<void(const EntryKey&, const SsdEntryInfo&)>& fn) const {
   std::lock_guard<std::mutex> m(mu_);
   for (const auto& [k, e] : map_)
-    fn(k, SsdEntryInfo{e.loc.payload_bytes, e.loc.codec, e.loc.payload_crc32c, e.loc.seq, e.loc.segment_id, e.hits});
+    fn(k, e.Info());
 }
 
 }  // namespace adaptcache

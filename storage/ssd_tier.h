@@ -176,14 +176,19 @@ class SsdTier {
   struct Entry {
     SsdLocation loc;
     uint32_t hits = 0;
+    SsdEntryInfo Info() const {
+      return SsdEntryInfo{loc.payload_bytes, loc.codec, loc.payload_crc32c, loc.seq, loc.segment_id, hits};
+    }
   };
   struct PutReq {
     EntryKey key;
     ConstByteSpan bytes;
     std::vector<std::byte> owned;
     PutCallback done;
-    bool reinsertion = false;
-    uint64_t reinsert_of_seq = 0;  // reinsertion: installed only while this seq is the entry
+    // Nonzero: a reclaim's copy of the record with this seq, installed only while that
+    // record is still the key's entry.
+    uint64_t reinsert_of_seq = 0;
+    bool reinsertion() const { return reinsert_of_seq != 0; }
     std::chrono::steady_clock::time_point queued;
   };
   // A record being written: its request, where it goes, and the first I/O error seen.

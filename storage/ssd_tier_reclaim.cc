@@ -121,7 +121,7 @@ std::vector<SsdTier::PutReq> SsdTier::ReadHotEntries(const std::vector<std::pair
   uint64_t budget = static_cast<uint64_t>(opts_.max_reinsert_fraction * static_cast<double>(opts_.segment_bytes));
   std::vector<PutReq> reins;
   for (const auto& [k, e] : live) {
-    SsdEntryInfo info{e.loc.payload_bytes, e.loc.codec, e.loc.payload_crc32c, e.loc.seq, e.loc.segment_id, e.hits};
+    const SsdEntryInfo info = e.Info();
     const bool keep = opts_.reclaim.keep ? opts_.reclaim.keep(k, info)
                                          : (opts_.reinsert_min_hits > 0 && e.hits >= opts_.reinsert_min_hits);
     if (!keep || RecordBytes(e.loc.payload_bytes) > budget) continue;
@@ -132,7 +132,6 @@ std::vector<SsdTier::PutReq> SsdTier::ReadHotEntries(const std::vector<std::pair
     r.key = k;
     r.owned = std::move(*bytes);
     r.bytes = ConstByteSpan(r.owned);
-    r.reinsertion = true;
     r.reinsert_of_seq = e.loc.seq;
     r.queued = std::chrono::steady_clock::now();
     reins.push_back(std::move(r));

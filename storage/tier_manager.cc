@@ -114,10 +114,14 @@ void TierManager::ForgetLocked(const EntryKey& key) {
     demoting_bytes_ -= it->second->bytes.size();
     demoting_.erase(it);
   }
-  if (auto it = ssd_meta_.find(key); it != ssd_meta_.end()) {
-    if (it->second.master) --masters_;
-    ssd_meta_.erase(it);
-  }
+  ForgetSsdMetaLocked(key);
+}
+
+void TierManager::ForgetSsdMetaLocked(const EntryKey& key, std::optional<uint32_t> crc) {
+  auto it = ssd_meta_.find(key);
+  if (it == ssd_meta_.end() || (crc && it->second.crc32c != *crc)) return;
+  if (it->second.master) --masters_;
+  ssd_meta_.erase(it);
 }
 
 EntryMeta TierManager::SsdMetaToEntryMeta(const SsdMeta& m, const SsdEntryInfo& info,
@@ -166,10 +170,7 @@ size_t TierManager::EvictFromSsd(std::span<const uint64_t> namespaces, uint64_t 
     if (!ssd_->Erase(key, info.payload_crc32c).ok()) continue;  // gone or rewritten meanwhile
     ++n;
     std::lock_guard<std::mutex> l(mu_);
-    if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end() && sm->second.crc32c == info.payload_crc32c) {
-      if (sm->second.master) --masters_;
-      ssd_meta_.erase(sm);
-    }
+    ForgetSsdMetaLocked(key, info.payload_crc32c);
   }
   ssd_quota_drops_.fetch_add(n, std::memory_order_relaxed);
   return n;
@@ -215,42 +216,44 @@ void TierManager::OnDramEvict(const EntryKey& key, const EntryMeta& meta, ConstB
   d->bytes.assign(bytes.begin(), bytes.end());
   SsdPutOptions po;
   po.borrow = true;  // d owns the bytes until the callback
-  std::lock_guard<std::mutex> l(mu_);
-  const auto info = ssd_->Lookup(key);
-  if (clean(info)) {
-    demotions_clean_.fetch_add(1, std::memory_order_relaxed);
-    return;
+  std::optional<SsdEntryInfo> refused_over;  // the older SSD copy to drop after a refusal
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const auto info = ssd_->Lookup(key);
+    if (clean(info)) {
+      demotions_clean_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // In demoting_ before the write is queued: its callback (which removes it) cannot run
+    // before we release mu_.
+    auto [it, inserted] = demoting_.try_emplace(key, d);
+    std::shared_ptr<Demotion> superseded;
+    if (!inserted) {
+      superseded = it->second;
+      demoting_bytes_ -= superseded->bytes.size();
+      it->second = d;  // the older write lands first (FIFO); this one supersedes it
+    }
+    demoting_bytes_ += d->bytes.size();
+    auto st = ssd_->Put(key, d->bytes, [this, d](absl::Status s) { OnDemotionDone(d, std::move(s)); },
+                        po);
+    if (st.ok()) {
+      demotions_queued_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    demotions_refused_.fetch_add(1, std::memory_order_relaxed);
+    demoting_bytes_ -= d->bytes.size();
+    if (superseded) {
+      it->second = superseded;
+      demoting_bytes_ += superseded->bytes.size();
+    } else {
+      demoting_.erase(it);
+    }
+    ForgetSsdMetaLocked(key, info ? std::optional<uint32_t>(info->payload_crc32c) : std::nullopt);
+    refused_over = info;
   }
-  // In demoting_ before the write is queued: its callback (which removes it) cannot run
-  // before we release mu_.
-  auto [it, inserted] = demoting_.try_emplace(key, d);
-  std::shared_ptr<Demotion> superseded;
-  if (!inserted) {
-    superseded = it->second;
-    demoting_bytes_ -= superseded->bytes.size();
-    it->second = d;  // the older write lands first (FIFO); this one supersedes it
-  }
-  demoting_bytes_ += d->bytes.size();
-  auto st = ssd_->Put(key, d->bytes, [this, d](absl::Status s) { OnDemotionDone(d, std::move(s)); },
-                      po);
-  if (st.ok()) {
-    demotions_queued_.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  demotions_refused_.fetch_add(1, std::memory_order_relaxed);
-  demoting_bytes_ -= d->bytes.size();
-  if (superseded) {
-    it->second = superseded;
-    demoting_bytes_ += superseded->bytes.size();
-  } else {
-    demoting_.erase(it);
-  }
-  // A different, older SSD copy must not come back once DRAM dropped the newer one.
-  if (info) (void)ssd_->Erase(key, info->payload_crc32c);
-  if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end()) {
-    if (sm->second.master) --masters_;
-    ssd_meta_.erase(sm);
-  }
+  // A different, older SSD copy must not come back once DRAM dropped the newer one. Only
+  // that copy (by CRC): no index commit under mu_, and a newer write is never touched.
+  if (refused_over) (void)ssd_->Erase(key, refused_over->payload_crc32c);
 }
 
 void TierManager::OnDemotionDone(const std::shared_ptr<Demotion>& d, absl::Status st) {
@@ -439,10 +442,7 @@ absl::StatusOr<std::pair<Extent, EntryMeta>> TierManager::ReadSsdIntoDram(const 
                       std::string(n.status().message()));
       }
       std::lock_guard<std::mutex> l(mu_);
-      if (auto sm = ssd_meta_.find(key); sm != ssd_meta_.end()) {
-        if (sm->second.master) --masters_;
-        ssd_meta_.erase(sm);
-      }
+      ForgetSsdMetaLocked(key);
       return absl::NotFoundError("miss: SSD copy unreadable");
     }
     ConstByteSpan bytes = dram_->Bytes(*e).first(*n);

@@ -342,6 +342,8 @@ class TierManager {
   Stripe& StripeOf(const EntryKey& key);
   // Under mu_: cancels in-flight demotions of key and forgets its SSD metadata.
   void ForgetLocked(const EntryKey& key);
+  // Drops the key's remembered SSD meta (only if it describes the copy with that CRC).
+  void ForgetSsdMetaLocked(const EntryKey& key, std::optional<uint32_t> crc = std::nullopt);
   void RememberSsdLocked(const EntryKey& key, const EntryMeta& meta, bool master);
   EntryMeta SsdMetaToEntryMeta(const SsdMeta& m, const SsdEntryInfo& info, bool* complete) const;
   uint16_t InternCodecLocked(const std::string& name);

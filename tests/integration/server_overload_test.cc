@@ -310,36 +310,37 @@ class SlowEncodeTest : public ServerOverloadTest {
     o.extra_args = {"--stream-idle-timeout-ms", "400", "--stream-preempt-idle-ms", "0"};
     return o;
   }
-};
-
-TEST_F(SlowEncodeTest, StreamsWaitingOnTheirEncodeAreNotIdle) {
-  constexpr int kPuts = 12;
-  auto c = Connect(std::chrono::milliseconds(20'000));
-  ASSERT_NE(c, nullptr);
-  const KvShape shape{4, 512, 8, 128, DType::kBF16};  // 8 MiB raw
-  const std::vector<std::byte> bytes = client::RandomKvBytes(shape, 7);
-  std::vector<absl::Status> results(kPuts);
-  const auto start = std::chrono::steady_clock::now();
-  {
-    std::vector<std::jthread> puts;
-    for (int i = 0; i < kPuts; ++i) {
-      puts.emplace_back([&, i] {
-        client::PutSpec spec;
-        spec.ns = "slow";
-        spec.key = Key128{static_cast<uint64_t>(i), 1};
-        spec.shape = shape;
-        spec.codec = "lowrank-r8";
-        results[i] = c->Put(spec, bytes).status();
-      });
+  void RunSlowEncodes() {
+    constexpr int kPuts = 12;
+    auto c = Connect(std::chrono::milliseconds(20'000));
+    ASSERT_NE(c, nullptr);
+    const KvShape shape{4, 512, 8, 128, DType::kBF16};  // 8 MiB raw
+    const std::vector<std::byte> bytes = client::RandomKvBytes(shape, 7);
+    std::vector<absl::Status> results(kPuts);
+    const auto start = std::chrono::steady_clock::now();
+    {
+      std::vector<std::jthread> puts;
+      for (int i = 0; i < kPuts; ++i) {
+        puts.emplace_back([&, i] {
+          client::PutSpec spec;
+          spec.ns = "slow";
+          spec.key = Key128{static_cast<uint64_t>(i), 1};
+          spec.shape = shape;
+          spec.codec = "lowrank-r8";
+          results[i] = c->Put(spec, bytes).status();
+        });
+      }
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    for (int i = 0; i < kPuts; ++i) EXPECT_TRUE(results[i].ok()) << "put " << i << ": " << results[i];
+    ExpectHealthy(1);
+    if (took < std::chrono::milliseconds(1200)) {
+      GTEST_SKIP() << "the encodes did not outlast the 400 ms idle timeout; nothing was exercised";
     }
   }
-  const auto took = std::chrono::steady_clock::now() - start;
-  for (int i = 0; i < kPuts; ++i) EXPECT_TRUE(results[i].ok()) << "put " << i << ": " << results[i];
-  ExpectHealthy(1);
-  if (took < std::chrono::milliseconds(1200)) {
-    GTEST_SKIP() << "the encodes did not outlast the 400 ms idle timeout; nothing was exercised";
-  }
-}
+};
+
+TEST_F(SlowEncodeTest, StreamsWaitingOnTheirEncodeAreNotIdle) { RunSlowEncodes(); }
 
 // The same with tenants: the daemon then accepts the socket's connections itself and
 // hands each to gRPC (server/unix_listener.h).
@@ -363,34 +364,7 @@ class SlowEncodeTenantTest : public SlowEncodeTest {
   std::string dir_;
 };
 
-TEST_F(SlowEncodeTenantTest, StreamsWaitingOnTheirEncodeAreNotIdle) {
-  constexpr int kPuts = 12;
-  auto c = Connect(std::chrono::milliseconds(20'000));
-  ASSERT_NE(c, nullptr);
-  const KvShape shape{4, 512, 8, 128, DType::kBF16};  // 8 MiB raw
-  const std::vector<std::byte> bytes = client::RandomKvBytes(shape, 7);
-  std::vector<absl::Status> results(kPuts);
-  const auto start = std::chrono::steady_clock::now();
-  {
-    std::vector<std::jthread> puts;
-    for (int i = 0; i < kPuts; ++i) {
-      puts.emplace_back([&, i] {
-        client::PutSpec spec;
-        spec.ns = "slow";
-        spec.key = Key128{static_cast<uint64_t>(i), 1};
-        spec.shape = shape;
-        spec.codec = "lowrank-r8";
-        results[i] = c->Put(spec, bytes).status();
-      });
-    }
-  }
-  const auto took = std::chrono::steady_clock::now() - start;
-  for (int i = 0; i < kPuts; ++i) EXPECT_TRUE(results[i].ok()) << "put " << i << ": " << results[i];
-  ExpectHealthy(1);
-  if (took < std::chrono::milliseconds(1200)) {
-    GTEST_SKIP() << "the encodes did not outlast the 400 ms idle timeout; nothing was exercised";
-  }
-}
+TEST_F(SlowEncodeTenantTest, StreamsWaitingOnTheirEncodeAreNotIdle) { RunSlowEncodes(); }
 
 }  // namespace
 }  // namespace adaptcache::testing
